@@ -1,0 +1,40 @@
+# secagg — two commands for a new user: `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test test-slow demo bench lint proto clean
+
+setup: $(STAMP)
+
+# torch first and pinned: 2.13.0 resolves to the CPU wheel; an unpinned torch pulls CUDA.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+demo: setup
+	$(BIN)/secagg demo
+
+bench: setup
+	$(BIN)/secagg bench --json bench-results/bench.json
+
+lint: setup
+	$(BIN)/ruff check secagg server clients tests
+	$(BIN)/ruff format --check secagg
+	$(BIN)/mypy secagg
+
+proto: setup
+	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. secagg/proto/*.proto
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache bench-results

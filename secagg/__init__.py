@@ -1,0 +1,66 @@
+"""secagg: threshold homomorphic secure aggregation for federated learning.
+
+The safe top-level API::
+
+    params = secagg.Parameters.default()
+    keys = secagg.dealerless_keygen(n=5, t=3, params=params)
+    ct = secagg.encrypt(keys.public_key, vector)
+    agg = secagg.aggregate([ct1, ct2], weights=[10, 20])
+    parts = [secagg.partial_decrypt(keys.shares[i - 1], agg, quorum=[1, 3, 5]) for i in (1, 3, 5)]
+    mean = secagg.combine(agg, parts)
+
+Modules whose docstring says "Internal" are not part of the API.
+"""
+
+from __future__ import annotations
+
+from .aggregate import Aggregator, EncryptedAggregate, aggregate
+from .ciphertext import EncryptedVector, encrypt
+from .dkg import DkgParticipant, combine_public_key, common_seed, dealerless_keygen
+from .errors import (
+    AuditChainBroken,
+    EncodingError,
+    InvalidCiphertext,
+    InvalidKeyMaterial,
+    InvalidPartialDecryption,
+    ParameterError,
+    PolicyViolation,
+    QuorumNotMet,
+    ReplayDetected,
+    SecAggError,
+    WeightBudgetExceeded,
+)
+from .keys import JointPublicKey, KeySet, KeyShare
+from .params import Parameters
+from .threshold import PartialDecryption, combine, partial_decrypt
+
+__all__ = [
+    "Aggregator",
+    "AuditChainBroken",
+    "DkgParticipant",
+    "EncodingError",
+    "EncryptedAggregate",
+    "EncryptedVector",
+    "InvalidCiphertext",
+    "InvalidKeyMaterial",
+    "InvalidPartialDecryption",
+    "JointPublicKey",
+    "KeySet",
+    "KeyShare",
+    "ParameterError",
+    "Parameters",
+    "PartialDecryption",
+    "PolicyViolation",
+    "QuorumNotMet",
+    "ReplayDetected",
+    "SecAggError",
+    "WeightBudgetExceeded",
+    "aggregate",
+    "combine",
+    "combine_public_key",
+    "common_seed",
+    "dealerless_keygen",
+    "encrypt",
+    "partial_decrypt",
+]
+__version__ = "0.1.0"

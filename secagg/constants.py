@@ -1,0 +1,54 @@
+"""Constants of secagg, in one place.
+
+Formats, size caps and security defaults. Anything a reviewer may want to audit
+(statistical security, default budgets) is here rather than spread across modules.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- Serialized formats -------------------------------------------------------------
+#: Version of the envelope around serialized ciphertexts, aggregates and partials.
+FORMAT_VERSION: Final = 1
+#: Length in bytes of a parameter-set id (truncated SHA-256 of the canonical description).
+PARAMS_ID_BYTES: Final = 16
+#: Length in bytes of content digests (SHA-256).
+DIGEST_BYTES: Final = 32
+#: Upper bound on one serialized object accepted by ``from_bytes`` (bytes). Callers may
+#: pass a smaller cap; this one bounds memory for anything read from the network.
+MAX_SERIALIZED_BYTES: Final = 2 * 1024**3
+#: Upper bound on the number of values in one encrypted vector.
+MAX_VECTOR_LENGTH: Final = 200_000_000
+
+# --- Parameter defaults (ARCHITECTURE section 3, bit budget) ----------------------------
+DEFAULT_POLY_MODULUS_DEGREE: Final = 8192
+#: Bit sizes of the RNS primes: the last one is SEAL's special prime (key level only).
+DEFAULT_COEFF_MODULUS_BITS: Final = (60, 60, 60)
+DEFAULT_VALUE_BOUND: Final = 16.0
+DEFAULT_MAX_TOTAL_WEIGHT: Final = 2**16
+DEFAULT_MAX_KEYHOLDERS: Final = 8
+DEFAULT_STATISTICAL_SECURITY: Final = 40
+DEFAULT_PRECISION: Final = 1e-7
+#: Minimum statistical security (bits) of the flooding noise that the calculator accepts.
+MIN_STATISTICAL_SECURITY: Final = 40
+#: Computational security level targeted (SEAL's HE-standard table).
+SECURITY_LEVEL_BITS: Final = 128
+#: Largest plaintext modulus SEAL accepts for BFV (bits).
+MAX_PLAIN_MODULUS_BITS: Final = 60
+
+# --- Secret and noise distributions -----------------------------------------------------
+#: Centered binomial parameter for key-generation noise: sigma = sqrt(ETA / 2) ~ 3.24,
+#: matching SEAL's default noise standard deviation of 3.2.
+CBD_ETA: Final = 21
+#: Bound on one coefficient of the key-generation noise.
+CBD_BOUND: Final = CBD_ETA
+
+# --- Domain separation for hashes -------------------------------------------------------
+DOMAIN_PARAMS_ID: Final = b"secagg/params/v1"
+DOMAIN_COMMON_POLY: Final = b"secagg/dkg/common-a/v1"
+DOMAIN_PUBLIC_KEY_ID: Final = b"secagg/public-key/v1"
+DOMAIN_CIPHERTEXT: Final = b"secagg/ciphertext/v1"
+DOMAIN_AGGREGATE: Final = b"secagg/aggregate/v1"
+DOMAIN_PARTIAL: Final = b"secagg/partial/v1"
+DOMAIN_SEED_COMMIT: Final = b"secagg/dkg/seed-commit/v1"

@@ -1,0 +1,189 @@
+"""Dealerless key generation (DKG) for t-of-n threshold BFV: the algebra of one party.
+
+Protocol (ARCHITECTURE section 4), per key holder ``i`` of ``n``:
+
+1. ``commitment()`` publishes ``H(i, seed_i)`` for a fresh 32-byte seed; after all
+   commitments are in, ``seed_i`` is revealed and :func:`common_seed` checks every
+   reveal against its commitment and hashes them into the common seed. No single party
+   controls the common polynomial ``a`` expanded from it with SHAKE-256.
+2. ``public_key_contribution(seed)`` returns ``b_i = -a * s_i + e_i`` (NTT form, key
+   level) for a ternary secret ``s_i`` and centered-binomial noise ``e_i`` (CSPRNG).
+   :func:`combine_public_key` sums them: ``pk = (sum b_i, a)``; the joint secret
+   ``s = sum s_i`` exists nowhere.
+3. ``outgoing_shares()`` Shamir-shares ``s_i`` (NTT form, data primes) with a random
+   degree ``t-1`` polynomial; share ``f_i(j)`` goes to party ``j`` (the service layer
+   encrypts and signs it). ``finalize`` sums the received ``f_i(j)`` into ``S_j``.
+
+Security
+--------
+Semi-honest model: there is no verifiable secret sharing yet, so a key holder that
+sends inconsistent shares is not detected here. Party state holds secrets; drop it after
+``finalize``. :func:`dealerless_keygen` runs all parties in one process and is meant for
+tests, benchmarks and demos, not for production keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+from . import constants as C
+from .errors import InvalidKeyMaterial, ParameterError
+from .keys import JointPublicKey, KeySet, KeyShare
+from .modarith import U64, add_mod, mul_mod, neg_mod, signed_to_residues
+from .params import Parameters
+from .sampling import Shake256Stream, centered_binomial, ternary, uniform_mod
+from .seal_backend import backend_for
+from .shamir import share
+
+SEED_BYTES = 32
+
+
+def _check_roster(params: Parameters, n: int, t: int) -> None:
+    if not 1 <= t <= n:
+        raise ParameterError(f"threshold must satisfy 1 <= t <= n, got t={t}, n={n}")
+    if n > params.max_keyholders:
+        raise ParameterError(
+            f"n={n} key holders exceeds the parameter budget of {params.max_keyholders}"
+        )
+
+
+def seed_commitment(index: int, seed: bytes) -> bytes:
+    """Commitment to a seed contribution."""
+    return hashlib.sha256(C.DOMAIN_SEED_COMMIT + index.to_bytes(4, "big") + seed).digest()
+
+
+def common_seed(commitments: Mapping[int, bytes], reveals: Mapping[int, bytes]) -> bytes:
+    """Check every reveal against its commitment; hash all reveals (index order) into one seed."""
+    if set(commitments) != set(reveals) or not commitments:
+        raise InvalidKeyMaterial("reveals do not match the set of commitments")
+    h = hashlib.sha256(C.DOMAIN_COMMON_POLY)
+    for i in sorted(reveals):
+        seed = reveals[i]
+        if len(seed) != SEED_BYTES or not hmac.compare_digest(
+            seed_commitment(i, seed), commitments[i]
+        ):
+            raise InvalidKeyMaterial(f"seed reveal of key holder {i} does not match its commitment")
+        h.update(i.to_bytes(4, "big") + seed)
+    return h.digest()
+
+
+def common_polynomial(params: Parameters, seed: bytes) -> U64:
+    """The common uniform polynomial ``a`` (NTT form, key level) expanded from the seed."""
+    stream = Shake256Stream(C.DOMAIN_COMMON_POLY, seed)
+    return np.stack([uniform_mod(q, params.poly_modulus_degree, stream) for q in params.coeff_modulus])
+
+
+class DkgParticipant:
+    """One key holder's side of the key generation. Holds secrets until finalized."""
+
+    def __init__(self, params: Parameters, *, index: int, keyholders: int, threshold: int) -> None:
+        _check_roster(params, keyholders, threshold)
+        if not 1 <= index <= keyholders:
+            raise ParameterError(f"index must lie in 1..{keyholders}")
+        self.params = params
+        self.index = index
+        self.keyholders = keyholders
+        self.threshold = threshold
+        self._seed = os.urandom(SEED_BYTES)
+        n = params.poly_modulus_degree
+        secret = ternary(n)
+        noise = centered_binomial(n, C.CBD_ETA)
+        polys = np.stack(
+            [
+                signed_to_residues(secret, params.coeff_modulus),
+                signed_to_residues(noise, params.coeff_modulus),
+            ]
+        )
+        ntt = backend_for(params).ntt_key_level(polys)
+        self._secret_ntt: U64 = ntt[0]
+        self._noise_ntt: U64 = ntt[1]
+
+    def commitment(self) -> bytes:
+        """Commitment to this party's seed contribution (publish first)."""
+        return seed_commitment(self.index, self._seed)
+
+    def reveal(self) -> bytes:
+        """The seed contribution (publish after all commitments are in)."""
+        return self._seed
+
+    def public_key_contribution(self, seed: bytes) -> U64:
+        """``b_i = -a * s_i + e_i`` for the common seed (NTT form, key level)."""
+        a = common_polynomial(self.params, seed)
+        out = np.empty_like(a)
+        for j, q in enumerate(self.params.coeff_modulus):
+            out[j] = add_mod(neg_mod(mul_mod(a[j], self._secret_ntt[j], q), q), self._noise_ntt[j], q)
+        return out
+
+    def outgoing_shares(self) -> dict[int, U64]:
+        """Shamir shares ``f_i(j)`` of ``s_i`` for every party ``j`` (including this one)."""
+        data = len(self.params.data_primes)
+        return share(
+            self._secret_ntt[:data], self.params.data_primes, n=self.keyholders, t=self.threshold
+        )
+
+    def finalize(self, received: Mapping[int, U64], public_key: JointPublicKey) -> KeyShare:
+        """Sum the shares received from all ``n`` parties into ``S_index``."""
+        if set(received) != set(range(1, self.keyholders + 1)):
+            raise InvalidKeyMaterial("need exactly one share from every key holder")
+        primes = self.params.data_primes
+        shape = (len(primes), self.params.poly_modulus_degree)
+        total = np.zeros(shape, dtype=np.uint64)
+        for sender, piece in received.items():
+            if piece.shape != shape or piece.dtype != np.uint64:
+                raise InvalidKeyMaterial(f"share from key holder {sender} has the wrong shape")
+            for j, q in enumerate(primes):
+                if (piece[j] >= np.uint64(q)).any():
+                    raise InvalidKeyMaterial(f"share from key holder {sender} is not reduced")
+                total[j] = add_mod(total[j], piece[j], q)
+        self._seed = b""
+        return KeyShare(
+            self.params, self.index, self.keyholders, self.threshold, public_key.id_bytes, total
+        )
+
+
+def combine_public_key(
+    params: Parameters, seed: bytes, contributions: Mapping[int, U64], *, keyholders: int, threshold: int
+) -> JointPublicKey:
+    """``pk = (sum_i b_i, a)`` from every party's contribution."""
+    _check_roster(params, keyholders, threshold)
+    if set(contributions) != set(range(1, keyholders + 1)):
+        raise InvalidKeyMaterial("need one public-key contribution from every key holder")
+    a = common_polynomial(params, seed)
+    pk0 = np.zeros_like(a)
+    for i, b in contributions.items():
+        if b.shape != a.shape:
+            raise InvalidKeyMaterial(f"contribution of key holder {i} has the wrong shape")
+        for j, q in enumerate(params.coeff_modulus):
+            if (b[j] >= np.uint64(q)).any():
+                raise InvalidKeyMaterial(f"contribution of key holder {i} is not reduced")
+            pk0[j] = add_mod(pk0[j], b[j], q)
+    return JointPublicKey(params, keyholders, threshold, np.stack([pk0, a]))
+
+
+def dealerless_keygen(*, n: int, t: int, params: Parameters) -> KeySet:
+    """Run the DKG for ``n`` parties with threshold ``t`` inside this process.
+
+    Security
+    --------
+    Every party's secret passes through this one process: use it for tests, benchmarks
+    and local demos. Real deployments run :class:`DkgParticipant` in separate key holders.
+    """
+    _check_roster(params, n, t)
+    parties = [DkgParticipant(params, index=i, keyholders=n, threshold=t) for i in range(1, n + 1)]
+    seed = common_seed(
+        {p.index: p.commitment() for p in parties}, {p.index: p.reveal() for p in parties}
+    )
+    pk = combine_public_key(
+        params, seed, {p.index: p.public_key_contribution(seed) for p in parties},
+        keyholders=n, threshold=t,
+    )
+    outgoing = {p.index: p.outgoing_shares() for p in parties}
+    shares = tuple(
+        p.finalize({i: outgoing[i][p.index] for i in outgoing}, pk) for p in parties
+    )
+    return KeySet(pk, shares)

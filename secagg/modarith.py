@@ -1,0 +1,150 @@
+"""Internal: vectorized arithmetic modulo RNS primes below 2^60.
+
+Not part of the public API. Every kernel here works on ``numpy.uint64`` arrays whose
+entries are already reduced (``0 <= x < q``) and on primes ``q < 2^60``. The kernels are
+exact: they never rely on floating point. Products are formed 4 bits at a time so that
+no intermediate exceeds 2^64 (``x << 4 < 2^64`` for ``x < 2^60``). They are tested
+against Python integers in ``tests/test_modarith.py``.
+
+The hot paths (encryption, NTT products) run inside SEAL; these kernels serve key
+generation, Shamir sharing, flooding noise and the final reduction of an aggregate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+U64 = npt.NDArray[np.uint64]
+MAX_PRIME_BITS = 60
+_NIBBLE = np.uint64(4)
+_NIBBLE_MASK = np.uint64(0xF)
+
+
+def _check_modulus(q: int) -> np.uint64:
+    if not 2 <= q < (1 << MAX_PRIME_BITS):
+        raise ValueError(f"modulus must lie in [2, 2^60), got {q}")
+    return np.uint64(q)
+
+
+def add_mod(a: U64, b: U64, q: int) -> U64:
+    """Return ``(a + b) mod q`` for reduced inputs."""
+    qq = _check_modulus(q)
+    s = a + b
+    s -= qq * (s >= qq)
+    return s
+
+
+def sub_mod(a: U64, b: U64, q: int) -> U64:
+    """Return ``(a - b) mod q`` for reduced inputs."""
+    qq = _check_modulus(q)
+    s = a + (qq - b)
+    s -= qq * (s >= qq)
+    return s
+
+
+def neg_mod(a: U64, q: int) -> U64:
+    """Return ``(-a) mod q`` for reduced inputs."""
+    qq = _check_modulus(q)
+    return (qq - a) * (a != 0)
+
+
+def shift_left_mod(x: U64, bits: int, q: int) -> U64:
+    """Return ``x * 2**bits mod q`` for reduced ``x``."""
+    qq = _check_modulus(q)
+    acc = np.array(x, dtype=np.uint64, copy=True)
+    while bits > 0:
+        step = min(bits, 4)
+        acc = (acc << np.uint64(step)) % qq
+        bits -= step
+    return acc
+
+
+def mul_mod(a: U64, b: U64 | int, q: int) -> U64:
+    """Return ``a * b mod q`` elementwise (``b`` an array or an integer).
+
+    Double-and-add over the 4-bit digits of ``b``, most significant first, so every
+    intermediate stays below 2^64.
+    """
+    qq = _check_modulus(q)
+    a = np.asarray(a, dtype=np.uint64)
+    if isinstance(b, (int, np.integer)):
+        bi = int(b) % q
+        acc = np.zeros(a.shape, dtype=np.uint64)
+        for shift in range(MAX_PRIME_BITS - 4, -1, -4):
+            digit = (bi >> shift) & 0xF
+            acc = (acc << _NIBBLE) % qq
+            if digit:
+                acc = (acc + (a * np.uint64(digit)) % qq) % qq
+        return acc
+    bb = np.asarray(b, dtype=np.uint64)
+    acc = np.zeros(np.broadcast_shapes(a.shape, bb.shape), dtype=np.uint64)
+    for shift in range(MAX_PRIME_BITS - 4, -1, -4):
+        digit = (bb >> np.uint64(shift)) & _NIBBLE_MASK
+        acc = (acc << _NIBBLE) % qq
+        acc = (acc + (a * digit) % qq) % qq
+    return acc
+
+
+def reduce_wide(hi: U64, lo: U64, shift: int, q: int) -> U64:
+    """Return ``(hi * 2**shift + lo) mod q`` for arbitrary uint64 ``hi`` and ``lo``."""
+    qq = _check_modulus(q)
+    return add_mod(shift_left_mod(hi % qq, shift, q), lo % qq, q)
+
+
+def signed_to_residues(x: npt.NDArray[np.int64], primes: tuple[int, ...]) -> U64:
+    """Map small signed integers (``|x| < 2^62``) to residues, shape ``(len(primes), *x.shape)``."""
+    out = np.empty((len(primes), *x.shape), dtype=np.uint64)
+    neg = x < 0
+    mag = np.abs(x).astype(np.uint64)
+    for j, q in enumerate(primes):
+        qq = _check_modulus(q)
+        r = mag % qq
+        out[j] = np.where(neg & (r != 0), qq - r, r)
+    return out
+
+
+# --- 60-bit packing of residues -------------------------------------------------------
+# 16 residues of 60 bits fill exactly 15 64-bit words.
+
+_PACK_GROUP = 16
+_PACK_WORDS = 15
+
+
+def packed_size(count: int) -> int:
+    """Bytes taken by ``count`` residues after :func:`pack60` (count a multiple of 16)."""
+    if count % _PACK_GROUP:
+        raise ValueError("residue count must be a multiple of 16")
+    return count // _PACK_GROUP * _PACK_WORDS * 8
+
+
+def pack60(values: U64) -> bytes:
+    """Pack residues below 2^60 into 60 bits each (little-endian words)."""
+    flat = np.ascontiguousarray(values, dtype=np.uint64).reshape(-1, _PACK_GROUP)
+    if flat.size and int(flat.max()) >> MAX_PRIME_BITS:
+        raise ValueError("value does not fit in 60 bits")
+    words = np.zeros((flat.shape[0], _PACK_WORDS), dtype=np.uint64)
+    for k in range(_PACK_GROUP):
+        bit = 60 * k
+        w, off = divmod(bit, 64)
+        words[:, w] |= flat[:, k] << np.uint64(off)
+        if off > 4:
+            words[:, w + 1] |= flat[:, k] >> np.uint64(64 - off)
+    return words.astype("<u8").tobytes()
+
+
+def unpack60(data: bytes | memoryview, count: int) -> U64:
+    """Inverse of :func:`pack60`; ``len(data)`` must equal ``packed_size(count)``."""
+    if len(data) != packed_size(count):
+        raise ValueError("packed data has the wrong length")
+    words = np.frombuffer(data, dtype="<u8").astype(np.uint64).reshape(-1, _PACK_WORDS)
+    out = np.empty((words.shape[0], _PACK_GROUP), dtype=np.uint64)
+    mask = np.uint64((1 << 60) - 1)
+    for k in range(_PACK_GROUP):
+        bit = 60 * k
+        w, off = divmod(bit, 64)
+        v = words[:, w] >> np.uint64(off)
+        if off > 4:
+            v |= words[:, w + 1] << np.uint64(64 - off)
+        out[:, k] = v & mask
+    return out.reshape(-1)

@@ -1,0 +1,313 @@
+"""Encryption parameters and the calculator that chooses them.
+
+A :class:`Parameters` value fixes everything both sides must agree on: the BFV ring
+(degree ``N``, RNS primes), the power-of-two plaintext modulus ``t``, the fixed-point
+fractional bits ``f``, the budgets (value bound, maximum total weight, maximum number of
+key holders) and the flooding-noise width. :meth:`Parameters.calculate` derives ``t``,
+``f`` and the flooding width from the budgets (ARCHITECTURE section 3, bit budget) and
+validates the result; construction of any other combination is validated the same way.
+
+Notes
+-----
+*Noise model.* A fresh public-key BFV encryption under SEAL (encrypted at key level, then
+divided by the special prime) carries noise ``|v| <= 1 + ||r * s||_inf`` where ``r`` has
+coefficients in ``[-1/2, 1/2]`` and ``s`` is the joint secret, a sum of at most
+``max_keyholders`` ternary polynomials. Hoeffding's bound over the ``N`` products gives
+``||r * s||_inf <= n * sqrt(N * ln(2^(kappa + log2 N + 1)) / 2)`` except with probability
+``2^-kappa`` per ciphertext. A weighted sum with total weight ``W`` has noise at most
+``W`` times that. ``tests/test_threshold.py`` measures the real noise against this bound.
+
+*Flooding.* Each partial decryption adds noise uniform in ``[-2^b, 2^b)`` with
+``2^b >= 2^kappa * noise_bound``, so the statistical distance between a partial and one
+computed without the aggregate's noise is at most ``2^-kappa`` **per coefficient**. A
+decryption of ``D`` coefficients reveals at most ``D * 2^-kappa`` in total (union bound).
+The bound assumes honestly generated ciphertexts: a client that crafts a ciphertext with
+huge noise defeats flooding; see the threat model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+from dataclasses import dataclass
+from functools import cached_property
+
+from . import constants as C
+from .errors import ParameterError
+
+_SUPPORTED_DEGREES = (4096, 8192, 16384, 32768)
+
+
+def _seal_primes(degree: int, bit_sizes: tuple[int, ...]) -> tuple[int, ...]:
+    import tenseal.sealapi as seal
+
+    return tuple(m.value() for m in seal.CoeffModulus.Create(degree, list(bit_sizes)))
+
+
+def _seal_max_bits(degree: int) -> int:
+    import tenseal.sealapi as seal
+
+    return int(seal.CoeffModulus.MaxBitCount(degree, seal.SEC_LEVEL_TYPE.TC128))
+
+
+def fresh_noise_bound(degree: int, max_keyholders: int, statistical_security: int) -> float:
+    """High-probability bound on the infinity norm of a fresh ciphertext's noise."""
+    tail = math.log(2.0) * (statistical_security + math.log2(degree) + 1)
+    return 1.0 + max_keyholders * math.sqrt(degree * tail / 2.0)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Parameters:
+    """A validated BFV parameter set with fixed-point encoding and threshold budgets.
+
+    Build it with :meth:`default` or :meth:`calculate`; direct construction validates too
+    and raises :class:`~secagg.errors.ParameterError`.
+
+    Security
+    --------
+    Computational security is checked against SEAL's 128-bit table for ``N``. Statistical
+    security of the flooding noise is :attr:`statistical_security` bits per decrypted
+    coefficient (see the module notes); the constructor refuses less than 40 bits.
+    """
+
+    poly_modulus_degree: int
+    coeff_modulus: tuple[int, ...]
+    plain_modulus_bits: int
+    fractional_bits: int
+    value_bound: float
+    max_total_weight: int
+    max_keyholders: int
+    flooding_bits: int
+
+    def __post_init__(self) -> None:
+        problems = self._problems()
+        if problems:
+            raise ParameterError("invalid parameters: " + "; ".join(problems))
+
+    # --- construction ---------------------------------------------------------------
+    @classmethod
+    def default(cls) -> Parameters:
+        """The default set: N=8192, two 60-bit data primes, 2^16 total weight, 8 key holders."""
+        return cls.calculate()
+
+    @classmethod
+    def calculate(
+        cls,
+        *,
+        value_bound: float = C.DEFAULT_VALUE_BOUND,
+        max_total_weight: int = C.DEFAULT_MAX_TOTAL_WEIGHT,
+        precision: float = C.DEFAULT_PRECISION,
+        statistical_security: int = C.DEFAULT_STATISTICAL_SECURITY,
+        max_keyholders: int = C.DEFAULT_MAX_KEYHOLDERS,
+        poly_modulus_degree: int = C.DEFAULT_POLY_MODULUS_DEGREE,
+        coeff_modulus_bits: tuple[int, ...] = C.DEFAULT_COEFF_MODULUS_BITS,
+    ) -> Parameters:
+        """Derive ``t``, ``f`` and the flooding width from the budgets.
+
+        Parameters
+        ----------
+        value_bound
+            Every encrypted value must satisfy ``|x| < value_bound``.
+        max_total_weight
+            Largest sum of (integer) aggregation weights the modulus is budgeted for.
+        precision
+            Required bound on the absolute error of a decrypted weighted mean.
+        statistical_security
+            Bits of statistical security of the flooding noise (>= 40).
+        max_keyholders
+            Largest number of key holders ``n`` (the joint secret's norm and the
+            number of flooded partials grow with it).
+
+        Raises
+        ------
+        ParameterError
+            If no fractional bit count meets ``precision`` within the modulus budget.
+        """
+        if statistical_security < C.MIN_STATISTICAL_SECURITY:
+            raise ParameterError(
+                f"statistical_security must be >= {C.MIN_STATISTICAL_SECURITY} bits"
+            )
+        if not value_bound > 0 or not math.isfinite(value_bound):
+            raise ParameterError("value_bound must be a positive finite number")
+        if max_total_weight < 1 or max_keyholders < 1:
+            raise ParameterError("max_total_weight and max_keyholders must be positive")
+        primes = _seal_primes(poly_modulus_degree, coeff_modulus_bits)
+        data_q = math.prod(primes[:-1])
+        noise = max_total_weight * fresh_noise_bound(
+            poly_modulus_degree, max_keyholders, statistical_security
+        )
+        flooding_bits = math.ceil(statistical_security + math.log2(noise))
+        # Decryption is correct while noise + n * 2^b < q / (2t).
+        headroom = math.log2(data_q) - 1 - math.log2(noise + max_keyholders * 2.0**flooding_bits)
+        plain_bits = min(math.floor(headroom - 1e-9), C.MAX_PLAIN_MODULUS_BITS)
+        x_bits = math.ceil(math.log2(value_bound))
+        w_bits = math.ceil(math.log2(max_total_weight))
+        fractional_bits = plain_bits - 1 - x_bits - w_bits
+        if fractional_bits < 1 or 2.0 ** -(fractional_bits + 1) > precision:
+            raise ParameterError(
+                f"cannot reach precision {precision:g}: the modulus leaves "
+                f"{fractional_bits} fractional bits; lower max_total_weight, value_bound "
+                f"or max_keyholders, or use a larger ring"
+            )
+        return cls(
+            poly_modulus_degree=poly_modulus_degree,
+            coeff_modulus=primes,
+            plain_modulus_bits=plain_bits,
+            fractional_bits=fractional_bits,
+            value_bound=float(2**x_bits),
+            max_total_weight=max_total_weight,
+            max_keyholders=max_keyholders,
+            flooding_bits=flooding_bits,
+        )
+
+    # --- validation ----------------------------------------------------------------
+    def _problems(self) -> list[str]:
+        """Collect every problem, so the error names them all at once."""
+        p: list[str] = []
+        n = self.poly_modulus_degree
+        if n not in _SUPPORTED_DEGREES:
+            p.append(f"poly_modulus_degree must be one of {_SUPPORTED_DEGREES}")
+            return p
+        if len(self.coeff_modulus) < 2:
+            p.append("coeff_modulus needs at least one data prime and the special prime")
+        if len(set(self.coeff_modulus)) != len(self.coeff_modulus):
+            p.append("coeff_modulus primes must be distinct")
+        for q in self.coeff_modulus:
+            if not 2 < q < 2**60 or q % (2 * n) != 1 or pow(3, q - 1, q) != 1:
+                p.append(f"coeff_modulus entry {q} is not an NTT-friendly prime below 2^60")
+        total_bits = sum(q.bit_length() for q in self.coeff_modulus)
+        if total_bits > _seal_max_bits(n):
+            p.append(
+                f"coeff_modulus has {total_bits} bits; 128-bit security allows "
+                f"{_seal_max_bits(n)} for N={n}"
+            )
+        if not 2 <= self.plain_modulus_bits <= C.MAX_PLAIN_MODULUS_BITS:
+            p.append("plain_modulus_bits must lie in [2, 60]")
+        if self.value_bound <= 0 or self.max_total_weight < 1 or self.max_keyholders < 1:
+            p.append("value_bound, max_total_weight and max_keyholders must be positive")
+        if self.max_total_weight >= 2**31:
+            p.append("max_total_weight must be below 2^31")
+        if self.fractional_bits < 1:
+            p.append("fractional_bits must be positive")
+        if p:
+            return p
+        if self.plain_modulus_bits < self.message_bits:
+            p.append(
+                f"plain modulus of {self.plain_modulus_bits} bits cannot hold a weighted sum "
+                f"of {self.message_bits} bits"
+            )
+        if self.statistical_security < C.MIN_STATISTICAL_SECURITY:
+            p.append(
+                f"flooding gives {self.statistical_security:.1f} bits of statistical "
+                f"security; at least {C.MIN_STATISTICAL_SECURITY} required"
+            )
+        if self.decryption_margin_bits <= 0:
+            p.append("flooding noise of a full quorum would exceed q/(2t): decryption fails")
+        return p
+
+    # --- derived quantities ---------------------------------------------------------
+    @property
+    def data_primes(self) -> tuple[int, ...]:
+        """RNS primes of the ciphertexts (all but SEAL's special prime)."""
+        return self.coeff_modulus[:-1]
+
+    @property
+    def plain_modulus(self) -> int:
+        """The plaintext modulus ``t = 2^plain_modulus_bits``."""
+        return 1 << self.plain_modulus_bits
+
+    @property
+    def message_bits(self) -> int:
+        """Bits needed by a signed weighted sum: ``X + W + f + 1``."""
+        x_bits = math.ceil(math.log2(self.value_bound))
+        w_bits = math.ceil(math.log2(self.max_total_weight)) if self.max_total_weight > 1 else 0
+        return x_bits + w_bits + self.fractional_bits + 1
+
+    @property
+    def precision(self) -> float:
+        """Bound on the absolute error of a decrypted weighted mean: ``2^-(f+1)``."""
+        return 2.0 ** -(self.fractional_bits + 1)
+
+    @property
+    def weight_resolution(self) -> float:
+        """Real-valued weights are rounded to multiples of this fraction of their sum."""
+        return 1.0 / self.max_total_weight
+
+    @property
+    def noise_bound(self) -> float:
+        """Bound on the noise of an aggregate of total weight ``max_total_weight``."""
+        return self.max_total_weight * fresh_noise_bound(
+            self.poly_modulus_degree, self.max_keyholders, C.DEFAULT_STATISTICAL_SECURITY
+        )
+
+    @property
+    def statistical_security(self) -> float:
+        """Bits of statistical security of the flooding noise, per coefficient."""
+        return self.flooding_bits - math.log2(self.noise_bound)
+
+    @property
+    def security_level(self) -> int:
+        """Computational security in bits (SEAL's HE-standard table)."""
+        return C.SECURITY_LEVEL_BITS
+
+    @property
+    def decryption_margin_bits(self) -> float:
+        """log2 of q/(2t) over the worst-case noise after combining ``max_keyholders`` partials."""
+        data_q = math.prod(self.data_primes)
+        worst = self.noise_bound + self.max_keyholders * 2.0**self.flooding_bits
+        return math.log2(data_q) - 1 - self.plain_modulus_bits - math.log2(worst)
+
+    @property
+    def bytes_per_parameter(self) -> float:
+        """Ciphertext bytes per encrypted value (two polynomials, 60-bit packed residues)."""
+        return 2 * len(self.data_primes) * 60 / 8
+
+    @cached_property
+    def canonical_bytes(self) -> bytes:
+        """Canonical encoding hashed into :attr:`id`."""
+        head = struct.pack(
+            "<IIIIdQII",
+            C.FORMAT_VERSION,
+            self.poly_modulus_degree,
+            self.plain_modulus_bits,
+            self.fractional_bits,
+            self.value_bound,
+            self.max_total_weight,
+            self.max_keyholders,
+            self.flooding_bits,
+        )
+        primes = b"".join(q.to_bytes(8, "little") for q in self.coeff_modulus)
+        return C.DOMAIN_PARAMS_ID + head + len(self.coeff_modulus).to_bytes(4, "little") + primes
+
+    @cached_property
+    def id_bytes(self) -> bytes:
+        """Stable identifier: truncated SHA-256 of the canonical encoding."""
+        return hashlib.sha256(self.canonical_bytes).digest()[: C.PARAMS_ID_BYTES]
+
+    @property
+    def id(self) -> str:
+        """Stable identifier as hex."""
+        return self.id_bytes.hex()
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-friendly report of the set, its precision and its security."""
+        return {
+            "id": self.id,
+            "scheme": "BFV (fixed-point coefficient encoding)",
+            "poly_modulus_degree": self.poly_modulus_degree,
+            "coeff_modulus_bits": [q.bit_length() for q in self.coeff_modulus],
+            "data_primes": len(self.data_primes),
+            "plain_modulus_bits": self.plain_modulus_bits,
+            "fractional_bits": self.fractional_bits,
+            "value_bound": self.value_bound,
+            "max_total_weight": self.max_total_weight,
+            "max_keyholders": self.max_keyholders,
+            "flooding_bits": self.flooding_bits,
+            "statistical_security_bits": round(self.statistical_security, 2),
+            "security_level_bits": self.security_level,
+            "precision_mean": self.precision,
+            "weight_resolution": self.weight_resolution,
+            "decryption_margin_bits": round(self.decryption_margin_bits, 2),
+            "bytes_per_parameter": self.bytes_per_parameter,
+        }

@@ -1,0 +1,1 @@
+"""Generated protobuf modules. Regenerate with ``make proto``; never edit by hand."""

@@ -1,0 +1,250 @@
+"""Internal: the bridge between numpy arrays and SEAL objects inside TenSEAL.
+
+Not part of the public API. TenSEAL's ``sealapi`` binding saves and loads SEAL objects
+through file paths only, so objects cross over as SEAL's binary format written to a
+private RAM-backed directory (``/dev/shm`` when present, mode 0700); each file is removed
+right after use. We only ever hand SEAL bytes that we built ourselves from validated
+arrays: untrusted input is never parsed by SEAL.
+
+SEAL binary format (ARCHITECTURE section 3): a 16-byte header ``<HBBBBHQ`` (magic 0xA15E,
+header size, version major/minor, compression mode, reserved, total size) followed by
+the object's members. We write compression mode 0 and read back whatever SEAL writes
+(TenSEAL's build compresses with zstd).
+
+Security
+--------
+Key-share material passes through a temporary file for the duration of one ``load``
+call (the NTT-form plaintext of ``lambda_j * S_j``). The directory is private to the
+process owner and RAM-backed where the platform offers it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import itertools
+import os
+import shutil
+import struct
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+import numpy as np
+import tenseal.sealapi as seal
+import zstandard
+
+from .modarith import U64
+from .params import Parameters
+
+_HEADER = struct.Struct("<HBBBBHQ")
+_MAGIC = 0xA15E
+_COMPR_NONE, _COMPR_ZSTD = 0, 2
+_CT_META = struct.Struct("<QQQdQ")  # size, N, coeff_modulus_size, scale, correction factor
+_PT_META = struct.Struct("<Qd")  # coeff_count, scale
+_MAX_SEAL_OBJECT = 1 << 31
+
+
+class _Scratch:
+    """A private directory for short-lived SEAL files, unique names per thread."""
+
+    def __init__(self) -> None:
+        base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+        self.path = tempfile.mkdtemp(prefix="secagg-", dir=base)
+        os.chmod(self.path, 0o700)
+        self._counter = itertools.count()
+        atexit.register(shutil.rmtree, self.path, True)
+
+    @contextmanager
+    def file(self) -> Iterator[str]:
+        name = os.path.join(self.path, f"{threading.get_ident()}-{next(self._counter)}")
+        try:
+            yield name
+        finally:
+            try:
+                os.unlink(name)
+            except FileNotFoundError:
+                pass
+
+
+_scratch: _Scratch | None = None
+_scratch_lock = threading.Lock()
+
+
+def _get_scratch() -> _Scratch:
+    global _scratch
+    with _scratch_lock:
+        if _scratch is None or not os.path.isdir(_scratch.path):
+            _scratch = _Scratch()
+        return _scratch
+
+
+def _seal_version() -> tuple[int, int]:
+    """The SEAL version written by this build (read from an object SEAL serialized)."""
+    with _get_scratch().file() as path:
+        seal.Modulus(3).save(path)
+        with open(path, "rb") as fh:
+            _, _, major, minor, _, _, _ = _HEADER.unpack(fh.read(16))
+    return major, minor
+
+
+_VERSION = _seal_version()
+
+
+def _wrap(body: bytes) -> bytes:
+    return _HEADER.pack(_MAGIC, 16, _VERSION[0], _VERSION[1], _COMPR_NONE, 0, 16 + len(body)) + body
+
+
+def _unwrap(blob: bytes) -> tuple[bytes, int]:
+    """Strip one SEAL header (decompressing zstd); return the body and bytes consumed."""
+    magic, hsize, _, _, mode, _, size = _HEADER.unpack_from(blob)
+    if magic != _MAGIC or hsize != 16 or not 16 <= size <= len(blob):
+        raise RuntimeError("not a SEAL object")
+    body = blob[16:size]
+    if mode == _COMPR_ZSTD:
+        body = zstandard.ZstdDecompressor().decompress(body, max_output_size=_MAX_SEAL_OBJECT)
+    elif mode != _COMPR_NONE:
+        raise RuntimeError(f"unsupported SEAL compression mode {mode}")
+    return body, size
+
+
+def _parms_id_bytes(parms_id: list[int]) -> bytes:
+    return np.asarray(parms_id, dtype="<u8").tobytes()
+
+
+def _dyn_array(values: U64) -> bytes:
+    flat = np.ascontiguousarray(values, dtype="<u8")
+    return _wrap(struct.pack("<Q", flat.size) + flat.tobytes())
+
+
+def _read_dyn_array(blob: bytes) -> U64:
+    body, _ = _unwrap(blob)
+    (count,) = struct.unpack_from("<Q", body)
+    return np.frombuffer(body, dtype="<u8", offset=8, count=count).astype(np.uint64)
+
+
+class SealBackend:
+    """SEAL contexts and conversions for one :class:`Parameters` set.
+
+    ``context`` is the BFV context (data level = all primes but the special one).
+    ``key_arith`` is an arithmetic-only context whose *data* level holds all primes of
+    ``context``'s key level; it exists because SEAL's evaluator refuses key-level
+    ciphertexts, and key generation needs NTTs at the key level. It is never used to
+    encrypt (its security level is not enforced).
+    """
+
+    def __init__(self, params: Parameters) -> None:
+        self.params = params
+        n = params.poly_modulus_degree
+        parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
+        parms.set_poly_modulus_degree(n)
+        parms.set_coeff_modulus([seal.Modulus(q) for q in params.coeff_modulus])
+        parms.set_plain_modulus(seal.Modulus(params.plain_modulus))
+        self.context = seal.SEALContext(parms, True, seal.SEC_LEVEL_TYPE.TC128)
+        if not self.context.parameters_set():
+            raise RuntimeError(self.context.parameters_error_message())
+        self.data_parms_id = _parms_id_bytes(self.context.first_parms_id())
+        self.key_parms_id = _parms_id_bytes(self.context.key_parms_id())
+        self.evaluator = seal.Evaluator(self.context)
+
+        extra = next(
+            m.value()
+            for m in seal.CoeffModulus.Create(n, [60] * (len(params.coeff_modulus) + 1))
+            if m.value() not in params.coeff_modulus
+        )
+        arith = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
+        arith.set_poly_modulus_degree(n)
+        arith.set_coeff_modulus([seal.Modulus(q) for q in (*params.coeff_modulus, extra)])
+        arith.set_plain_modulus(seal.Modulus(params.plain_modulus))
+        self.key_arith = seal.SEALContext(arith, True, seal.SEC_LEVEL_TYPE.NONE)
+        self.key_arith_parms_id = _parms_id_bytes(self.key_arith.first_parms_id())
+        self.key_arith_evaluator = seal.Evaluator(self.key_arith)
+
+        # Any secret key decodes a transparent ciphertext (c0, 0): c1 = 0 drops the key.
+        self._decoder = seal.Decryptor(self.context, seal.KeyGenerator(self.context).secret_key())
+
+    # --- building SEAL objects from arrays -------------------------------------------
+    def _load(self, obj: object, blob: bytes, context: object | None = None) -> None:
+        with _get_scratch().file() as path:
+            with open(path, "wb") as fh:
+                fh.write(blob)
+            obj.load(context or self.context, path)  # type: ignore[attr-defined]
+
+    def _ciphertext_blob(self, polys: U64, parms_id: bytes, ntt: bool) -> bytes:
+        size, nprimes, n = polys.shape
+        meta = _CT_META.pack(size, n, nprimes, 1.0, 1)
+        return _wrap(parms_id + bytes([int(ntt)]) + meta + _dyn_array(polys))
+
+    def to_ciphertext(self, polys: U64, *, ntt: bool = False) -> seal.Ciphertext:
+        """A data-level SEAL ciphertext from residues of shape ``(size, primes, N)``."""
+        ct = seal.Ciphertext()
+        self._load(ct, self._ciphertext_blob(polys, self.data_parms_id, ntt))
+        return ct
+
+    def to_plaintext(self, coeffs: U64) -> seal.Plaintext:
+        """A coefficient-form BFV plaintext (entries below ``t``)."""
+        pt = seal.Plaintext()
+        body = bytes(32) + _PT_META.pack(coeffs.size, 1.0) + _dyn_array(coeffs)
+        self._load(pt, _wrap(body))
+        return pt
+
+    def to_ntt_plaintext(self, residues: U64) -> seal.Plaintext:
+        """A data-level NTT-form plaintext from residues of shape ``(primes, N)``."""
+        pt = seal.Plaintext()
+        body = self.data_parms_id + _PT_META.pack(residues.size, 1.0) + _dyn_array(residues)
+        self._load(pt, _wrap(body))
+        return pt
+
+    def to_public_key(self, polys: U64) -> seal.PublicKey:
+        """A SEAL public key from NTT-form key-level residues of shape ``(2, primes, N)``."""
+        pk = seal.PublicKey()
+        self._load(pk, self._ciphertext_blob(polys, self.key_parms_id, True))
+        return pk
+
+    # --- reading SEAL objects back ----------------------------------------------------
+    @staticmethod
+    def _saved(obj: object) -> bytes:
+        with _get_scratch().file() as path:
+            obj.save(path)  # type: ignore[attr-defined]
+            with open(path, "rb") as fh:
+                return fh.read()
+
+    def from_ciphertext(self, ct: seal.Ciphertext) -> U64:
+        """Residues of shape ``(size, primes, N)`` of a SEAL ciphertext."""
+        body, _ = _unwrap(self._saved(ct))
+        size, n, nprimes, _, _ = _CT_META.unpack_from(body, 33)
+        data = _read_dyn_array(body[33 + _CT_META.size :])
+        return data.reshape(size, nprimes, n)
+
+    def from_plaintext(self, pt: seal.Plaintext) -> U64:
+        """Coefficients of a coefficient-form plaintext, zero-padded to ``N``."""
+        body, _ = _unwrap(self._saved(pt))
+        data = _read_dyn_array(body[32 + _PT_META.size :])
+        out = np.zeros(self.params.poly_modulus_degree, dtype=np.uint64)
+        out[: data.size] = data
+        return out
+
+    # --- operations -------------------------------------------------------------------
+    def ntt_key_level(self, polys: U64) -> U64:
+        """Forward NTT of key-level residues, shape ``(k, key_primes, N)``, k >= 1."""
+        k = polys.shape[0]
+        padded = np.concatenate([polys, polys[:1]]) if k == 1 else polys
+        ct = seal.Ciphertext()
+        blob = self._ciphertext_blob(padded, self.key_arith_parms_id, False)
+        self._load(ct, blob, self.key_arith)
+        self.key_arith_evaluator.transform_to_ntt_inplace(ct)
+        return self.from_ciphertext(ct)[:k]
+
+    def decode_transparent(self, m: U64) -> U64:
+        """Scale-and-round ``m`` (shape ``(primes, N)``): ``round(t * m / q) mod t``."""
+        ct = self.to_ciphertext(np.stack([m, np.zeros_like(m)]))
+        pt = seal.Plaintext()
+        self._decoder.decrypt(ct, pt)
+        return self.from_plaintext(pt)
+
+
+@lru_cache(maxsize=8)
+def backend_for(params: Parameters) -> SealBackend:
+    """The (cached) backend of a parameter set."""
+    return SealBackend(params)

@@ -1,0 +1,254 @@
+"""Threshold decryption: partial decryptions with flooding noise, and their combination.
+
+For an aggregate ``(c0, c1)`` and a quorum ``Q`` (``|Q| >= t``), key holder ``j`` returns
+``d_j = lambda_j^Q * S_j * c1 + E_j`` where ``lambda_j^Q`` is the Lagrange coefficient at 0
+and ``E_j`` is fresh noise uniform in ``[-2^b, 2^b)`` from the CSPRNG (ARCHITECTURE
+section 4). Any quorum combines to ``c0 + c1 * s + sum E_j``, which SEAL scales and rounds
+back to the fixed-point message; fewer than ``t`` partials give noise.
+
+Security
+--------
+Whoever combines the partials learns the aggregate. A key holder should only call
+:func:`partial_decrypt` on an aggregate that satisfies its policy (enough distinct
+contributors, weight caps, one decryption per round); the library checks the
+cryptographic consistency only. Flooding protects the key only if the aggregate's noise
+is within the parameter budget, i.e. its inputs were honestly encrypted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import tenseal.sealapi as seal
+
+from . import constants as C
+from .aggregate import EncryptedAggregate
+from .encoding import F64, decode
+from .envelope import digest_of, parse, require
+from .errors import InvalidPartialDecryption, QuorumNotMet
+from .keys import KeyShare
+from .modarith import U64, add_mod, mul_mod, pack60, packed_size, unpack60
+from .params import Parameters
+from .proto import core_pb2
+from .sampling import flooding_noise
+from .seal_backend import backend_for
+from .shamir import lagrange_at_zero
+
+
+@dataclass(frozen=True, eq=False)
+class PartialDecryption:
+    """Key holder ``keyholder_index``'s flooded share of one aggregate's decryption."""
+
+    params: Parameters
+    public_key_id: bytes
+    aggregate_digest: bytes
+    keyholder_index: int
+    threshold: int
+    quorum: tuple[int, ...]
+    residues: U64 = field(repr=False)  # (ciphertexts, data primes, N)
+
+    @cached_property
+    def _payload(self) -> bytes:
+        return pack60(self.residues)
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA-256 over every field (what a key holder signs)."""
+        return _partial_digest(
+            self.params, self.public_key_id, self.aggregate_digest, self.keyholder_index,
+            self.threshold, self.quorum, int(self.residues.shape[0]), self._payload,
+        )
+
+    def to_bytes(self) -> bytes:
+        """Serialize as a ``PartialDecryption`` protobuf message."""
+        return core_pb2.PartialDecryption(
+            format_version=C.FORMAT_VERSION,
+            params_id=self.params.id_bytes,
+            public_key_id=self.public_key_id,
+            aggregate_digest=self.aggregate_digest,
+            keyholder_index=self.keyholder_index,
+            threshold=self.threshold,
+            quorum=list(self.quorum),
+            ciphertext_count=int(self.residues.shape[0]),
+            payload=self._payload,
+            digest=self.digest,
+        ).SerializeToString()
+
+    @classmethod
+    def from_bytes(
+        cls, blob: bytes, params: Parameters, *, max_bytes: int | None = None
+    ) -> PartialDecryption:
+        """Parse and validate; raises :class:`InvalidPartialDecryption`."""
+        msg = parse(core_pb2.PartialDecryption, blob, InvalidPartialDecryption, max_bytes)
+        err = InvalidPartialDecryption
+        require(msg.params_id == params.id_bytes, err, "partial is for other parameters")
+        require(len(msg.aggregate_digest) == C.DIGEST_BYTES, err, "missing aggregate digest")
+        quorum = tuple(msg.quorum)
+        _check_quorum(quorum, msg.threshold, params.max_keyholders, err)
+        require(msg.keyholder_index in quorum, err, "key holder is not in its quorum")
+        n, L = params.poly_modulus_degree, len(params.data_primes)
+        count = msg.ciphertext_count
+        require(
+            1 <= count <= C.MAX_VECTOR_LENGTH // n + 1
+            and len(msg.payload) == packed_size(count * L * n),
+            err,
+            "partial payload has the wrong length",
+        )
+        payload = bytes(msg.payload)
+        expected = _partial_digest(
+            params, bytes(msg.public_key_id), bytes(msg.aggregate_digest), msg.keyholder_index,
+            msg.threshold, quorum, count, payload,
+        )
+        require(expected == msg.digest, err, "partial digest mismatch")
+        residues = unpack60(payload, count * L * n).reshape(count, L, n)
+        bounds = np.asarray(params.data_primes, dtype=np.uint64).reshape(1, -1, 1)
+        require(not (residues >= bounds).any(), err, "partial residue not reduced")
+        part = cls(
+            params, bytes(msg.public_key_id), bytes(msg.aggregate_digest), msg.keyholder_index,
+            msg.threshold, quorum, residues,
+        )
+        part.__dict__["_payload"] = payload
+        return part
+
+
+def _partial_digest(
+    params: Parameters, public_key_id: bytes, aggregate_digest: bytes, index: int,
+    threshold: int, quorum: tuple[int, ...], count: int, payload: bytes,
+) -> bytes:
+    return digest_of(
+        C.DOMAIN_PARTIAL, params.id_bytes, public_key_id, aggregate_digest, index, threshold,
+        b"".join(i.to_bytes(4, "little") for i in quorum), count, payload,
+    )
+
+
+def _check_quorum(
+    quorum: tuple[int, ...], threshold: int, keyholders: int, err: type[Exception]
+) -> None:
+    if list(quorum) != sorted(set(quorum)) or any(i < 1 or i > keyholders for i in quorum):
+        raise err(f"quorum {list(quorum)} must be sorted, distinct indices in 1..{keyholders}")
+    if threshold < 1:
+        raise err("threshold must be positive")
+    if len(quorum) < threshold:
+        raise QuorumNotMet(f"quorum of {len(quorum)} key holders; the threshold is {threshold}")
+
+
+def partial_decrypt(
+    share: KeyShare, aggregate: EncryptedAggregate, *, quorum: Iterable[int]
+) -> PartialDecryption:
+    """This key holder's partial decryption of ``aggregate`` for ``quorum``.
+
+    Raises
+    ------
+    QuorumNotMet
+        If the quorum has fewer than ``t`` members.
+    InvalidPartialDecryption
+        If the share does not belong to the aggregate's key or is not in the quorum.
+
+    Security
+    --------
+    Check the decryption policy before calling (see the module docstring). Every call
+    draws fresh flooding noise; never reuse a partial for another quorum.
+    """
+    q = tuple(sorted(set(int(i) for i in quorum)))
+    _check_quorum(q, share.threshold, share.keyholders, InvalidPartialDecryption)
+    if share.index not in q:
+        raise InvalidPartialDecryption(f"key holder {share.index} is not in the quorum {list(q)}")
+    if share.params.id_bytes != aggregate.params.id_bytes:
+        raise InvalidPartialDecryption("key share and aggregate use different parameters")
+    if share.public_key_id != aggregate.vector.public_key_id:
+        raise InvalidPartialDecryption("aggregate is encrypted under another public key")
+    return _partial_decrypt_unchecked(share, aggregate, q)
+
+
+def _partial_decrypt_unchecked(
+    share: KeyShare, aggregate: EncryptedAggregate, quorum: tuple[int, ...]
+) -> PartialDecryption:
+    """Internal: the ring algebra without quorum checks (tests force bad quorums with it)."""
+    params = share.params
+    backend = backend_for(params)
+    primes = params.data_primes
+    scaled = np.empty_like(share.residues)
+    for j, q in enumerate(primes):
+        scaled[j] = mul_mod(share.residues[j], lagrange_at_zero(quorum, q)[share.index], q)
+    factor = backend.to_ntt_plaintext(scaled)
+    c1 = aggregate.vector.residues[:, 1]
+    count, n = c1.shape[0], params.poly_modulus_degree
+    out = np.empty_like(c1)
+    for k in range(0, count, 2):
+        pair = c1[k : k + 2] if k + 1 < count else np.stack([c1[k], c1[k]])
+        ct = backend.to_ciphertext(pair)
+        backend.evaluator.transform_to_ntt_inplace(ct)
+        backend.evaluator.multiply_plain_inplace(ct, factor)
+        backend.evaluator.transform_from_ntt_inplace(ct)
+        prod = backend.from_ciphertext(ct)
+        out[k : k + 2] = prod[: min(2, count - k)]
+    noise = flooding_noise(count * n, params.flooding_bits, primes).reshape(len(primes), count, n)
+    for j, q in enumerate(primes):
+        out[:, j] = add_mod(out[:, j], noise[j], q)
+    return PartialDecryption(
+        params, share.public_key_id, aggregate.digest, share.index, share.threshold, quorum, out
+    )
+
+
+def combine(
+    aggregate: EncryptedAggregate, partials: Sequence[PartialDecryption], *, mean: bool = True
+) -> F64:
+    """Combine a quorum's partial decryptions into the decrypted aggregate.
+
+    Returns the weighted mean ``sum w_i x_i / sum w_i`` (default) or, with
+    ``mean=False``, the weighted sum ``sum alpha_i x_i``.
+
+    Raises
+    ------
+    InvalidPartialDecryption
+        A partial for another aggregate, key or parameter set, or partials that disagree
+        on the quorum.
+    QuorumNotMet
+        Fewer than ``t`` distinct key holders, or a member of the quorum is missing.
+    """
+    if not partials:
+        raise QuorumNotMet("no partial decryptions")
+    first = partials[0]
+    by_index: dict[int, PartialDecryption] = {}
+    for p in partials:
+        if p.aggregate_digest != aggregate.digest:
+            raise InvalidPartialDecryption(
+                f"partial from key holder {p.keyholder_index} is for another aggregate"
+            )
+        if p.params.id_bytes != aggregate.params.id_bytes or p.public_key_id != aggregate.vector.public_key_id:
+            raise InvalidPartialDecryption(
+                f"partial from key holder {p.keyholder_index} is for another key or parameter set"
+            )
+        if p.quorum != first.quorum or p.threshold != first.threshold:
+            raise InvalidPartialDecryption("partials were computed for different quorums")
+        if p.residues.shape != aggregate.vector.residues[:, 1].shape:
+            raise InvalidPartialDecryption("partial has the wrong shape")
+        by_index[p.keyholder_index] = p
+    if len(by_index) < first.threshold:
+        raise QuorumNotMet(
+            f"{len(by_index)} distinct partial decryptions; the threshold is {first.threshold}"
+        )
+    missing = set(first.quorum) - set(by_index)
+    if missing:
+        raise QuorumNotMet(f"missing partial decryptions from key holders {sorted(missing)}")
+    return _combine_unchecked(aggregate, list(by_index.values()), mean=mean)
+
+
+def _combine_unchecked(
+    aggregate: EncryptedAggregate, partials: Sequence[PartialDecryption], *, mean: bool
+) -> F64:
+    """Internal: ``c0 + sum d_j``, scale-and-round, decode; no quorum checks."""
+    params = aggregate.params
+    backend = backend_for(params)
+    m = aggregate.vector.residues[:, 0].copy()
+    for p in partials:
+        for j, q in enumerate(params.data_primes):
+            m[:, j] = add_mod(m[:, j], p.residues[:, j], q)
+    coeffs = np.concatenate([backend.decode_transparent(m[k]) for k in range(m.shape[0])])
+    total = decode(params, coeffs[: aggregate.vector.length])
+    if mean:
+        return total / float(aggregate.total_weight)
+    return total / aggregate.weight_scale
