@@ -97,7 +97,7 @@ def integer_weight(weight: float, scale: float) -> int:
         raise WeightBudgetExceeded(f"weight must be a number, got {type(weight).__name__}")
     if not math.isfinite(float(weight)) or weight < 0:
         raise WeightBudgetExceeded(f"weight must be finite and non-negative, got {weight}")
-    return int(round(float(weight) * scale)) if scale != 1.0 else _exact_int(weight)
+    return round(float(weight) * scale) if scale != 1.0 else _exact_int(weight)
 
 
 def _exact_int(weight: float) -> int:
@@ -227,7 +227,9 @@ def aggregate(
             f"total weight {sum(ints)} exceeds the budget of {first.params.max_total_weight} "
             f"(Parameters.max_total_weight)"
         )
-    agg = Aggregator(first.params, public_key_id=first.public_key_id, length=first.length, weight_scale=scale)
+    agg = Aggregator(
+        first.params, public_key_id=first.public_key_id, length=first.length, weight_scale=scale
+    )
     for vec, w in zip(vectors, weights, strict=True):
         agg.add(vec, w)
     return agg.result()

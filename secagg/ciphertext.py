@@ -95,12 +95,28 @@ class EncryptedVector:
     @classmethod
     def from_message(cls, msg: core_pb2.EncryptedVector, params: Parameters) -> EncryptedVector:
         """Validate an already parsed message (see :meth:`from_bytes`)."""
-        require(msg.format_version == C.FORMAT_VERSION, InvalidCiphertext, "unsupported format version")
-        require(msg.params_id == params.id_bytes, InvalidCiphertext, "ciphertext is for other parameters")
-        require(len(msg.public_key_id) == C.DIGEST_BYTES, InvalidCiphertext, "missing public key id")
-        require(1 <= msg.length <= C.MAX_VECTOR_LENGTH, InvalidCiphertext, f"invalid vector length {msg.length}")
+        require(
+            msg.format_version == C.FORMAT_VERSION, InvalidCiphertext, "unsupported format version"
+        )
+        require(
+            msg.params_id == params.id_bytes,
+            InvalidCiphertext,
+            "ciphertext is for other parameters",
+        )
+        require(
+            len(msg.public_key_id) == C.DIGEST_BYTES, InvalidCiphertext, "missing public key id"
+        )
+        require(
+            1 <= msg.length <= C.MAX_VECTOR_LENGTH,
+            InvalidCiphertext,
+            f"invalid vector length {msg.length}",
+        )
         count = ciphertext_count(params, msg.length)
-        require(msg.ciphertext_count == count, InvalidCiphertext, "ciphertext count does not match the length")
+        require(
+            msg.ciphertext_count == count,
+            InvalidCiphertext,
+            "ciphertext count does not match the length",
+        )
         n, L = params.poly_modulus_degree, len(params.data_primes)
         values = count * 2 * L * n
         require(
@@ -111,7 +127,11 @@ class EncryptedVector:
         )
         payload = bytes(msg.payload)
         expected = _vector_digest(params, bytes(msg.public_key_id), msg.length, count, payload)
-        require(expected == msg.digest, InvalidCiphertext, "digest mismatch: data corrupted or truncated")
+        require(
+            expected == msg.digest,
+            InvalidCiphertext,
+            "digest mismatch: data corrupted or truncated",
+        )
         residues = unpack60(payload, values).reshape(count, 2, L, n)
         _check_ciphertext_residues(residues, params)
         vec = cls(params, bytes(msg.public_key_id), msg.length, residues)

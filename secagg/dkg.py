@@ -75,7 +75,9 @@ def common_seed(commitments: Mapping[int, bytes], reveals: Mapping[int, bytes]) 
 def common_polynomial(params: Parameters, seed: bytes) -> U64:
     """The common uniform polynomial ``a`` (NTT form, key level) expanded from the seed."""
     stream = Shake256Stream(C.DOMAIN_COMMON_POLY, seed)
-    return np.stack([uniform_mod(q, params.poly_modulus_degree, stream) for q in params.coeff_modulus])
+    return np.stack(
+        [uniform_mod(q, params.poly_modulus_degree, stream) for q in params.coeff_modulus]
+    )
 
 
 class DkgParticipant:
@@ -116,7 +118,9 @@ class DkgParticipant:
         a = common_polynomial(self.params, seed)
         out = np.empty_like(a)
         for j, q in enumerate(self.params.coeff_modulus):
-            out[j] = add_mod(neg_mod(mul_mod(a[j], self._secret_ntt[j], q), q), self._noise_ntt[j], q)
+            out[j] = add_mod(
+                neg_mod(mul_mod(a[j], self._secret_ntt[j], q), q), self._noise_ntt[j], q
+            )
         return out
 
     def outgoing_shares(self) -> dict[int, U64]:
@@ -147,7 +151,12 @@ class DkgParticipant:
 
 
 def combine_public_key(
-    params: Parameters, seed: bytes, contributions: Mapping[int, U64], *, keyholders: int, threshold: int
+    params: Parameters,
+    seed: bytes,
+    contributions: Mapping[int, U64],
+    *,
+    keyholders: int,
+    threshold: int,
 ) -> JointPublicKey:
     """``pk = (sum_i b_i, a)`` from every party's contribution."""
     _check_roster(params, keyholders, threshold)
@@ -179,11 +188,12 @@ def dealerless_keygen(*, n: int, t: int, params: Parameters) -> KeySet:
         {p.index: p.commitment() for p in parties}, {p.index: p.reveal() for p in parties}
     )
     pk = combine_public_key(
-        params, seed, {p.index: p.public_key_contribution(seed) for p in parties},
-        keyholders=n, threshold=t,
+        params,
+        seed,
+        {p.index: p.public_key_contribution(seed) for p in parties},
+        keyholders=n,
+        threshold=t,
     )
     outgoing = {p.index: p.outgoing_shares() for p in parties}
-    shares = tuple(
-        p.finalize({i: outgoing[i][p.index] for i in outgoing}, pk) for p in parties
-    )
+    shares = tuple(p.finalize({i: outgoing[i][p.index] for i in outgoing}, pk) for p in parties)
     return KeySet(pk, shares)

@@ -52,10 +52,9 @@ def parse(
         msg.ParseFromString(bytes(blob))
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise error(f"malformed {message_type.__name__}: {exc}") from None
-    if msg.format_version != C.FORMAT_VERSION:  # type: ignore[attr-defined]
-        raise error(
-            f"unsupported format version {msg.format_version}"  # type: ignore[attr-defined]
-        )
+    version = getattr(msg, "format_version", None)
+    if version != C.FORMAT_VERSION:
+        raise error(f"unsupported format version {version}")
     return msg
 
 

@@ -88,16 +88,26 @@ class JointPublicKey:
     def from_bytes(cls, blob: bytes, params: Parameters) -> JointPublicKey:
         """Parse and validate; raises :class:`InvalidKeyMaterial`."""
         msg = parse(core_pb2.JointPublicKey, blob, InvalidKeyMaterial, 64 * 1024**2)
-        require(msg.params_id == params.id_bytes, InvalidKeyMaterial, "public key is for other parameters")
+        require(
+            msg.params_id == params.id_bytes,
+            InvalidKeyMaterial,
+            "public key is for other parameters",
+        )
         require(
             1 <= msg.threshold <= msg.keyholders <= params.max_keyholders,
             InvalidKeyMaterial,
             "public key has an invalid threshold or key-holder count",
         )
         n, k = params.poly_modulus_degree, len(params.coeff_modulus)
-        require(len(msg.payload) == packed_size(2 * k * n), InvalidKeyMaterial, "public key payload has the wrong length")
+        require(
+            len(msg.payload) == packed_size(2 * k * n),
+            InvalidKeyMaterial,
+            "public key payload has the wrong length",
+        )
         residues = unpack60(msg.payload, 2 * k * n).reshape(2, k, n)
-        _check_residues(residues.transpose(1, 0, 2).reshape(k, -1), params.coeff_modulus, "public key")
+        _check_residues(
+            residues.transpose(1, 0, 2).reshape(k, -1), params.coeff_modulus, "public key"
+        )
         key = cls(params, msg.keyholders, msg.threshold, residues)
         require(key.id_bytes == msg.digest, InvalidKeyMaterial, "public key digest mismatch")
         return key
@@ -105,7 +115,7 @@ class JointPublicKey:
 
 @dataclass(frozen=True, eq=False)
 class KeyShare:
-    """Key holder ``index``'s Shamir share ``S_index`` of the joint secret (NTT form, data primes)."""
+    """Key holder ``index``'s Shamir share ``S_index`` of the joint secret (NTT, data primes)."""
 
     params: Parameters
     index: int
@@ -143,7 +153,11 @@ class KeyShare:
     def from_bytes(cls, blob: bytes, params: Parameters) -> KeyShare:
         """Parse and validate; raises :class:`InvalidKeyMaterial`."""
         msg = parse(core_pb2.KeyShare, blob, InvalidKeyMaterial, 64 * 1024**2)
-        require(msg.params_id == params.id_bytes, InvalidKeyMaterial, "key share is for other parameters")
+        require(
+            msg.params_id == params.id_bytes,
+            InvalidKeyMaterial,
+            "key share is for other parameters",
+        )
         require(
             1 <= msg.threshold <= msg.keyholders <= params.max_keyholders
             and 1 <= msg.index <= msg.keyholders,
@@ -151,11 +165,21 @@ class KeyShare:
             "key share has an invalid index, threshold or key-holder count",
         )
         n, L = params.poly_modulus_degree, len(params.data_primes)
-        require(len(msg.payload) == packed_size(L * n), InvalidKeyMaterial, "key share payload has the wrong length")
+        require(
+            len(msg.payload) == packed_size(L * n),
+            InvalidKeyMaterial,
+            "key share payload has the wrong length",
+        )
         residues = unpack60(msg.payload, L * n).reshape(L, n)
         _check_residues(residues, params.data_primes, "key share")
-        share = cls(params, msg.index, msg.keyholders, msg.threshold, bytes(msg.public_key_id), residues)
-        require(share._digest(msg.payload) == msg.digest, InvalidKeyMaterial, "key share digest mismatch")
+        share = cls(
+            params, msg.index, msg.keyholders, msg.threshold, bytes(msg.public_key_id), residues
+        )
+        require(
+            share._digest(msg.payload) == msg.digest,
+            InvalidKeyMaterial,
+            "key share digest mismatch",
+        )
         return share
 
 

@@ -12,12 +12,13 @@ generation, Shamir sharing, flooding noise and the final reduction of an aggrega
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import numpy.typing as npt
 
 U64 = npt.NDArray[np.uint64]
 MAX_PRIME_BITS = 60
-_NIBBLE = np.uint64(4)
 _NIBBLE_MASK = np.uint64(0xF)
 
 
@@ -30,7 +31,7 @@ def _check_modulus(q: int) -> np.uint64:
 def add_mod(a: U64, b: U64, q: int) -> U64:
     """Return ``(a + b) mod q`` for reduced inputs."""
     qq = _check_modulus(q)
-    s = a + b
+    s: U64 = a + b
     s -= qq * (s >= qq)
     return s
 
@@ -38,7 +39,7 @@ def add_mod(a: U64, b: U64, q: int) -> U64:
 def sub_mod(a: U64, b: U64, q: int) -> U64:
     """Return ``(a - b) mod q`` for reduced inputs."""
     qq = _check_modulus(q)
-    s = a + (qq - b)
+    s: U64 = a + (qq - b)
     s -= qq * (s >= qq)
     return s
 
@@ -46,18 +47,22 @@ def sub_mod(a: U64, b: U64, q: int) -> U64:
 def neg_mod(a: U64, q: int) -> U64:
     """Return ``(-a) mod q`` for reduced inputs."""
     qq = _check_modulus(q)
-    return (qq - a) * (a != 0)
+    return cast(U64, (qq - a) * (a != 0))
 
 
 def shift_left_mod(x: U64, bits: int, q: int) -> U64:
     """Return ``x * 2**bits mod q`` for reduced ``x``."""
     qq = _check_modulus(q)
-    acc = np.array(x, dtype=np.uint64, copy=True)
+    acc: U64 = np.array(x, dtype=np.uint64, copy=True)
     while bits > 0:
         step = min(bits, 4)
-        acc = (acc << np.uint64(step)) % qq
+        acc = _shl_mod(acc, step, qq)
         bits -= step
     return acc
+
+
+def _shl_mod(x: U64, bits: int, qq: np.uint64) -> U64:
+    return cast(U64, np.remainder(np.left_shift(x, np.uint64(bits)), qq))
 
 
 def mul_mod(a: U64, b: U64 | int, q: int) -> U64:
@@ -70,19 +75,19 @@ def mul_mod(a: U64, b: U64 | int, q: int) -> U64:
     a = np.asarray(a, dtype=np.uint64)
     if isinstance(b, (int, np.integer)):
         bi = int(b) % q
-        acc = np.zeros(a.shape, dtype=np.uint64)
+        acc: U64 = np.zeros(a.shape, dtype=np.uint64)
         for shift in range(MAX_PRIME_BITS - 4, -1, -4):
-            digit = (bi >> shift) & 0xF
-            acc = (acc << _NIBBLE) % qq
-            if digit:
-                acc = (acc + (a * np.uint64(digit)) % qq) % qq
+            nibble = (bi >> shift) & 0xF
+            acc = _shl_mod(acc, 4, qq)
+            if nibble:
+                acc = add_mod(acc, np.multiply(a, np.uint64(nibble), dtype=np.uint64) % qq, q)
         return acc
     bb = np.asarray(b, dtype=np.uint64)
     acc = np.zeros(np.broadcast_shapes(a.shape, bb.shape), dtype=np.uint64)
     for shift in range(MAX_PRIME_BITS - 4, -1, -4):
         digit = (bb >> np.uint64(shift)) & _NIBBLE_MASK
-        acc = (acc << _NIBBLE) % qq
-        acc = (acc + (a * digit) % qq) % qq
+        acc = _shl_mod(acc, 4, qq)
+        acc = (acc + np.multiply(a, digit, dtype=np.uint64) % qq) % qq
     return acc
 
 

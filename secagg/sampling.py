@@ -37,9 +37,10 @@ def ternary(count: int) -> npt.NDArray[np.int64]:
 def centered_binomial(count: int, eta: int) -> npt.NDArray[np.int64]:
     """Centered binomial noise: sum of ``eta`` bits minus sum of ``eta`` bits (CSPRNG)."""
     nbytes = (2 * eta * count + 7) // 8
-    bits = np.unpackbits(np.frombuffer(os.urandom(nbytes), dtype=np.uint8))
-    bits = bits[: 2 * eta * count].reshape(count, 2, eta).astype(np.int64)
-    return bits[:, 0, :].sum(axis=1) - bits[:, 1, :].sum(axis=1)
+    flat = np.unpackbits(np.frombuffer(os.urandom(nbytes), dtype=np.uint8))
+    bits = flat[: 2 * eta * count].reshape(count, 2, eta).astype(np.int64)
+    out: npt.NDArray[np.int64] = bits[:, 0, :].sum(axis=1) - bits[:, 1, :].sum(axis=1)
+    return out
 
 
 def uniform_mod(q: int, count: int, source: ByteSource = os.urandom) -> U64:

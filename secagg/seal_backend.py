@@ -28,7 +28,7 @@ import struct
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 
 import numpy as np
@@ -62,10 +62,8 @@ class _Scratch:
         try:
             yield name
         finally:
-            try:
+            with suppress(FileNotFoundError):
                 os.unlink(name)
-            except FileNotFoundError:
-                pass
 
 
 _scratch: _Scratch | None = None

@@ -20,7 +20,7 @@ from .sampling import uniform_mod
 
 
 def share(secret: U64, primes: tuple[int, ...], *, n: int, t: int) -> dict[int, U64]:
-    """Split ``secret`` (shape ``(len(primes), N)``) into ``n`` shares, any ``t`` of which suffice."""
+    """Split ``secret`` (shape ``(primes, N)``) into ``n`` shares; any ``t`` suffice."""
     if not 1 <= t <= n:
         raise ValueError(f"need 1 <= t <= n, got t={t}, n={n}")
     if secret.shape[0] != len(primes):

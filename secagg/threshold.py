@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-import tenseal.sealapi as seal
 
 from . import constants as C
 from .aggregate import EncryptedAggregate
@@ -58,8 +57,14 @@ class PartialDecryption:
     def digest(self) -> bytes:
         """SHA-256 over every field (what a key holder signs)."""
         return _partial_digest(
-            self.params, self.public_key_id, self.aggregate_digest, self.keyholder_index,
-            self.threshold, self.quorum, int(self.residues.shape[0]), self._payload,
+            self.params,
+            self.public_key_id,
+            self.aggregate_digest,
+            self.keyholder_index,
+            self.threshold,
+            self.quorum,
+            int(self.residues.shape[0]),
+            self._payload,
         )
 
     def to_bytes(self) -> bytes:
@@ -99,28 +104,52 @@ class PartialDecryption:
         )
         payload = bytes(msg.payload)
         expected = _partial_digest(
-            params, bytes(msg.public_key_id), bytes(msg.aggregate_digest), msg.keyholder_index,
-            msg.threshold, quorum, count, payload,
+            params,
+            bytes(msg.public_key_id),
+            bytes(msg.aggregate_digest),
+            msg.keyholder_index,
+            msg.threshold,
+            quorum,
+            count,
+            payload,
         )
         require(expected == msg.digest, err, "partial digest mismatch")
         residues = unpack60(payload, count * L * n).reshape(count, L, n)
         bounds = np.asarray(params.data_primes, dtype=np.uint64).reshape(1, -1, 1)
         require(not (residues >= bounds).any(), err, "partial residue not reduced")
         part = cls(
-            params, bytes(msg.public_key_id), bytes(msg.aggregate_digest), msg.keyholder_index,
-            msg.threshold, quorum, residues,
+            params,
+            bytes(msg.public_key_id),
+            bytes(msg.aggregate_digest),
+            msg.keyholder_index,
+            msg.threshold,
+            quorum,
+            residues,
         )
         part.__dict__["_payload"] = payload
         return part
 
 
 def _partial_digest(
-    params: Parameters, public_key_id: bytes, aggregate_digest: bytes, index: int,
-    threshold: int, quorum: tuple[int, ...], count: int, payload: bytes,
+    params: Parameters,
+    public_key_id: bytes,
+    aggregate_digest: bytes,
+    index: int,
+    threshold: int,
+    quorum: tuple[int, ...],
+    count: int,
+    payload: bytes,
 ) -> bytes:
     return digest_of(
-        C.DOMAIN_PARTIAL, params.id_bytes, public_key_id, aggregate_digest, index, threshold,
-        b"".join(i.to_bytes(4, "little") for i in quorum), count, payload,
+        C.DOMAIN_PARTIAL,
+        params.id_bytes,
+        public_key_id,
+        aggregate_digest,
+        index,
+        threshold,
+        b"".join(i.to_bytes(4, "little") for i in quorum),
+        count,
+        payload,
     )
 
 
@@ -218,7 +247,10 @@ def combine(
             raise InvalidPartialDecryption(
                 f"partial from key holder {p.keyholder_index} is for another aggregate"
             )
-        if p.params.id_bytes != aggregate.params.id_bytes or p.public_key_id != aggregate.vector.public_key_id:
+        if (
+            p.params.id_bytes != aggregate.params.id_bytes
+            or p.public_key_id != aggregate.vector.public_key_id
+        ):
             raise InvalidPartialDecryption(
                 f"partial from key holder {p.keyholder_index} is for another key or parameter set"
             )
