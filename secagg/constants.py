@@ -52,3 +52,17 @@ DOMAIN_CIPHERTEXT: Final = b"secagg/ciphertext/v1"
 DOMAIN_AGGREGATE: Final = b"secagg/aggregate/v1"
 DOMAIN_PARTIAL: Final = b"secagg/partial/v1"
 DOMAIN_SEED_COMMIT: Final = b"secagg/dkg/seed-commit/v1"
+
+# --- Service (gRPC) ----------------------------------------------------------------------
+#: Size of one streamed chunk; far below gRPC's default 4 MiB message limit.
+CHUNK_BYTES: Final = 1024 * 1024
+#: Deadline of unary RPCs (seconds).
+RPC_TIMEOUT_SECONDS: Final = 30.0
+#: Deadline of streaming transfers (seconds).
+TRANSFER_TIMEOUT_SECONDS: Final = 600.0
+#: A key holder not heard from for this long is treated as unreachable.
+KEYHOLDER_LIVENESS_SECONDS: Final = 4.0
+#: How often agents poll the server.
+POLL_SECONDS: Final = 0.3
+#: Nonce length of an upload.
+UPLOAD_NONCE_BYTES: Final = 16

@@ -39,8 +39,28 @@ class WeightBudgetExceeded(SecAggError, ValueError):
     """Aggregation weights are negative, all zero, or exceed the parameter budget."""
 
 
+class SignatureInvalid(SecAggError):
+    """A signature does not verify under the signer's roster key."""
+
+
+class ConfigError(SecAggError, ValueError):
+    """A deployment or configuration file is missing, unreadable or invalid."""
+
+
 class PolicyViolation(SecAggError):
     """A protocol rule (minimum contributors, weight cap, ...) refused an operation."""
+
+
+class PermissionDenied(PolicyViolation):
+    """The authenticated party may not perform this operation."""
+
+
+class SizeLimitExceeded(PolicyViolation):
+    """An input exceeds a configured size cap."""
+
+
+class DuplicateUpload(PolicyViolation):
+    """The client already has an accepted upload in this round."""
 
 
 class ReplayDetected(PolicyViolation):

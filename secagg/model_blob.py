@@ -1,0 +1,34 @@
+"""Plaintext global models on the wire (``ModelBlob`` in ``proto/service.proto``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import constants as C
+from .encoding import F64
+from .envelope import parse, require
+from .errors import EncodingError
+from .proto import service_pb2
+
+
+def encode_model(round_number: int, vector: F64) -> bytes:
+    """Serialize the global model that is the input of ``round_number``."""
+    flat = np.ascontiguousarray(vector, dtype="<f8")
+    return service_pb2.ModelBlob(
+        format_version=C.FORMAT_VERSION,
+        round=round_number,
+        length=flat.size,
+        float64_le=flat.tobytes(),
+    ).SerializeToString()
+
+
+def decode_model(blob: bytes, *, length: int) -> tuple[int, F64]:
+    """Parse a model blob of the expected length; raises :class:`EncodingError`."""
+    msg = parse(service_pb2.ModelBlob, blob, EncodingError, C.MAX_SERIALIZED_BYTES)
+    require(
+        msg.length == length, EncodingError, f"model has length {msg.length}, expected {length}"
+    )
+    require(len(msg.float64_le) == 8 * length, EncodingError, "model payload has the wrong size")
+    vector = np.frombuffer(msg.float64_le, dtype="<f8").astype(np.float64)
+    require(bool(np.isfinite(vector).all()), EncodingError, "model contains NaN or infinity")
+    return msg.round, vector

@@ -1,0 +1,292 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class CeremonyKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CEREMONY_KIND_UNSPECIFIED: _ClassVar[CeremonyKind]
+    SEED_COMMIT: _ClassVar[CeremonyKind]
+    SEED_REVEAL: _ClassVar[CeremonyKind]
+    KEY_CONTRIBUTION: _ClassVar[CeremonyKind]
+    ENCRYPTED_SHARE: _ClassVar[CeremonyKind]
+    ENDORSEMENT: _ClassVar[CeremonyKind]
+
+class RoundState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ROUND_STATE_UNSPECIFIED: _ClassVar[RoundState]
+    CEREMONY: _ClassVar[RoundState]
+    COLLECTING: _ClassVar[RoundState]
+    AGGREGATING: _ClassVar[RoundState]
+    DECRYPTING: _ClassVar[RoundState]
+    RELEASED: _ClassVar[RoundState]
+    FINISHED: _ClassVar[RoundState]
+CEREMONY_KIND_UNSPECIFIED: CeremonyKind
+SEED_COMMIT: CeremonyKind
+SEED_REVEAL: CeremonyKind
+KEY_CONTRIBUTION: CeremonyKind
+ENCRYPTED_SHARE: CeremonyKind
+ENDORSEMENT: CeremonyKind
+ROUND_STATE_UNSPECIFIED: RoundState
+CEREMONY: RoundState
+COLLECTING: RoundState
+AGGREGATING: RoundState
+DECRYPTING: RoundState
+RELEASED: RoundState
+FINISHED: RoundState
+
+class Chunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class BlobHeader(_message.Message):
+    __slots__ = ("total_size", "sha256")
+    TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    total_size: int
+    sha256: bytes
+    def __init__(self, total_size: _Optional[int] = ..., sha256: _Optional[bytes] = ...) -> None: ...
+
+class BlobRequest(_message.Message):
+    __slots__ = ("sha256",)
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    sha256: bytes
+    def __init__(self, sha256: _Optional[bytes] = ...) -> None: ...
+
+class Empty(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CeremonyMessage(_message.Message):
+    __slots__ = ("kind", "sender", "recipient", "body", "signature")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    BODY_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    kind: CeremonyKind
+    sender: int
+    recipient: int
+    body: bytes
+    signature: bytes
+    def __init__(self, kind: _Optional[_Union[CeremonyKind, str]] = ..., sender: _Optional[int] = ..., recipient: _Optional[int] = ..., body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class SealedShare(_message.Message):
+    __slots__ = ("ephemeral_public_key", "nonce", "ciphertext")
+    EPHEMERAL_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_FIELD_NUMBER: _ClassVar[int]
+    ephemeral_public_key: bytes
+    nonce: bytes
+    ciphertext: bytes
+    def __init__(self, ephemeral_public_key: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
+
+class CeremonyQuery(_message.Message):
+    __slots__ = ("kind", "recipient")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    kind: CeremonyKind
+    recipient: int
+    def __init__(self, kind: _Optional[_Union[CeremonyKind, str]] = ..., recipient: _Optional[int] = ...) -> None: ...
+
+class CeremonyMessages(_message.Message):
+    __slots__ = ("messages",)
+    MESSAGES_FIELD_NUMBER: _ClassVar[int]
+    messages: _containers.RepeatedCompositeFieldContainer[CeremonyMessage]
+    def __init__(self, messages: _Optional[_Iterable[_Union[CeremonyMessage, _Mapping]]] = ...) -> None: ...
+
+class PublicKeyBundle(_message.Message):
+    __slots__ = ("public_key", "endorsements")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    ENDORSEMENTS_FIELD_NUMBER: _ClassVar[int]
+    public_key: bytes
+    endorsements: _containers.RepeatedCompositeFieldContainer[CeremonyMessage]
+    def __init__(self, public_key: _Optional[bytes] = ..., endorsements: _Optional[_Iterable[_Union[CeremonyMessage, _Mapping]]] = ...) -> None: ...
+
+class RoundInfo(_message.Message):
+    __slots__ = ("round", "state", "global_model_hash", "public_key_id", "deadline_unix", "accepted_uploads", "status", "model_length")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_UNIX_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    state: RoundState
+    global_model_hash: bytes
+    public_key_id: bytes
+    deadline_unix: float
+    accepted_uploads: int
+    status: str
+    model_length: int
+    def __init__(self, round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., global_model_hash: _Optional[bytes] = ..., public_key_id: _Optional[bytes] = ..., deadline_unix: _Optional[float] = ..., accepted_uploads: _Optional[int] = ..., status: _Optional[str] = ..., model_length: _Optional[int] = ...) -> None: ...
+
+class UploadHeader(_message.Message):
+    __slots__ = ("round", "client_id", "nonce", "global_model_hash", "weight", "blob", "signature")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    BLOB_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    client_id: str
+    nonce: bytes
+    global_model_hash: bytes
+    weight: int
+    blob: BlobHeader
+    signature: bytes
+    def __init__(self, round: _Optional[int] = ..., client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., blob: _Optional[_Union[BlobHeader, _Mapping]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class UploadRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: UploadHeader
+    chunk: Chunk
+    def __init__(self, header: _Optional[_Union[UploadHeader, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ...) -> None: ...
+
+class UploadReceipt(_message.Message):
+    __slots__ = ("round", "ciphertext_hash", "accepted_uploads")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_HASH_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTED_UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    ciphertext_hash: bytes
+    accepted_uploads: int
+    def __init__(self, round: _Optional[int] = ..., ciphertext_hash: _Optional[bytes] = ..., accepted_uploads: _Optional[int] = ...) -> None: ...
+
+class Release(_message.Message):
+    __slots__ = ("round", "model_hash", "aggregate_digest", "quorum", "partial_digests", "server_signature")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_DIGESTS_FIELD_NUMBER: _ClassVar[int]
+    SERVER_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    model_hash: bytes
+    aggregate_digest: bytes
+    quorum: _containers.RepeatedScalarFieldContainer[int]
+    partial_digests: _containers.RepeatedScalarFieldContainer[bytes]
+    server_signature: bytes
+    def __init__(self, round: _Optional[int] = ..., model_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., quorum: _Optional[_Iterable[int]] = ..., partial_digests: _Optional[_Iterable[bytes]] = ..., server_signature: _Optional[bytes] = ...) -> None: ...
+
+class ReleaseQuery(_message.Message):
+    __slots__ = ("round",)
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    def __init__(self, round: _Optional[int] = ...) -> None: ...
+
+class Contribution(_message.Message):
+    __slots__ = ("client_id", "nonce", "global_model_hash", "weight", "ciphertext_hash", "signature")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    GLOBAL_MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    CIPHERTEXT_HASH_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    nonce: bytes
+    global_model_hash: bytes
+    weight: int
+    ciphertext_hash: bytes
+    signature: bytes
+    def __init__(self, client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., ciphertext_hash: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class DecryptionTask(_message.Message):
+    __slots__ = ("pending", "round", "aggregate_hash", "aggregate_digest", "contributions", "quorum", "task_id")
+    PENDING_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_HASH_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    pending: bool
+    round: int
+    aggregate_hash: bytes
+    aggregate_digest: bytes
+    contributions: _containers.RepeatedCompositeFieldContainer[Contribution]
+    quorum: _containers.RepeatedScalarFieldContainer[int]
+    task_id: int
+    def __init__(self, pending: _Optional[bool] = ..., round: _Optional[int] = ..., aggregate_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., quorum: _Optional[_Iterable[int]] = ..., task_id: _Optional[int] = ...) -> None: ...
+
+class PartialHeader(_message.Message):
+    __slots__ = ("task_id", "round", "keyholder", "blob", "signature")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    KEYHOLDER_FIELD_NUMBER: _ClassVar[int]
+    BLOB_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    round: int
+    keyholder: int
+    blob: BlobHeader
+    signature: bytes
+    def __init__(self, task_id: _Optional[int] = ..., round: _Optional[int] = ..., keyholder: _Optional[int] = ..., blob: _Optional[_Union[BlobHeader, _Mapping]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class PartialRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: PartialHeader
+    chunk: Chunk
+    def __init__(self, header: _Optional[_Union[PartialHeader, _Mapping]] = ..., chunk: _Optional[_Union[Chunk, _Mapping]] = ...) -> None: ...
+
+class Refusal(_message.Message):
+    __slots__ = ("task_id", "round", "keyholder", "reason", "signature")
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    KEYHOLDER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    task_id: int
+    round: int
+    keyholder: int
+    reason: str
+    signature: bytes
+    def __init__(self, task_id: _Optional[int] = ..., round: _Optional[int] = ..., keyholder: _Optional[int] = ..., reason: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class Ack(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    def __init__(self, status: _Optional[str] = ...) -> None: ...
+
+class AdminDecryptionRequest(_message.Message):
+    __slots__ = ("round", "client_ids")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_IDS_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    client_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, round: _Optional[int] = ..., client_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AdminDecryptionResult(_message.Message):
+    __slots__ = ("refusals", "released")
+    REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
+    refusals: _containers.RepeatedCompositeFieldContainer[Refusal]
+    released: bool
+    def __init__(self, refusals: _Optional[_Iterable[_Union[Refusal, _Mapping]]] = ..., released: _Optional[bool] = ...) -> None: ...
+
+class ModelBlob(_message.Message):
+    __slots__ = ("format_version", "round", "length", "float64_le")
+    FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    FLOAT64_LE_FIELD_NUMBER: _ClassVar[int]
+    format_version: int
+    round: int
+    length: int
+    float64_le: bytes
+    def __init__(self, format_version: _Optional[int] = ..., round: _Optional[int] = ..., length: _Optional[int] = ..., float64_le: _Optional[bytes] = ...) -> None: ...

@@ -1,0 +1,76 @@
+"""``secagg serve``: run the aggregation server of a deployment."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from secagg import constants as C
+from secagg.model_blob import decode_model
+from secagg.proto import service_pb2_grpc as pb_grpc
+from secagg.transport import identity
+
+from .rounds import RoundManager
+from .service import AggregationService
+from .store import BlobStore, Database
+
+log = logging.getLogger("secagg.server")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``secagg serve``."""
+    parser.add_argument("deployment", type=Path, help="deployment directory (secagg init)")
+    parser.add_argument("--address", help="listen address (default: the roster's)")
+    parser.add_argument("--data", type=Path, help="state directory (default DIR/server/data)")
+    parser.add_argument("--initial-model", type=Path, help="ModelBlob file of round 1's model")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM."""
+    me = identity(args.deployment, "server")
+    data = args.data or me.directory / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(data / "server.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("secagg").addHandler(handler)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s server %(levelname)s %(message)s")
+    initial = None
+    if args.initial_model:
+        _, initial = decode_model(
+            args.initial_model.read_bytes(), length=me.roster.policy.model_length
+        )
+    rounds = RoundManager(
+        Database(data / "state.db"), BlobStore(data / "blobs"), me.roster, me.signing_key(), initial
+    )
+    rounds.recover()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    pb_grpc.add_AggregationServicer_to_server(AggregationService(rounds), server)  # type: ignore[no-untyped-call]
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    address = args.address or me.roster.server_address
+    port = server.add_secure_port(address, me.server_credentials())
+    if port == 0:
+        log.error("cannot listen on %s", address)
+        return 1
+    server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set("secagg.service.v1.Aggregation", health_pb2.HealthCheckResponse.SERVING)
+    log.info("listening on %s (mTLS required)", address)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while not stop.wait(C.POLL_SECONDS):
+        try:
+            rounds.tick()
+        except Exception:  # keep serving; the next tick retries
+            log.exception("tick failed")
+    health_servicer.enter_graceful_shutdown()
+    server.stop(grace=2).wait()
+    return 0

@@ -1,0 +1,208 @@
+"""The gRPC servicer: authenticates the peer, maps RPCs to the round manager, maps errors.
+
+Every RPC first resolves the caller's role from its certificate's common name and the
+roster; a caller in the wrong role gets PERMISSION_DENIED. Library errors become gRPC
+status codes with the error's message, so callers see *why* (e.g. ``ReplayDetected:``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+import grpc
+
+from secagg import constants as C
+from secagg.errors import (
+    DuplicateUpload,
+    InvalidCiphertext,
+    InvalidPartialDecryption,
+    PermissionDenied,
+    PolicyViolation,
+    QuorumNotMet,
+    ReplayDetected,
+    SecAggError,
+    SignatureInvalid,
+    SizeLimitExceeded,
+    WeightBudgetExceeded,
+)
+from secagg.proto import service_pb2 as pb
+from secagg.proto import service_pb2_grpc as pb_grpc
+from secagg.transport import chunks, join_chunks, peer_name
+
+from .rounds import RoundManager
+
+log = logging.getLogger("secagg.server")
+T = TypeVar("T")
+
+_CODES: list[tuple[type[SecAggError], grpc.StatusCode]] = [
+    (ReplayDetected, grpc.StatusCode.ALREADY_EXISTS),
+    (DuplicateUpload, grpc.StatusCode.ALREADY_EXISTS),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (SizeLimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (SignatureInvalid, grpc.StatusCode.UNAUTHENTICATED),
+    (InvalidCiphertext, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidPartialDecryption, grpc.StatusCode.INVALID_ARGUMENT),
+    (WeightBudgetExceeded, grpc.StatusCode.INVALID_ARGUMENT),
+    (QuorumNotMet, grpc.StatusCode.UNAVAILABLE),
+    (PolicyViolation, grpc.StatusCode.FAILED_PRECONDITION),
+    (SecAggError, grpc.StatusCode.INVALID_ARGUMENT),
+]
+
+
+def _abort(context: grpc.ServicerContext, exc: SecAggError) -> None:
+    code = next(c for cls, c in _CODES if isinstance(exc, cls))
+    context.abort(code, f"{type(exc).__name__}: {exc}")
+
+
+class AggregationService(pb_grpc.AggregationServicer):
+    """Implements ``secagg.service.v1.Aggregation``."""
+
+    def __init__(self, rounds: RoundManager) -> None:
+        self.rounds = rounds
+        self.roster = rounds.roster
+
+    # ------------------------------------------------------------- helpers
+    def _caller(self, context: grpc.ServicerContext, *roles: str) -> str:
+        name = peer_name(context)
+        role = self.roster.role_of(name) if name else None
+        if role not in roles:
+            context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"PermissionDenied: {name!r} may not call this method",
+            )
+        assert name is not None
+        return name
+
+    def _keyholder_index(self, name: str) -> int:
+        return next(k.index for k in self.roster.keyholders if k.name == name)
+
+    def _guard(self, context: grpc.ServicerContext, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except SecAggError as exc:
+            log.warning("refused %s: %s", peer_name(context), exc)
+            _abort(context, exc)
+            raise AssertionError("unreachable") from exc
+
+    # ------------------------------------------------------------- ceremony
+    def PostCeremonyMessage(
+        self, request: pb.CeremonyMessage, context: grpc.ServicerContext
+    ) -> pb.Ack:
+        index = self._keyholder_index(self._caller(context, "keyholder"))
+        self.rounds.seen(index)
+        self._guard(context, lambda: self.rounds.ceremony.post(index, request))
+        self.rounds.tick()
+        return pb.Ack(status="stored")
+
+    def GetCeremonyMessages(
+        self, request: pb.CeremonyQuery, context: grpc.ServicerContext
+    ) -> pb.CeremonyMessages:
+        index = self._keyholder_index(self._caller(context, "keyholder"))
+        self.rounds.seen(index)
+        return pb.CeremonyMessages(messages=self.rounds.ceremony.messages(request.kind, index))
+
+    def GetPublicKey(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.PublicKeyBundle:
+        self._caller(context, "client", "keyholder", "admin")
+        bundle = self.rounds.ceremony.bundle()
+        if bundle is None:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "key ceremony in progress")
+        assert bundle is not None
+        return bundle
+
+    # ------------------------------------------------------------- rounds
+    def GetRound(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.RoundInfo:
+        self._caller(context, "client", "keyholder", "admin")
+        self.rounds.tick()
+        return self.rounds.round_info()
+
+    def DownloadBlob(
+        self, request: pb.BlobRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Chunk]:
+        self._caller(context, "client", "keyholder", "admin")
+        try:
+            data = self.rounds.blobs.get(request.sha256)
+        except (FileNotFoundError, ValueError, OSError):
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such blob")
+        yield from chunks(data)
+
+    def Upload(
+        self, request_iterator: Iterator[pb.UploadRequest], context: grpc.ServicerContext
+    ) -> pb.UploadReceipt:
+        client = self._caller(context, "client")
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be the header")
+        assert first is not None
+        header = first.header
+        self._guard(context, lambda: self.rounds.precheck_upload(client, header))
+        try:
+            blob = join_chunks(
+                (m.chunk for m in request_iterator if m.WhichOneof("part") == "chunk"),
+                expected_size=header.blob.total_size,
+                sha256=header.blob.sha256,
+            )
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"InvalidCiphertext: {exc}")
+        return self._guard(context, lambda: self.rounds.accept_upload(client, header, blob))
+
+    def GetRelease(self, request: pb.ReleaseQuery, context: grpc.ServicerContext) -> pb.Release:
+        self._caller(context, "client", "keyholder", "admin")
+        rel = self.rounds.release(request.round)
+        if rel is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"round {request.round} has no release")
+        assert rel is not None
+        return rel
+
+    # ------------------------------------------------------------- decryption
+    def GetDecryptionTask(
+        self, request: pb.Empty, context: grpc.ServicerContext
+    ) -> pb.DecryptionTask:
+        index = self._keyholder_index(self._caller(context, "keyholder"))
+        return self._guard(context, lambda: self.rounds.task_for(index))
+
+    def SubmitPartial(
+        self, request_iterator: Iterator[pb.PartialRequest], context: grpc.ServicerContext
+    ) -> pb.Ack:
+        index = self._keyholder_index(self._caller(context, "keyholder"))
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "header":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be the header")
+        assert first is not None
+        header = first.header
+        if header.blob.total_size > C.MAX_SERIALIZED_BYTES:
+            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "partial too large")
+        try:
+            blob = join_chunks(
+                (m.chunk for m in request_iterator if m.WhichOneof("part") == "chunk"),
+                expected_size=header.blob.total_size,
+                sha256=header.blob.sha256,
+            )
+        except ValueError as exc:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"InvalidPartialDecryption: {exc}")
+        status = self._guard(context, lambda: self.rounds.submit_partial(index, header, blob))
+        return pb.Ack(status=status)
+
+    def RefuseTask(self, request: pb.Refusal, context: grpc.ServicerContext) -> pb.Ack:
+        index = self._keyholder_index(self._caller(context, "keyholder"))
+        self._guard(context, lambda: self.rounds.refuse(index, request))
+        return pb.Ack(status="recorded")
+
+    # ------------------------------------------------------------- operator
+    def AdminRequestDecryption(
+        self, request: pb.AdminDecryptionRequest, context: grpc.ServicerContext
+    ) -> pb.AdminDecryptionResult:
+        self._caller(context, "admin")
+        task_id = self._guard(
+            context, lambda: self.rounds.admin_task(request.round, list(request.client_ids))
+        )
+        deadline = time.monotonic() + min(context.time_remaining() or 30.0, 30.0) - 1.0
+        while time.monotonic() < deadline:
+            refusals, completed, released = self.rounds.admin_result(task_id)
+            if completed or len(refusals) >= 1:
+                break
+            time.sleep(C.POLL_SECONDS)
+        refusals, completed, released = self.rounds.admin_result(task_id)
+        return pb.AdminDecryptionResult(refusals=refusals, released=released and completed)
