@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from . import constants as C
 from .errors import SecAggError
@@ -46,7 +47,54 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="in-process encrypted federated averaging on load_digits")
     demo_local.add_arguments(d)
     d.set_defaults(func=demo_local.run)
+    i = sub.add_parser("init", help="create a deployment directory (CA, keys, roster)")
+    i.add_argument("directory", type=Path)
+    i.add_argument("--clients", type=int, required=True)
+    i.add_argument("--keyholders", type=int, required=True)
+    i.add_argument("--threshold", type=int, required=True)
+    i.add_argument("--min-contributors", type=int)
+    i.add_argument("--max-weight-share", type=float, default=1.0)
+    i.add_argument("--rounds", type=int, default=3)
+    i.add_argument("--round-timeout", type=float, default=60.0)
+    i.add_argument("--model-length", type=int, default=1000)
+    i.add_argument("--address", default="127.0.0.1:50051")
+    i.set_defaults(func=_init)
+
+    from clients import admin, client, keyholder
+    from server import main as server_main
+
+    for name, module, text in [
+        ("serve", server_main, "run the aggregation server"),
+        ("keyholder", keyholder, "run a key holder's agent"),
+        ("client", client, "run a training client"),
+        ("admin", admin, "operator tools"),
+    ]:
+        sp = sub.add_parser(name, help=text)
+        module.add_arguments(sp)
+        sp.set_defaults(func=module.run)
     return parser
+
+
+def _init(args: argparse.Namespace) -> int:
+    from .deployment import init_deployment
+
+    roster = init_deployment(
+        args.directory,
+        clients=args.clients,
+        keyholders=args.keyholders,
+        threshold=args.threshold,
+        min_contributors=args.min_contributors,
+        max_weight_share=args.max_weight_share,
+        rounds=args.rounds,
+        round_timeout_seconds=args.round_timeout,
+        model_length=args.model_length,
+        server_address=args.address,
+    )
+    print(
+        f"deployment {roster.deployment_id} in {args.directory}: {len(roster.clients)} clients, "
+        f"{roster.policy.keyholders} key holders (threshold {roster.policy.threshold})"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

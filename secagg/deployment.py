@@ -194,8 +194,9 @@ def init_deployment(
         )
     if clients < 1:
         raise ConfigError("need at least one client")
-    per_param = params.bytes_per_parameter
-    cap = max_upload_bytes or int(model_length * per_param * 1.05) + 64 * 1024
+    ciphertexts = -(-model_length // params.poly_modulus_degree)
+    full = ciphertexts * params.poly_modulus_degree * params.bytes_per_parameter
+    cap = max_upload_bytes or int(full) + 64 * 1024  # envelope overhead is < 200 bytes
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _certificate("secagg-ca", ca_key, ca_key, None, is_ca=True)
     _write_private(directory / "ca" / "ca.key", _pem_key(ca_key))

@@ -42,9 +42,10 @@ def encode(params: Parameters, values: F64, padded_length: int) -> U64:
     EncodingError
         If any ``|x|`` is not strictly below ``params.value_bound`` after rounding.
     """
-    scaled = np.rint(values * float(1 << params.fractional_bits))
+    scaled = values * float(1 << params.fractional_bits)
+    np.rint(scaled, out=scaled)
     limit = params.value_bound * float(1 << params.fractional_bits)
-    if np.abs(scaled).max() >= limit:
+    if scaled.max() >= limit or -scaled.min() >= limit:
         worst = float(np.abs(values).max())
         raise EncodingError(
             f"value {worst:g} out of range: every value must satisfy |x| < "
@@ -52,7 +53,9 @@ def encode(params: Parameters, values: F64, padded_length: int) -> U64:
         )
     out = np.zeros(padded_length, dtype=np.uint64)
     mask = np.uint64(params.plain_modulus - 1)
-    out[: values.size] = scaled.astype(np.int64).view(np.uint64) & mask
+    head = out[: values.size]
+    head[...] = scaled.astype(np.int64).view(np.uint64)
+    head &= mask
     return out
 
 

@@ -1,0 +1,55 @@
+"""``secagg admin``: operator tools (they cannot bypass the key holders' policy)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from secagg import constants as C
+from secagg.proto import service_pb2 as pb
+from secagg.transport import identity
+
+from .connection import Connection
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``secagg admin request-decryption``."""
+    parser.add_argument("action", choices=["request-decryption", "status"])
+    parser.add_argument("deployment", type=Path)
+    parser.add_argument("--round", type=int, default=0)
+    parser.add_argument("--clients", nargs="*", default=[])
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print the result as JSON; exit 0."""
+    conn = Connection(identity(args.deployment, "admin"))
+    if args.action == "status":
+        info = conn.call(conn.stub.GetRound, pb.Empty())
+        print(
+            json.dumps(
+                {
+                    "round": info.round,
+                    "state": pb.RoundState.Name(info.state),
+                    "accepted_uploads": info.accepted_uploads,
+                    "status": info.status,
+                }
+            )
+        )
+        return 0
+    result = conn.call(
+        conn.stub.AdminRequestDecryption,
+        pb.AdminDecryptionRequest(round=args.round, client_ids=args.clients),
+        timeout=C.RPC_TIMEOUT_SECONDS + 5,
+    )
+    print(
+        json.dumps(
+            {
+                "released": result.released,
+                "refusals": [
+                    {"keyholder": r.keyholder, "reason": r.reason} for r in result.refusals
+                ],
+            }
+        )
+    )
+    return 0

@@ -1,0 +1,207 @@
+"""``secagg client``: a training client.
+
+Each round: fetch the round and the global model, check the model (round 1: the hash the
+server announces; later rounds: the server's signed release of the previous round),
+train, encrypt under the joint public key — after checking that every key holder of the
+roster endorsed it — sign (round, client id, nonce, global-model hash, ciphertext hash,
+weight) and upload in chunks. Uploads are idempotent: a retry resends the same signed
+upload, and a server answer that it already holds this client's upload counts as done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+
+import grpc
+
+from secagg import constants as C
+from secagg.ciphertext import encrypt
+from secagg.errors import InvalidKeyMaterial, SignatureInvalid
+from secagg.keys import JointPublicKey
+from secagg.model_blob import decode_model
+from secagg.proto import service_pb2 as pb
+from secagg.signing import ceremony_digest, release_digest, sign, upload_digest, verify
+from secagg.transport import Identity, identity
+
+from .connection import Connection, blob_header, upload_stream
+from .trainer import SyntheticTrainer, Trainer
+
+log = logging.getLogger("secagg.client")
+
+
+class TrainingClient:
+    """One client's agent."""
+
+    def __init__(self, me: Identity, trainer: Trainer, *, address: str | None = None) -> None:
+        self.me = me
+        self.roster = me.roster
+        self.trainer = trainer
+        self.signing_key = me.signing_key()
+        self.conn = Connection(me, address)
+        self.state = me.directory / "state"
+        self.state.mkdir(exist_ok=True)
+
+    def endorsed_public_key(self) -> JointPublicKey:
+        """The joint public key, accepted only with an endorsement from every key holder."""
+        bundle = self.conn.call(self.conn.stub.GetPublicKey, pb.Empty(), retry_for=600.0)
+        key = JointPublicKey.from_bytes(bundle.public_key, self.roster.params)
+        endorsed = set()
+        for e in bundle.endorsements:
+            if e.kind != pb.ENDORSEMENT or e.body != key.id_bytes:
+                continue
+            verify(
+                self.roster.keyholder(e.sender).signing_public_key,
+                e.signature,
+                ceremony_digest(
+                    deployment_id=self.roster.deployment_id,
+                    kind=e.kind,
+                    sender=e.sender,
+                    recipient=e.recipient,
+                    body=e.body,
+                ),
+                who=f"key holder {e.sender}",
+            )
+            endorsed.add(e.sender)
+        if endorsed != {k.index for k in self.roster.keyholders}:
+            raise InvalidKeyMaterial("the joint public key is not endorsed by every key holder")
+        if (
+            key.threshold != self.roster.policy.threshold
+            or key.keyholders != self.roster.policy.keyholders
+        ):
+            raise InvalidKeyMaterial("the joint public key does not match the roster's threshold")
+        return key
+
+    def _checked_model(self, info: pb.RoundInfo) -> bytes:
+        if info.round > 1:
+            rel = self.conn.call(self.conn.stub.GetRelease, pb.ReleaseQuery(round=info.round - 1))
+            verify(
+                self.roster.server.signing_public_key,
+                rel.server_signature,
+                release_digest(
+                    deployment_id=self.roster.deployment_id,
+                    round_number=rel.round,
+                    model_hash=rel.model_hash,
+                    aggregate_digest=rel.aggregate_digest,
+                    quorum=list(rel.quorum),
+                    partial_digests=list(rel.partial_digests),
+                ),
+                who="server",
+            )
+            if rel.model_hash != info.global_model_hash:
+                raise SignatureInvalid(
+                    "the round's global model is not the one the server released"
+                )
+        return self.conn.download(info.global_model_hash)
+
+    def _done(self) -> dict[str, str]:
+        path = self.state / "uploads.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _remember(self, rnd: int, ct_hash: bytes) -> None:
+        record = self._done()
+        record[str(rnd)] = ct_hash.hex()
+        tmp = self.state / "uploads.json.tmp"
+        tmp.write_text(json.dumps(record))
+        os.replace(tmp, self.state / "uploads.json")
+
+    def run_round(self, info: pb.RoundInfo, key: JointPublicKey) -> None:
+        """Train, encrypt, sign and upload for one round."""
+        model_blob = self._checked_model(info)
+        _, global_model = decode_model(model_blob, length=self.roster.policy.model_length)
+        vector, weight = self.trainer.train(global_model, info.round)
+        blob = encrypt(key, vector).to_bytes()
+        header = pb.UploadHeader(
+            round=info.round,
+            client_id=self.me.name,
+            nonce=os.urandom(C.UPLOAD_NONCE_BYTES),
+            global_model_hash=info.global_model_hash,
+            weight=weight,
+            blob=blob_header(blob),
+        )
+        header.signature = sign(
+            self.signing_key,
+            upload_digest(
+                deployment_id=self.roster.deployment_id,
+                round_number=info.round,
+                client_id=self.me.name,
+                nonce=header.nonce,
+                global_model_hash=header.global_model_hash,
+                ciphertext_hash=header.blob.sha256,
+                weight=weight,
+            ),
+        )
+        try:
+            receipt = self.conn.call(
+                lambda _, timeout: self.conn.stub.Upload(
+                    upload_stream(header, blob), timeout=timeout
+                ),
+                None,
+                timeout=C.TRANSFER_TIMEOUT_SECONDS,
+            )
+            log.info(
+                "%s: round %d uploaded (%d bytes), %d accepted so far",
+                self.me.name,
+                info.round,
+                len(blob),
+                receipt.accepted_uploads,
+            )
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+                raise
+            log.info(
+                "%s: round %d already holds our upload (%s)",
+                self.me.name,
+                info.round,
+                exc.details(),
+            )
+        self._remember(info.round, hashlib.sha256(blob).digest())
+
+    def run(self, stop: threading.Event) -> None:
+        """Take part in every round until the deployment is finished or stopped."""
+        key = self.endorsed_public_key()
+        while not stop.is_set():
+            info = self.conn.call(self.conn.stub.GetRound, pb.Empty(), retry_for=600.0)
+            if info.state == pb.FINISHED:
+                log.info("%s: all rounds done", self.me.name)
+                return
+            if info.public_key_id and info.public_key_id != key.id_bytes:
+                raise InvalidKeyMaterial("the server announces another public key")
+            if info.state == pb.COLLECTING and str(info.round) not in self._done():
+                try:
+                    self.run_round(info, key)
+                except grpc.RpcError as exc:
+                    if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                        raise
+                    log.warning("%s: round %d: %s", self.me.name, info.round, exc.details())
+            stop.wait(C.POLL_SECONDS)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``secagg client``."""
+    parser.add_argument("deployment", type=Path)
+    parser.add_argument("--name", required=True, help="client name in the roster (e.g. c1)")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic trainer seed")
+    parser.add_argument("--weight", type=int, default=100, help="synthetic trainer sample count")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the client until all rounds are done."""
+    import signal
+
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {args.name} %(levelname)s %(message)s"
+    )
+    me = identity(args.deployment, args.name)
+    trainer = SyntheticTrainer(
+        seed=args.seed, weight=args.weight, record_dir=me.directory / "updates"
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    TrainingClient(me, trainer).run(stop)
+    return 0

@@ -1,0 +1,45 @@
+"""Local training behind the client: a small protocol and the synthetic trainer.
+
+:class:`Trainer` is what the training client calls each round. The DP trainer on real
+data lives in its own module; :class:`SyntheticTrainer` is a deterministic stand-in for
+service tests and benchmarks at any model size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from secagg.encoding import F64
+
+
+class Trainer(Protocol):
+    """Produces a client's update from the global model of a round."""
+
+    def train(self, global_model: F64, round_number: int) -> tuple[F64, int]:
+        """Return (new local model vector, weight = number of training samples)."""
+        ...
+
+
+class SyntheticTrainer:
+    """Deterministic pseudo-training: ``0.5 * global + noise(seed, round)``.
+
+    Keeps a copy of every vector it produced in ``record_dir`` (client-local, for
+    checking the released model); nothing of it leaves the client unencrypted.
+    """
+
+    def __init__(self, *, seed: int, weight: int, record_dir: Path | None = None) -> None:
+        self.seed = seed
+        self.weight = weight
+        self.record_dir = record_dir
+
+    def train(self, global_model: F64, round_number: int) -> tuple[F64, int]:
+        """See :class:`Trainer`."""
+        rng = np.random.default_rng([self.seed, round_number])  # test data, not a secret
+        vector = 0.5 * global_model + rng.uniform(-1.0, 1.0, global_model.size)
+        if self.record_dir is not None:
+            self.record_dir.mkdir(parents=True, exist_ok=True)
+            np.save(self.record_dir / f"round-{round_number}.npy", vector)
+        return vector, self.weight
