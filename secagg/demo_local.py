@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                 for b in range(0, len(yt), 32):
                     opt.zero_grad()
                     loss = torch.nn.functional.cross_entropy(model(xt[b : b + 32]), yt[b : b + 32])
-                    loss.backward()
+                    loss.backward()  # type: ignore[no-untyped-call]
                     opt.step()
             vector, layout = flatten_state_dict(model.state_dict())
             uploads.append(encrypt(keys.public_key, vector))
