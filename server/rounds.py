@@ -602,6 +602,3 @@ class RoundManager:
         released = self.release(int(state[1])) is not None
         return refusals, state[0] == "completed", released
 
-    def model_hash_ok(self, digest: bytes) -> bool:
-        """Whether a blob may be downloaded by anyone authenticated (not secret)."""
-        return self.blobs.has(digest) and hashlib.sha256(self.blobs.get(digest)).digest() == digest
