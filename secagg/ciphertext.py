@@ -164,7 +164,7 @@ def encrypt(public_key: JointPublicKey, vector: object) -> EncryptedVector:
     Security
     --------
     Check ``public_key`` against the key holders' endorsements before calling this.
-    Values must satisfy ``|x| < params.value_bound``.
+    Values must satisfy ``|x| < params.max_abs_value`` (just below ``value_bound``).
     """
     params = public_key.params
     values = as_vector(vector)

@@ -40,7 +40,7 @@ def encode(params: Parameters, values: F64, padded_length: int) -> U64:
     Raises
     ------
     EncodingError
-        If any ``|x|`` is not strictly below ``params.value_bound`` after rounding.
+        If any ``|x|`` is not below ``params.max_abs_value`` (it would round to the bound).
     """
     scaled = values * float(1 << params.fractional_bits)
     np.rint(scaled, out=scaled)
@@ -48,8 +48,9 @@ def encode(params: Parameters, values: F64, padded_length: int) -> U64:
     if scaled.max() >= limit or -scaled.min() >= limit:
         worst = float(np.abs(values).max())
         raise EncodingError(
-            f"value {worst:g} out of range: every value must satisfy |x| < "
-            f"{params.value_bound:g} (Parameters.value_bound)"
+            f"value {worst!r} out of range: every value must satisfy |x| < "
+            f"{params.max_abs_value!r} (Parameters.max_abs_value, i.e. value_bound "
+            f"{params.value_bound:g} minus half a quantization step)"
         )
     out = np.zeros(padded_length, dtype=np.uint64)
     mask = np.uint64(params.plain_modulus - 1)

@@ -108,7 +108,8 @@ class Parameters:
         Parameters
         ----------
         value_bound
-            Every encrypted value must satisfy ``|x| < value_bound``.
+            Every encrypted value must satisfy ``|x| < value_bound`` (precisely:
+            ``|x| < max_abs_value = value_bound - 2^-(f+1)``, so that it rounds inside).
         max_total_weight
             Largest sum of (integer) aggregation weights the modulus is budgeted for.
         precision
@@ -225,6 +226,11 @@ class Parameters:
         return x_bits + w_bits + self.fractional_bits + 1
 
     @property
+    def max_abs_value(self) -> float:
+        """Largest accepted ``|x|``: ``value_bound - 2^-(f+1)`` (values round to ``2^-f``)."""
+        return self.value_bound - 2.0 ** -(self.fractional_bits + 1)
+
+    @property
     def precision(self) -> float:
         """Bound on the absolute error of a decrypted weighted mean: ``2^-(f+1)``."""
         return 2.0 ** -(self.fractional_bits + 1)
@@ -301,6 +307,7 @@ class Parameters:
             "plain_modulus_bits": self.plain_modulus_bits,
             "fractional_bits": self.fractional_bits,
             "value_bound": self.value_bound,
+            "max_abs_value": self.max_abs_value,
             "max_total_weight": self.max_total_weight,
             "max_keyholders": self.max_keyholders,
             "flooding_bits": self.flooding_bits,

@@ -77,7 +77,7 @@ def flooding_noise(count: int, bits: int, primes: tuple[int, ...]) -> U64:
     if not 1 <= bits <= 120:
         raise ValueError("flooding bits must lie in [1, 120]")
     width = bits + 1  # number of random bits of U = E + 2^bits, uniform in [0, 2^(bits+1))
-    if width <= 62:
+    if width <= 63:  # U < 2^63 and E = U - 2^bits fit int64
         raw = np.frombuffer(os.urandom(8 * count), dtype="<u8").astype(np.uint64)
         u = raw & np.uint64((1 << width) - 1)
         return signed_to_residues(u.astype(np.int64) - (1 << bits), primes)

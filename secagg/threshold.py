@@ -92,7 +92,7 @@ class PartialDecryption:
         require(msg.params_id == params.id_bytes, err, "partial is for other parameters")
         require(len(msg.aggregate_digest) == C.DIGEST_BYTES, err, "missing aggregate digest")
         quorum = tuple(msg.quorum)
-        _check_quorum(quorum, msg.threshold, params.max_keyholders, err)
+        _check_quorum(quorum, msg.threshold, params.max_keyholders, err, short=err)
         require(msg.keyholder_index in quorum, err, "key holder is not in its quorum")
         n, L = params.poly_modulus_degree, len(params.data_primes)
         count = msg.ciphertext_count
@@ -154,14 +154,18 @@ def _partial_digest(
 
 
 def _check_quorum(
-    quorum: tuple[int, ...], threshold: int, keyholders: int, err: type[Exception]
+    quorum: tuple[int, ...],
+    threshold: int,
+    keyholders: int,
+    err: type[Exception],
+    short: type[Exception] = QuorumNotMet,
 ) -> None:
     if list(quorum) != sorted(set(quorum)) or any(i < 1 or i > keyholders for i in quorum):
         raise err(f"quorum {list(quorum)} must be sorted, distinct indices in 1..{keyholders}")
     if threshold < 1:
         raise err("threshold must be positive")
     if len(quorum) < threshold:
-        raise QuorumNotMet(f"quorum of {len(quorum)} key holders; the threshold is {threshold}")
+        raise short(f"quorum of {len(quorum)} key holders; the threshold is {threshold}")
 
 
 def partial_decrypt(
@@ -256,6 +260,10 @@ def combine(
             )
         if p.quorum != first.quorum or p.threshold != first.threshold:
             raise InvalidPartialDecryption("partials were computed for different quorums")
+        if p.keyholder_index not in p.quorum:
+            raise InvalidPartialDecryption(
+                f"key holder {p.keyholder_index} is not in the partial's quorum {list(p.quorum)}"
+            )
         if p.residues.shape != aggregate.vector.residues[:, 1].shape:
             raise InvalidPartialDecryption("partial has the wrong shape")
         by_index[p.keyholder_index] = p

@@ -11,7 +11,6 @@ decryptions, combines them, signs the release and opens the next round.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sqlite3
 import threading

@@ -110,9 +110,7 @@ def vector_message(
     """An ``EncryptedVector`` with a digest consistent with its fields under ``params``."""
     payload = pack60(residues)
     count = int(residues.shape[0]) if count is None else count
-    digest = digest_of(
-        C.DOMAIN_CIPHERTEXT, params.id_bytes, public_key_id, length, count, payload
-    )
+    digest = digest_of(C.DOMAIN_CIPHERTEXT, params.id_bytes, public_key_id, length, count, payload)
     return core_pb2.EncryptedVector(
         format_version=format_version,
         params_id=params.id_bytes if params_id is None else params_id,

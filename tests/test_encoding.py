@@ -16,7 +16,7 @@ PARAMS = secagg.Parameters.default()
 VB = PARAMS.value_bound
 F = PARAMS.fractional_bits
 # Largest magnitude that rounds strictly inside the bound (see the xfail test below).
-SAFE = VB - 2.0 ** -F
+SAFE = VB - 2.0**-F
 
 
 def in_range_floats(limit: float = SAFE) -> st.SearchStrategy[float]:
@@ -60,9 +60,7 @@ def test_known_encodings() -> None:
     assert np.array_equal(decode(PARAMS, coeffs), x)
 
 
-@pytest.mark.parametrize(
-    "bad", [VB, -VB, 2 * VB, 1e300, -1e10, np.inf, -np.inf], ids=repr
-)
+@pytest.mark.parametrize("bad", [VB, -VB, 2 * VB, 1e300, -1e10, np.inf, -np.inf], ids=repr)
 def test_out_of_range_refused(bad: float) -> None:
     x = np.array([0.0, bad, 1.0])
     with pytest.raises(secagg.EncodingError):
@@ -77,16 +75,16 @@ def test_out_of_range_refused_property(magnitude: float, negative: bool) -> None
         encode(PARAMS, x, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (boundary): values with |x| < value_bound but within 2^-(f+1) of it round "
-    "to value_bound * 2^f and are refused; the error message then claims the value is 16",
-)
-def test_largest_value_below_bound_accepted() -> None:
-    x = np.array([np.nextafter(VB, 0.0)])
-    assert abs(x[0]) < VB
-    back = decode(PARAMS, encode(PARAMS, x, 1))
-    assert abs(back[0] - x[0]) <= PARAMS.precision
+def test_documented_value_limit_is_exact() -> None:
+    """|x| < max_abs_value is accepted; anything from max_abs_value on is refused, and says so."""
+    limit = PARAMS.max_abs_value
+    assert limit == VB - 2.0 ** -(F + 1)
+    for sign in (1.0, -1.0):
+        x = np.array([sign * np.nextafter(limit, 0.0)])
+        back = decode(PARAMS, encode(PARAMS, x, 1))
+        assert abs(back[0] - x[0]) <= PARAMS.precision
+        with pytest.raises(secagg.EncodingError, match=r"Parameters\.max_abs_value"):
+            encode(PARAMS, np.array([sign * limit]), 1)
 
 
 @pytest.mark.parametrize(

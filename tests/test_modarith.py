@@ -55,12 +55,12 @@ def test_test_primes_are_primes_below_2_60() -> None:
 def sample(q: int, size: int = 512, seed: int = 0) -> np.ndarray:
     """Edge values followed by uniform residues mod q."""
     rng = np.random.default_rng(seed + q % 1000)
-    edges = sorted({v for v in EDGES(q) if 0 <= v < q})
+    edges = sorted({v for v in edge_values(q) if 0 <= v < q})
     rand = rng.integers(0, q, size=max(size - len(edges), 0), dtype=np.uint64)
     return np.concatenate([np.array(edges, dtype=np.uint64), rand])[:size]
 
 
-def EDGES(q: int) -> tuple[int, ...]:
+def edge_values(q: int) -> tuple[int, ...]:
     return (0, 1, 2, q - 1, q - 2, q // 2, (q + 1) // 2)
 
 
@@ -71,7 +71,7 @@ def as_ints(a: np.ndarray) -> list[int]:
 def all_pairs(q: int) -> tuple[np.ndarray, np.ndarray]:
     """Every pair of edge values plus random pairs."""
     x, y = sample(q, seed=1), sample(q, seed=2)
-    edges = np.array(sorted({v for v in EDGES(q) if 0 <= v < q}), dtype=np.uint64)
+    edges = np.array(sorted({v for v in edge_values(q) if 0 <= v < q}), dtype=np.uint64)
     ex, ey = np.meshgrid(edges, edges)
     return np.concatenate([x, ex.ravel()]), np.concatenate([y, ey.ravel()])
 
@@ -79,8 +79,9 @@ def all_pairs(q: int) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("q", PRIMES)
 def test_add_sub_neg(q: int) -> None:
     a, b = all_pairs(q)
-    assert as_ints(M.add_mod(a, b, q)) == [(x + y) % q for x, y in zip(as_ints(a), as_ints(b))]
-    assert as_ints(M.sub_mod(a, b, q)) == [(x - y) % q for x, y in zip(as_ints(a), as_ints(b))]
+    pairs = list(zip(as_ints(a), as_ints(b), strict=True))
+    assert as_ints(M.add_mod(a, b, q)) == [(x + y) % q for x, y in pairs]
+    assert as_ints(M.sub_mod(a, b, q)) == [(x - y) % q for x, y in pairs]
     assert as_ints(M.neg_mod(a, q)) == [(-x) % q for x in as_ints(a)]
 
 
@@ -88,7 +89,7 @@ def test_add_sub_neg(q: int) -> None:
 def test_mul_mod_array_array(q: int) -> None:
     a, b = all_pairs(q)
     got = as_ints(M.mul_mod(a, b, q))
-    assert got == [x * y % q for x, y in zip(as_ints(a), as_ints(b))]
+    assert got == [x * y % q for x, y in zip(as_ints(a), as_ints(b), strict=True)]
 
 
 @pytest.mark.parametrize("q", PRIMES)
@@ -125,7 +126,7 @@ def test_reduce_wide(q: int, shift: int) -> None:
     hi = np.concatenate([edges, rng.integers(0, U64_MAX, size=200, dtype=np.uint64, endpoint=True)])
     lo = np.concatenate([edges[::-1], rng.integers(0, U64_MAX, size=200, dtype=np.uint64)])
     got = as_ints(M.reduce_wide(hi, lo, shift, q))
-    assert got == [((h << shift) + l) % q for h, l in zip(as_ints(hi), as_ints(lo))]
+    assert got == [((h << shift) + w) % q for h, w in zip(as_ints(hi), as_ints(lo), strict=True)]
 
 
 def test_signed_to_residues() -> None:
@@ -168,8 +169,10 @@ def residue_lists(draw: st.DrawFn) -> tuple[int, list[int], list[int]]:
     q = draw(primes_st)
     n = draw(st.integers(1, 40))
     elem = st.one_of(st.integers(0, q - 1), st.sampled_from([0, 1, q - 1, max(q - 2, 0)]))
-    return q, draw(st.lists(elem, min_size=n, max_size=n)), draw(
-        st.lists(elem, min_size=n, max_size=n)
+    return (
+        q,
+        draw(st.lists(elem, min_size=n, max_size=n)),
+        draw(st.lists(elem, min_size=n, max_size=n)),
     )
 
 
@@ -178,10 +181,10 @@ def residue_lists(draw: st.DrawFn) -> tuple[int, list[int], list[int]]:
 def test_kernels_match_python_ints(data: tuple[int, list[int], list[int]]) -> None:
     q, xs, ys = data
     a, b = np.array(xs, dtype=np.uint64), np.array(ys, dtype=np.uint64)
-    assert as_ints(M.add_mod(a, b, q)) == [(x + y) % q for x, y in zip(xs, ys)]
-    assert as_ints(M.sub_mod(a, b, q)) == [(x - y) % q for x, y in zip(xs, ys)]
+    assert as_ints(M.add_mod(a, b, q)) == [(x + y) % q for x, y in zip(xs, ys, strict=True)]
+    assert as_ints(M.sub_mod(a, b, q)) == [(x - y) % q for x, y in zip(xs, ys, strict=True)]
     assert as_ints(M.neg_mod(a, q)) == [-x % q for x in xs]
-    assert as_ints(M.mul_mod(a, b, q)) == [x * y % q for x, y in zip(xs, ys)]
+    assert as_ints(M.mul_mod(a, b, q)) == [x * y % q for x, y in zip(xs, ys, strict=True)]
     assert as_ints(M.mul_mod(a, ys[0], q)) == [x * ys[0] % q for x in xs]
 
 
@@ -192,11 +195,13 @@ def test_kernels_match_python_ints(data: tuple[int, list[int], list[int]]) -> No
     st.lists(st.integers(0, U64_MAX), min_size=30, max_size=30),
     st.integers(0, 64),
 )
-def test_reduce_wide_matches_python_ints(q: int, his: list[int], los: list[int], shift: int) -> None:
+def test_reduce_wide_matches_python_ints(
+    q: int, his: list[int], los: list[int], shift: int
+) -> None:
     lo_list = los[: len(his)]
     hi, lo = np.array(his, dtype=np.uint64), np.array(lo_list, dtype=np.uint64)
     assert as_ints(M.reduce_wide(hi, lo, shift, q)) == [
-        ((h << shift) + x) % q for h, x in zip(his, lo_list)
+        ((h << shift) + x) % q for h, x in zip(his, lo_list, strict=True)
     ]
 
 
@@ -223,7 +228,11 @@ def test_pack60_layout_and_round_trip(count: int) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 6).flatmap(lambda g: st.lists(st.integers(0, 2**60 - 1), min_size=16 * g, max_size=16 * g)))
+@given(
+    st.integers(1, 6).flatmap(
+        lambda g: st.lists(st.integers(0, 2**60 - 1), min_size=16 * g, max_size=16 * g)
+    )
+)
 def test_pack60_matches_python_ints(values: list[int]) -> None:
     arr = np.array(values, dtype=np.uint64)
     packed = M.pack60(arr)
@@ -281,13 +290,6 @@ def test_flooding_noise(bits: int) -> None:
     _check_flooding(bits)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="BUG: flooding_noise(bits=62) takes the wide branch (width 63 > 62) and computes "
-    "1 << (63 - 64): 'negative shift count'. Parameters.calculate(max_total_weight=2**10) "
-    "has flooding_bits=62, so partial_decrypt always fails for it",
-)
 def test_flooding_noise_62_bits() -> None:
     _check_flooding(62)
 
