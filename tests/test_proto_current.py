@@ -1,4 +1,4 @@
-"""The committed generated protobuf modules match ``secagg/proto/core.proto``."""
+"""The committed generated protobuf and gRPC modules match ``secagg/proto/*.proto``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PROTO = "secagg/proto/core.proto"
-GENERATED = ("secagg/proto/core_pb2.py", "secagg/proto/core_pb2.pyi")
+PROTOS = (PROTO, "secagg/proto/service.proto")
+GENERATED = (
+    "secagg/proto/core_pb2.py",
+    "secagg/proto/core_pb2.pyi",
+    "secagg/proto/service_pb2.py",
+    "secagg/proto/service_pb2.pyi",
+    "secagg/proto/service_pb2_grpc.py",
+)
 
 
 def test_generated_code_is_current(tmp_path: Path) -> None:
@@ -20,7 +27,8 @@ def test_generated_code_is_current(tmp_path: Path) -> None:
             "-I.",
             f"--python_out={tmp_path}",
             f"--pyi_out={tmp_path}",
-            PROTO,
+            f"--grpc_python_out={tmp_path}",
+            *PROTOS,
         ],
         cwd=ROOT,
         capture_output=True,
