@@ -38,12 +38,20 @@ log = logging.getLogger("secagg.client")
 class TrainingClient:
     """One client's agent."""
 
-    def __init__(self, me: Identity, trainer: Trainer, *, address: str | None = None) -> None:
+    def __init__(
+        self,
+        me: Identity,
+        trainer: Trainer,
+        *,
+        address: str | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.stop = stop or threading.Event()
         self.me = me
         self.roster = me.roster
         self.trainer = trainer
         self.signing_key = me.signing_key()
-        self.conn = Connection(me, address)
+        self.conn = Connection(me, address, stop=self.stop)
         self.state = me.directory / "state"
         self.state.mkdir(exist_ok=True)
 
@@ -162,8 +170,15 @@ class TrainingClient:
             )
         self._remember(info.round, hashlib.sha256(blob).digest())
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self) -> None:
         """Take part in every round until the deployment is finished or stopped."""
+        try:
+            self._run(self.stop)
+        except grpc.RpcError:
+            if not self.stop.is_set():
+                raise
+
+    def _run(self, stop: threading.Event) -> None:
         key = self.endorsed_public_key()
         while not stop.is_set():
             info = self.conn.call(self.conn.stub.GetRound, pb.Empty(), retry_for=600.0)
@@ -203,5 +218,6 @@ def run(args: argparse.Namespace) -> int:
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    TrainingClient(me, trainer).run(stop)
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    TrainingClient(me, trainer, stop=stop).run()
     return 0

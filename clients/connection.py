@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -23,8 +24,11 @@ _RETRY = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
 class Connection:
     """Stub plus retry policy; every call carries a deadline."""
 
-    def __init__(self, me: Identity, address: str | None = None) -> None:
+    def __init__(
+        self, me: Identity, address: str | None = None, *, stop: threading.Event | None = None
+    ) -> None:
         self.me = me
+        self.stop = stop or threading.Event()
         self.channel = me.channel(address)
         self.stub = pb_grpc.AggregationStub(self.channel)  # type: ignore[no-untyped-call]
 
@@ -45,7 +49,8 @@ class Connection:
             except grpc.RpcError as exc:
                 if exc.code() not in _RETRY or time.monotonic() > give_up:
                     raise
-                time.sleep(delay)
+                if self.stop.wait(delay):
+                    raise
                 delay = min(delay * 2, 2.0)
 
     def download(self, sha256: bytes) -> bytes:

@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import grpc
@@ -57,7 +58,10 @@ log = logging.getLogger("secagg.keyholder")
 class KeyHolder:
     """One key holder's agent."""
 
-    def __init__(self, me: Identity, *, passphrase: bytes | None = None) -> None:
+    def __init__(
+        self, me: Identity, *, passphrase: bytes | None = None, stop: threading.Event | None = None
+    ) -> None:
+        self.stop = stop or threading.Event()
         self.me = me
         self.roster = me.roster
         self.params = me.roster.params
@@ -67,7 +71,7 @@ class KeyHolder:
         self.state = me.directory / "state"
         self.state.mkdir(exist_ok=True)
         self.passphrase = passphrase
-        self.conn = Connection(me)
+        self.conn = Connection(me, stop=self.stop)
 
     # ------------------------------------------------------------ share at rest
     def _storage_secret(self) -> tuple[bytes, bool]:
@@ -256,6 +260,9 @@ class KeyHolder:
                 f"a client holds {heaviest}/{total} of the weight; cap {policy.max_weight_share}",
                 None,
             )
+        info = self.conn.call(self.conn.stub.GetRound, pb.Empty())
+        if info.round == task.round and info.state == pb.COLLECTING:
+            return f"round {task.round} is still collecting uploads", None
         done = self._decrypted().get(str(task.round))
         if done is not None and done != task.aggregate_digest.hex():
             return f"round {task.round} was already decrypted with another aggregate", None
@@ -300,7 +307,30 @@ class KeyHolder:
         return None, aggregate
 
     def handle(self, task: pb.DecryptionTask, share: KeyShare) -> None:
-        """Answer one task: a signed partial decryption, or a signed refusal."""
+        """Answer one task, keeping the server informed that this key holder is alive."""
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.wait(C.POLL_SECONDS * 3):
+                with suppress(grpc.RpcError):
+                    self.conn.stub.GetRound(pb.Empty(), timeout=C.RPC_TIMEOUT_SECONDS)
+
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
+        try:
+            self._answer(task, share)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            log.warning(
+                "key holder %d: task %d dropped: %s", self.index, task.task_id, exc.details()
+            )
+        finally:
+            done.set()
+            beat.join()
+
+    def _answer(self, task: pb.DecryptionTask, share: KeyShare) -> None:
+        """A signed partial decryption, or a signed refusal."""
         try:
             reason, aggregate = self.check_policy(task, share.public_key_id)
         except SecAggError as exc:
@@ -356,8 +386,16 @@ class KeyHolder:
         )
         log.info("key holder %d: partial decryption for round %d sent", self.index, task.round)
 
-    def run(self, stop: threading.Event) -> None:
+    def run(self) -> None:
         """Ceremony if needed, then answer tasks until stopped."""
+        try:
+            self._run()
+        except (grpc.RpcError, InterruptedError):
+            if not self.stop.is_set():
+                raise
+
+    def _run(self) -> None:
+        stop = self.stop
         share = self.load_share() or self.ceremony(stop)
         bundle_key = JointPublicKey.from_bytes(
             self.conn.call(self.conn.stub.GetPublicKey, pb.Empty()).public_key, self.params
@@ -391,5 +429,5 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    KeyHolder(me, passphrase=passphrase).run(stop)
+    KeyHolder(me, passphrase=passphrase, stop=stop).run()
     return 0

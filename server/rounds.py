@@ -573,6 +573,16 @@ class RoundManager:
             contributions = self._contributions(rnd, clients)
             if not contributions:
                 raise PolicyViolation(f"no uploads from {clients} in round {rnd}")
+            state = self.db.query("SELECT state FROM rounds WHERE round=?", (rnd,))
+            if (
+                state
+                and state[0][0] == pb.DECRYPTING
+                and {c.client_id for c in contributions}
+                != {c.client_id for c in self._contributions(rnd)}
+            ):
+                raise PolicyViolation(
+                    f"round {rnd} is being decrypted; an operator request must name all its uploads"
+                )
             assert self.public_key is not None
             agg = Aggregator(
                 self.params, public_key_id=self.public_key.id_bytes, length=self.policy.model_length
@@ -600,4 +610,3 @@ class RoundManager:
         state = self.db.query("SELECT state, round FROM tasks WHERE task_id=?", (task_id,))[0]
         released = self.release(int(state[1])) is not None
         return refusals, state[0] == "completed", released
-

@@ -1,0 +1,1 @@
+"""Integration tests: real server, key-holder and client processes over mTLS."""
