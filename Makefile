@@ -23,7 +23,7 @@ test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
 demo: setup
-	$(BIN)/secagg demo
+	$(BIN)/secagg demo --out demo-out
 
 bench: setup
 	$(BIN)/secagg bench --json bench-results/bench.json

@@ -22,11 +22,18 @@ import grpc
 
 from secagg import constants as C
 from secagg.ciphertext import encrypt
-from secagg.errors import InvalidKeyMaterial, SignatureInvalid
+from secagg.errors import InvalidKeyMaterial, PrivacyBudgetExhausted, SignatureInvalid
 from secagg.keys import JointPublicKey
 from secagg.model_blob import decode_model
 from secagg.proto import service_pb2 as pb
-from secagg.signing import ceremony_digest, release_digest, sign, upload_digest, verify
+from secagg.signing import (
+    ceremony_digest,
+    release_digest,
+    sign,
+    upload_digest,
+    verify,
+    withdrawal_digest,
+)
 from secagg.transport import Identity, identity
 
 from .connection import Connection, blob_header, upload_stream
@@ -122,7 +129,11 @@ class TrainingClient:
         """Train, encrypt, sign and upload for one round."""
         model_blob = self._checked_model(info)
         _, global_model = decode_model(model_blob, length=self.roster.policy.model_length)
-        vector, weight = self.trainer.train(global_model, info.round)
+        try:
+            vector, weight = self.trainer.train(global_model, info.round)
+        except PrivacyBudgetExhausted as exc:
+            self.withdraw(info.round, f"privacy budget exhausted: {exc}")
+            raise
         blob = encrypt(key, vector).to_bytes()
         header = pb.UploadHeader(
             round=info.round,
@@ -170,10 +181,31 @@ class TrainingClient:
             )
         self._remember(info.round, hashlib.sha256(blob).digest())
 
+    def withdraw(self, round_number: int, reason: str) -> None:
+        """Tell the server (signed) that this client takes part in no further rounds."""
+        signature = sign(
+            self.signing_key,
+            withdrawal_digest(
+                deployment_id=self.roster.deployment_id,
+                client_id=self.me.name,
+                round_number=round_number,
+                reason=reason,
+            ),
+        )
+        self.conn.call(
+            self.conn.stub.Withdraw,
+            pb.Withdrawal(
+                client_id=self.me.name, round=round_number, reason=reason, signature=signature
+            ),
+        )
+        log.warning("%s: withdrew from round %d on: %s", self.me.name, round_number, reason)
+
     def run(self) -> None:
         """Take part in every round until the deployment is finished or stopped."""
         try:
             self._run(self.stop)
+        except PrivacyBudgetExhausted:
+            return
         except grpc.RpcError:
             if not self.stop.is_set():
                 raise
@@ -197,12 +229,53 @@ class TrainingClient:
             stop.wait(C.POLL_SECONDS)
 
 
+def dp_trainer_for(me: Identity, args: argparse.Namespace) -> Trainer:
+    """This client's DP trainer on its share of the digits federation."""
+    from .data import load_federation
+    from .dp_trainer import DPConfig, DPTrainer
+
+    clients = [c.name for c in me.roster.clients]
+    index = clients.index(me.name)
+    if args.insecure_noise_seed is not None:
+        log.warning("%s: DP noise is SEEDED (--insecure-noise-seed): no privacy", me.name)
+    config = DPConfig(
+        target_epsilon=args.epsilon,
+        target_delta=args.delta,
+        max_grad_norm=args.max_grad_norm,
+        accountant=args.accountant,
+        rounds=args.budget_rounds or me.roster.policy.rounds,
+        dp=not args.no_dp,
+        noise_seed=args.insecure_noise_seed,
+    )
+    federation = load_federation(clients=len(clients), alpha=args.alpha, seed=args.data_seed)
+    return DPTrainer(
+        federation.clients[index], config, state_dir=me.directory / "state", client_seed=index
+    )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``secagg client``."""
     parser.add_argument("deployment", type=Path)
     parser.add_argument("--name", required=True, help="client name in the roster (e.g. c1)")
+    parser.add_argument("--trainer", choices=["synthetic", "dp"], default="synthetic")
     parser.add_argument("--seed", type=int, default=0, help="synthetic trainer seed")
     parser.add_argument("--weight", type=int, default=100, help="synthetic trainer sample count")
+    dp = parser.add_argument_group("dp trainer (load_digits, Opacus DP-SGD)")
+    dp.add_argument("--data-seed", type=int, default=0, help="seed of the federation's data split")
+    dp.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration of the split")
+    dp.add_argument("--epsilon", type=float, default=3.0, help="privacy budget over the whole run")
+    dp.add_argument("--delta", type=float, default=1e-5)
+    dp.add_argument("--max-grad-norm", type=float, default=1.0)
+    dp.add_argument("--accountant", choices=["rdp", "prv"], default="prv")
+    dp.add_argument(
+        "--budget-rounds", type=int, help="rounds the budget is planned for (default: all)"
+    )
+    dp.add_argument("--no-dp", action="store_true", help="train without DP (baselines only)")
+    dp.add_argument(
+        "--insecure-noise-seed",
+        type=int,
+        help="seed the DP noise (demo comparisons only: predictable noise gives NO privacy)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -213,9 +286,13 @@ def run(args: argparse.Namespace) -> int:
         level=logging.INFO, format=f"%(asctime)s {args.name} %(levelname)s %(message)s"
     )
     me = identity(args.deployment, args.name)
-    trainer = SyntheticTrainer(
-        seed=args.seed, weight=args.weight, record_dir=me.directory / "updates"
-    )
+    trainer: Trainer
+    if args.trainer == "dp":
+        trainer = dp_trainer_for(me, args)
+    else:
+        trainer = SyntheticTrainer(
+            seed=args.seed, weight=args.weight, record_dir=me.directory / "updates"
+        )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

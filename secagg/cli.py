@@ -27,7 +27,7 @@ def _params(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``secagg`` command."""
-    from . import bench, demo_local
+    from . import bench, demo
 
     parser = argparse.ArgumentParser(prog="secagg", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -44,9 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_arguments(b)
     b.set_defaults(func=bench.run)
 
-    d = sub.add_parser("demo", help="in-process encrypted federated averaging on load_digits")
-    demo_local.add_arguments(d)
-    d.set_defaults(func=demo_local.run)
+    d = sub.add_parser("demo", help="encrypted end-to-end demo: real processes over mTLS")
+    demo.add_arguments(d)
+    d.set_defaults(func=demo.run)
     i = sub.add_parser("init", help="create a deployment directory (CA, keys, roster)")
     i.add_argument("directory", type=Path)
     i.add_argument("--clients", type=int, required=True)

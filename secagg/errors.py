@@ -67,5 +67,9 @@ class ReplayDetected(PolicyViolation):
     """A message was seen before (same round, client and nonce)."""
 
 
+class PrivacyBudgetExhausted(SecAggError):
+    """Another round of training would exceed the client's differential-privacy budget."""
+
+
 class AuditChainBroken(SecAggError):
     """The audit log does not verify."""

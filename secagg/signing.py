@@ -39,6 +39,19 @@ def upload_digest(
     )
 
 
+def withdrawal_digest(
+    *, deployment_id: str, client_id: str, round_number: int, reason: str
+) -> bytes:
+    """What a client signs when it leaves the federation."""
+    return digest_of(
+        b"secagg/withdraw/v1",
+        deployment_id.encode(),
+        client_id.encode(),
+        round_number,
+        reason.encode(),
+    )
+
+
 def ceremony_digest(
     *, deployment_id: str, kind: int, sender: int, recipient: int, body: bytes
 ) -> bytes:

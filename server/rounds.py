@@ -44,6 +44,7 @@ from secagg.signing import (
     sign,
     upload_digest,
     verify,
+    withdrawal_digest,
 )
 from secagg.threshold import PartialDecryption, combine
 
@@ -196,7 +197,15 @@ class RoundManager:
 
     def _maybe_close(self, rnd: int, deadline: float) -> None:
         count = int(self.db.query("SELECT COUNT(*) FROM uploads WHERE round=?", (rnd,))[0][0])
-        everyone = count >= len(self.roster.clients)
+        withdrawn = {
+            r[0]
+            for r in self.db.query("SELECT client_id FROM withdrawals WHERE round <= ?", (rnd,))
+        }
+        uploaded = {
+            r[0] for r in self.db.query("SELECT client_id FROM uploads WHERE round=?", (rnd,))
+        }
+        active = {c.name for c in self.roster.clients} - (withdrawn - uploaded)
+        everyone = uploaded >= active
         if not everyone and time.time() < deadline:
             return
         if count < self.policy.min_contributors:
@@ -265,10 +274,38 @@ class RoundManager:
                 round=header.round, ciphertext_hash=ct_hash, accepted_uploads=count
             )
 
+    def withdraw(self, client: str, request: pb.Withdrawal) -> None:
+        """Record a client's signed withdrawal from this round on."""
+        with self.lock:
+            if request.client_id != client:
+                raise PermissionDenied("client_id does not match the authenticated certificate")
+            verify(
+                self.roster.client(client).signing_public_key,
+                request.signature,
+                withdrawal_digest(
+                    deployment_id=self.roster.deployment_id,
+                    client_id=client,
+                    round_number=request.round,
+                    reason=request.reason,
+                ),
+                who=client,
+            )
+            with self.db.transaction() as tx:
+                tx.execute(
+                    "INSERT OR IGNORE INTO withdrawals VALUES (?, ?, ?, ?)",
+                    (client, request.round, request.reason[:500], request.signature),
+                )
+            log.info("%s withdrew from round %d on: %s", client, request.round, request.reason)
+            self.tick()
+
     def precheck_upload(self, client: str, header: pb.UploadHeader) -> None:
         """Everything that can be checked before the ciphertext is received."""
         if header.client_id != client:
             raise PermissionDenied("client_id does not match the authenticated certificate")
+        if self.db.query(
+            "SELECT 1 FROM withdrawals WHERE client_id=? AND round<=?", (client, header.round)
+        ):
+            raise PolicyViolation(f"{client} has withdrawn from the federation")
         if len(header.nonce) != C.UPLOAD_NONCE_BYTES:
             raise PolicyViolation(f"nonce must be {C.UPLOAD_NONCE_BYTES} bytes")
         if self.db.query(

@@ -158,6 +158,11 @@ class AggregationService(pb_grpc.AggregationServicer):
         assert rel is not None
         return rel
 
+    def Withdraw(self, request: pb.Withdrawal, context: grpc.ServicerContext) -> pb.Ack:
+        client = self._caller(context, "client")
+        self._guard(context, lambda: self.rounds.withdraw(client, request))
+        return pb.Ack(status="withdrawn")
+
     # ------------------------------------------------------------- decryption
     def GetDecryptionTask(
         self, request: pb.Empty, context: grpc.ServicerContext

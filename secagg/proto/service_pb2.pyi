@@ -187,6 +187,18 @@ class ReleaseQuery(_message.Message):
     round: int
     def __init__(self, round: _Optional[int] = ...) -> None: ...
 
+class Withdrawal(_message.Message):
+    __slots__ = ("client_id", "round", "reason", "signature")
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    client_id: str
+    round: int
+    reason: str
+    signature: bytes
+    def __init__(self, client_id: _Optional[str] = ..., round: _Optional[int] = ..., reason: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
 class Contribution(_message.Message):
     __slots__ = ("client_id", "nonce", "global_model_hash", "weight", "ciphertext_hash", "signature")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]

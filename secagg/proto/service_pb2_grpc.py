@@ -69,6 +69,11 @@ class AggregationStub:
                 request_serializer=secagg_dot_proto_dot_service__pb2.ReleaseQuery.SerializeToString,
                 response_deserializer=secagg_dot_proto_dot_service__pb2.Release.FromString,
                 _registered_method=True)
+        self.Withdraw = channel.unary_unary(
+                '/secagg.service.v1.Aggregation/Withdraw',
+                request_serializer=secagg_dot_proto_dot_service__pb2.Withdrawal.SerializeToString,
+                response_deserializer=secagg_dot_proto_dot_service__pb2.Ack.FromString,
+                _registered_method=True)
         self.GetDecryptionTask = channel.unary_unary(
                 '/secagg.service.v1.Aggregation/GetDecryptionTask',
                 request_serializer=secagg_dot_proto_dot_service__pb2.Empty.SerializeToString,
@@ -138,6 +143,12 @@ class AggregationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Withdraw(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDecryptionTask(self, request, context):
         """Decryption (key holders).
         """
@@ -201,6 +212,11 @@ def add_AggregationServicer_to_server(servicer, server):
                     servicer.GetRelease,
                     request_deserializer=secagg_dot_proto_dot_service__pb2.ReleaseQuery.FromString,
                     response_serializer=secagg_dot_proto_dot_service__pb2.Release.SerializeToString,
+            ),
+            'Withdraw': grpc.unary_unary_rpc_method_handler(
+                    servicer.Withdraw,
+                    request_deserializer=secagg_dot_proto_dot_service__pb2.Withdrawal.FromString,
+                    response_serializer=secagg_dot_proto_dot_service__pb2.Ack.SerializeToString,
             ),
             'GetDecryptionTask': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDecryptionTask,
@@ -412,6 +428,33 @@ class Aggregation:
             '/secagg.service.v1.Aggregation/GetRelease',
             secagg_dot_proto_dot_service__pb2.ReleaseQuery.SerializeToString,
             secagg_dot_proto_dot_service__pb2.Release.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Withdraw(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/secagg.service.v1.Aggregation/Withdraw',
+            secagg_dot_proto_dot_service__pb2.Withdrawal.SerializeToString,
+            secagg_dot_proto_dot_service__pb2.Ack.FromString,
             options,
             channel_credentials,
             insecure,

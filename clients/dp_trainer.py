@@ -1,0 +1,265 @@
+"""Local training with differential privacy (Opacus DP-SGD) behind the training client.
+
+Per client: an MLP (64 -> hidden -> 10, ReLU), cross-entropy, SGD or Adam, Poisson
+sampling, per-example clipping to ``max_grad_norm`` and Gaussian noise. The noise
+multiplier is chosen once for the whole run (``rounds`` x local steps) to meet the
+target (epsilon, delta) and stored with the accountant's history in the client's state
+directory, so the budget survives restarts. Before each round the client checks that the
+round's steps keep its epsilon within budget and otherwise raises
+:class:`~secagg.errors.PrivacyBudgetExhausted` (the client then withdraws).
+
+Each round the client also evaluates the global model it received on its local
+validation split; the counts (correct, total, loss sum) are appended to the encrypted
+update divided by the client's weight, so the weighted mean the server decrypts carries
+only federation-wide ratios.
+
+Notes
+-----
+Opacus' ``secure_mode`` is unavailable (torchcsprng pins torch 1.8.1): the DP noise comes
+from torch's default generator, which is not a CSPRNG and whose floating-point sampling
+is open to the attacks secure mode addresses. With ``noise_seed`` set (the demo does, to
+compare against a plaintext baseline with identical noise) the noise is predictable and
+gives **no** privacy; never set it in a deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from secagg.encoding import F64
+from secagg.errors import ConfigError, PrivacyBudgetExhausted
+from secagg.model_vector import StateDictLayout, flatten_state_dict, unflatten_state_dict
+
+from .data import ClientData, LocalScaler
+
+METRICS = 3  # correct, total, loss sum — appended to every update
+
+
+@dataclass(frozen=True, kw_only=True)
+class DPConfig:
+    """Training and privacy settings of one client."""
+
+    target_epsilon: float = 3.0
+    target_delta: float = 1e-5
+    max_grad_norm: float = 1.0
+    accountant: str = "prv"
+    rounds: int = 20
+    local_epochs: int = 1
+    batch_size: int = 64
+    learning_rate: float = 1.0
+    lr_decay: float = 0.9  # round r uses learning_rate * (1 - lr_decay * (r - 1) / rounds)
+    optimizer: str = "sgd"
+    hidden: int = 128
+    dp: bool = True
+    noise_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.accountant not in ("rdp", "prv"):
+            raise ConfigError("accountant must be 'rdp' or 'prv'")
+        if self.optimizer not in ("sgd", "adam"):
+            raise ConfigError("optimizer must be 'sgd' or 'adam'")
+        if self.target_epsilon <= 0 or not 0 < self.target_delta < 1:
+            raise ConfigError("need target_epsilon > 0 and 0 < target_delta < 1")
+        if not 0 <= self.lr_decay < 1:
+            raise ConfigError("lr_decay must lie in [0, 1)")
+        if min(self.rounds, self.local_epochs, self.batch_size, self.hidden) < 1:
+            raise ConfigError("rounds, local_epochs, batch_size and hidden must be positive")
+
+
+def build_model(hidden: int, seed: int) -> Any:
+    """The MLP of the original design (64 -> hidden -> 10), validated for Opacus."""
+    import torch
+    from opacus.validators import ModuleValidator
+
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
+    )
+    return checked_for_dp(model, ModuleValidator)
+
+
+def checked_for_dp(model: Any, validator: Any) -> Any:
+    """Fix modules Opacus cannot train privately (BatchNorm -> GroupNorm) or refuse clearly."""
+    if validator.validate(model, strict=False):
+        model = validator.fix(model)
+        remaining = validator.validate(model, strict=False)
+        if remaining:
+            raise ConfigError(f"model cannot be trained with DP-SGD: {remaining[0]}")
+    return model
+
+
+def model_layout(hidden: int) -> StateDictLayout:
+    """Layout of the model's flattened state dict."""
+    return flatten_state_dict(build_model(hidden, 0).state_dict())[1]
+
+
+def model_length(hidden: int) -> int:
+    """Length of an uploaded vector: model parameters plus the metric counts."""
+    return model_layout(hidden).size + METRICS
+
+
+def evaluate(model: Any, x: Any, y: Any) -> tuple[float, float, float]:
+    """(correct, total, loss sum) of a model on data."""
+    import torch
+
+    with torch.no_grad():
+        logits = model(torch.from_numpy(x))
+        target = torch.from_numpy(y)
+        loss = torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
+        correct = float((logits.argmax(dim=1) == target).sum().item())
+    return correct, float(len(y)), float(loss)
+
+
+class DPTrainer:
+    """Implements :class:`clients.trainer.Trainer` with Opacus DP-SGD on local data."""
+
+    def __init__(
+        self, data: ClientData, config: DPConfig, *, state_dir: Path, client_seed: int
+    ) -> None:
+        self.data = data
+        self.config = config
+        self.client_seed = client_seed
+        self.scaler = LocalScaler.fit(data.x_train)
+        self.x_train = self.scaler.transform(data.x_train)
+        self.x_val = self.scaler.transform(data.x_val)
+        self.layout = model_layout(config.hidden)
+        self.state_path = state_dir / "privacy.json"
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self.sample_rate = min(1.0, config.batch_size / len(data.y_train))
+        self.steps_per_round = config.local_epochs * max(1, round(1 / self.sample_rate))
+        self.state = self._load_state()
+
+    # ------------------------------------------------------------- accounting
+    def _load_state(self) -> dict[str, Any]:
+        if self.state_path.exists():
+            state: dict[str, Any] = json.loads(self.state_path.read_text())
+            if state.get("config") != asdict(self.config):
+                raise ConfigError(f"{self.state_path} was written with other DP settings")
+            return state
+        sigma = 0.0
+        if self.config.dp:
+            from opacus.accountants.utils import get_noise_multiplier
+
+            sigma = float(
+                get_noise_multiplier(
+                    target_epsilon=self.config.target_epsilon,
+                    target_delta=self.config.target_delta,
+                    sample_rate=self.sample_rate,
+                    steps=self.config.rounds * self.steps_per_round,
+                    accountant=self.config.accountant,
+                )
+            )
+        state = {
+            "config": asdict(self.config),
+            "noise_multiplier": sigma,
+            "history": [],
+            "epsilon": {},
+        }
+        self._save_state(state)
+        return state
+
+    def _save_state(self, state: dict[str, Any]) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.state_path)
+
+    def _epsilon(self, history: list[list[float]]) -> float:
+        if not self.config.dp or not history:
+            return 0.0
+        from opacus.accountants import PRVAccountant, RDPAccountant
+
+        acc = PRVAccountant() if self.config.accountant == "prv" else RDPAccountant()
+        merged: dict[tuple[float, float], int] = {}
+        for sigma, rate, steps in history:  # same mechanism: compose once, far faster
+            merged[(sigma, rate)] = merged.get((sigma, rate), 0) + int(steps)
+        acc.history = [(s, r, n) for (s, r), n in merged.items()]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(acc.get_epsilon(delta=self.config.target_delta))
+
+    @property
+    def epsilon_spent(self) -> float:
+        """Epsilon spent so far (at ``target_delta``)."""
+        return self._epsilon(self.state["history"])
+
+    def check_budget(self) -> float:
+        """Epsilon after one more round; raises PrivacyBudgetExhausted if over budget."""
+        step = [self.state["noise_multiplier"], self.sample_rate, self.steps_per_round]
+        projected = self._epsilon([*self.state["history"], step])
+        if projected > self.config.target_epsilon * (1 + 1e-6):
+            raise PrivacyBudgetExhausted(
+                f"another round would spend epsilon {projected:.3f} of the budget "
+                f"{self.config.target_epsilon:g} (spent so far {self.epsilon_spent:.3f})"
+            )
+        return projected
+
+    # ------------------------------------------------------------- training
+    def train(self, global_model: F64, round_number: int) -> tuple[F64, int]:
+        """One round of local DP training from the global model (see the module notes)."""
+        import torch
+
+        self.check_budget()
+        torch.set_num_threads(1)
+        weights, metrics_in = global_model[: self.layout.size], global_model[self.layout.size :]
+        del metrics_in  # the released metrics are read by whoever reports them
+        model = build_model(self.config.hidden, 0)
+        model.load_state_dict(unflatten_state_dict(weights, self.layout))
+        correct, total, loss_sum = evaluate(model, self.x_val, self.data.y_val)
+        if self.config.noise_seed is not None:
+            torch.manual_seed(
+                hash((self.config.noise_seed, self.client_seed, round_number)) % 2**63
+            )
+        params = model.parameters()
+        progress = min(1.0, (round_number - 1) / self.config.rounds)
+        lr = self.config.learning_rate * (1.0 - self.config.lr_decay * progress)
+        if self.config.optimizer == "sgd":
+            opt: Any = torch.optim.SGD(params, lr=lr)
+        else:
+            opt = torch.optim.Adam(params, lr=lr)
+        dataset = torch.utils.data.TensorDataset(
+            torch.from_numpy(self.x_train), torch.from_numpy(self.data.y_train)
+        )
+        loader = torch.utils.data.DataLoader(dataset, batch_size=self.config.batch_size)
+        if self.config.dp:
+            from opacus import PrivacyEngine
+
+            engine = PrivacyEngine(accountant=self.config.accountant)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                model, opt, loader = engine.make_private(
+                    module=model,
+                    optimizer=opt,
+                    data_loader=loader,
+                    poisson_sampling=True,
+                    noise_multiplier=self.state["noise_multiplier"],
+                    max_grad_norm=self.config.max_grad_norm,
+                )
+        steps = 0
+        warnings.filterwarnings("ignore", message=".*Full backward hook.*")
+        warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
+        while steps < self.steps_per_round:
+            for xb, yb in loader:
+                if steps >= self.steps_per_round:
+                    break
+                steps += 1
+                if len(yb) == 0:
+                    continue
+                opt.zero_grad()
+                torch.nn.functional.cross_entropy(model(xb), yb).backward()  # type: ignore[no-untyped-call]
+                opt.step()
+        state = {k.removeprefix("_module."): v for k, v in model.state_dict().items()}
+        vector, _ = flatten_state_dict(state)
+        if self.config.dp:
+            self.state["history"].append([self.state["noise_multiplier"], self.sample_rate, steps])
+        self.state["epsilon"][str(round_number)] = self.epsilon_spent
+        self._save_state(self.state)
+        weight = len(self.data.y_train)
+        metrics = np.array([correct, total, loss_sum], dtype=np.float64) / weight
+        return np.concatenate([vector, metrics]), weight
