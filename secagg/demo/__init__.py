@@ -188,7 +188,11 @@ def run(args: argparse.Namespace) -> int:
         "baselines: plaintext aggregation with the same DP noise, federated without DP, centralized"
     )
     warnings.filterwarnings("ignore", module="opacus")
-    plain = baselines.federated(federation, config, model_seed=args.seed)
+    names = [c.name for c in roster.clients]
+    horizon_by_index = {names.index(n): int(r) for n, r in horizons.items()}
+    plain = baselines.federated(
+        federation, config, model_seed=args.seed, budget_rounds=horizon_by_index
+    )
     no_dp = baselines.federated(
         federation,
         DPConfig(rounds=args.rounds, dp=False, noise_seed=args.seed),

@@ -12,7 +12,7 @@ Each returns the test accuracy and loss of the global model after every round.
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +20,7 @@ import numpy as np
 from clients.data import Federation, LocalScaler
 from clients.dp_trainer import DPConfig, DPTrainer, build_model, evaluate, model_layout
 from secagg.encoding import F64
+from secagg.errors import PrivacyBudgetExhausted
 from secagg.model_vector import flatten_state_dict, unflatten_state_dict
 
 
@@ -48,17 +49,38 @@ def test_metrics(federation: Federation, vector: F64, hidden: int) -> tuple[floa
     return correct / total, loss / total
 
 
-def federated(federation: Federation, config: DPConfig, *, model_seed: int) -> Curve:
-    """Plaintext FedAvg with the same trainers the clients run."""
+def federated(
+    federation: Federation,
+    config: DPConfig,
+    *,
+    model_seed: int,
+    budget_rounds: dict[int, int] | None = None,
+) -> Curve:
+    """Plaintext FedAvg with the same trainers the clients run.
+
+    ``budget_rounds`` maps a client index to the number of rounds its budget was planned
+    for (as ``secagg client --budget-rounds``); such a client drops out when it runs out.
+    """
     curve = Curve()
     with tempfile.TemporaryDirectory() as tmp:
         trainers = [
-            DPTrainer(c, config, state_dir=Path(tmp) / f"c{i}", client_seed=i)
+            DPTrainer(
+                c,
+                replace(config, rounds=(budget_rounds or {}).get(i, config.rounds)),
+                state_dir=Path(tmp) / f"c{i}",
+                client_seed=i,
+            )
             for i, c in enumerate(federation.clients)
         ]
         vector = initial_vector(config.hidden, model_seed)
+        active = list(trainers)
         for rnd in range(1, config.rounds + 1):
-            updates = [t.train(vector, rnd) for t in trainers]
+            updates = []
+            for t in list(active):
+                try:
+                    updates.append(t.train(vector, rnd))
+                except PrivacyBudgetExhausted:
+                    active.remove(t)
             vector = np.average(
                 np.stack([u[0] for u in updates]), axis=0, weights=[u[1] for u in updates]
             )
