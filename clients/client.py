@@ -142,6 +142,7 @@ class TrainingClient:
             global_model_hash=info.global_model_hash,
             weight=weight,
             blob=blob_header(blob),
+            epsilon=float(getattr(self.trainer, "epsilon_spent", 0.0)),
         )
         header.signature = sign(
             self.signing_key,
@@ -153,6 +154,7 @@ class TrainingClient:
                 global_model_hash=header.global_model_hash,
                 ciphertext_hash=header.blob.sha256,
                 weight=weight,
+                epsilon=header.epsilon,
             ),
         )
         try:

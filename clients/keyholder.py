@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from secagg import constants as C
 from secagg.aggregate import Aggregator, EncryptedAggregate
+from secagg.audit import checkpoint_digest
 from secagg.ciphertext import EncryptedVector
 from secagg.dkg import DkgParticipant, combine_public_key, common_seed
 from secagg.errors import InvalidKeyMaterial, SecAggError, SignatureInvalid
@@ -246,6 +247,7 @@ class KeyHolder:
                         global_model_hash=c.global_model_hash,
                         ciphertext_hash=c.ciphertext_hash,
                         weight=c.weight,
+                        epsilon=c.epsilon,
                     ),
                     who=c.client_id,
                 )
@@ -368,6 +370,13 @@ class KeyHolder:
                 round_number=task.round,
                 keyholder=self.index,
                 partial_digest=part.digest,
+                aggregate_digest=aggregate.digest,
+            ),
+        )
+        cosignature = sign(
+            self.signing_key,
+            checkpoint_digest(
+                deployment_id=self.roster.deployment_id, size=task.log_size, head=task.log_head
             ),
         )
         header = pb.PartialHeader(
@@ -376,6 +385,7 @@ class KeyHolder:
             keyholder=self.index,
             blob=blob_header(blob),
             signature=sig,
+            checkpoint_signature=cosignature,
         )
         self.conn.call(
             lambda _, timeout: self.conn.stub.SubmitPartial(

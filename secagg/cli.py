@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--address", default="127.0.0.1:50051")
     i.set_defaults(func=_init)
 
+    a = sub.add_parser("audit", help="verify a deployment's audit log offline")
+    a.add_argument("action", choices=["verify"])
+    a.add_argument("directory", type=Path, help="deployment directory, or a demo's output")
+    a.add_argument("--json", action="store_true", help="machine-readable report")
+    a.set_defaults(func=_audit)
+
     from clients import admin, client, keyholder
     from server import main as server_main
 
@@ -73,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         module.add_arguments(sp)
         sp.set_defaults(func=module.run)
     return parser
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from .audit_verify import main as verify_main
+
+    return verify_main(args.directory, as_json=args.json)
 
 
 def _init(args: argparse.Namespace) -> int:

@@ -57,6 +57,7 @@ class Policy:
     round_timeout_seconds: float
     max_upload_bytes: int
     model_length: int
+    epsilon_budget: float
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ def init_deployment(
     model_length: int = 1000,
     server_address: str = "127.0.0.1:50051",
     max_upload_bytes: int | None = None,
+    epsilon_budget: float = 3.0,
 ) -> Roster:
     """Write a new deployment directory and return its roster.
 
@@ -254,6 +256,7 @@ def init_deployment(
             "round_timeout_seconds": round_timeout_seconds,
             "max_upload_bytes": cap,
             "model_length": model_length,
+            "epsilon_budget": epsilon_budget,
         },
         "server": {"name": "server", "signing_public_key": server_sig.hex()},
         "keyholders": kh_entries,
@@ -341,6 +344,7 @@ def load_roster(directory: Path) -> Roster:
         round_timeout_seconds=pol.number("round_timeout_seconds", 0.1, 86_400.0),
         max_upload_bytes=pol.integer("max_upload_bytes", 1024, C.MAX_SERIALIZED_BYTES),
         model_length=pol.integer("model_length", 1, C.MAX_VECTOR_LENGTH),
+        epsilon_budget=pol.number("epsilon_budget", 0.0, 1000.0),
     )
     srv = _Fields(top._get("server"), "server")
     server = Party(srv.text("name", _NAME), "server", srv.key("signing_public_key"))

@@ -73,3 +73,7 @@ class PrivacyBudgetExhausted(SecAggError):
 
 class AuditChainBroken(SecAggError):
     """The audit log does not verify."""
+
+
+class AuditWriteFailed(SecAggError):
+    """An audit entry could not be written durably; the operation must be refused."""

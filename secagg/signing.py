@@ -7,6 +7,7 @@ signature can never be replayed as a different kind of statement. ``verify`` rai
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidSignature
@@ -25,8 +26,9 @@ def upload_digest(
     global_model_hash: bytes,
     ciphertext_hash: bytes,
     weight: int,
+    epsilon: float = 0.0,
 ) -> bytes:
-    """What a client signs for an upload (ARCHITECTURE section 5)."""
+    """What a client signs for an upload (ARCHITECTURE section 5), with its epsilon spent."""
     return digest_of(
         b"secagg/upload/v1",
         deployment_id.encode(),
@@ -36,6 +38,7 @@ def upload_digest(
         global_model_hash,
         ciphertext_hash,
         weight,
+        float(epsilon),
     )
 
 
@@ -55,16 +58,41 @@ def withdrawal_digest(
 def ceremony_digest(
     *, deployment_id: str, kind: int, sender: int, recipient: int, body: bytes
 ) -> bytes:
-    """What a key holder signs for a key-ceremony message."""
-    return digest_of(b"secagg/ceremony/v1", deployment_id.encode(), kind, sender, recipient, body)
+    """What a key holder signs for a key-ceremony message (over the body's SHA-256)."""
+    return ceremony_digest_of_hash(
+        deployment_id=deployment_id,
+        kind=kind,
+        sender=sender,
+        recipient=recipient,
+        body_sha256=hashlib.sha256(body).digest(),
+    )
+
+
+def ceremony_digest_of_hash(
+    *, deployment_id: str, kind: int, sender: int, recipient: int, body_sha256: bytes
+) -> bytes:
+    """:func:`ceremony_digest` from the body's hash (what the audit log keeps)."""
+    return digest_of(
+        b"secagg/ceremony/v2", deployment_id.encode(), kind, sender, recipient, body_sha256
+    )
 
 
 def partial_signature_digest(
-    *, deployment_id: str, round_number: int, keyholder: int, partial_digest: bytes
+    *,
+    deployment_id: str,
+    round_number: int,
+    keyholder: int,
+    partial_digest: bytes,
+    aggregate_digest: bytes,
 ) -> bytes:
-    """What a key holder signs when it returns a partial decryption."""
+    """What a key holder signs when it returns a partial decryption of an aggregate."""
     return digest_of(
-        b"secagg/partial-sig/v1", deployment_id.encode(), round_number, keyholder, partial_digest
+        b"secagg/partial-sig/v1",
+        deployment_id.encode(),
+        round_number,
+        keyholder,
+        partial_digest,
+        aggregate_digest,
     )
 
 

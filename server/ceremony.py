@@ -7,6 +7,9 @@ it with every key holder's endorsement; clients check those endorsements themsel
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Callable
+
 from secagg.deployment import Roster
 from secagg.dkg import combine_public_key, common_seed
 from secagg.errors import InvalidKeyMaterial, PolicyViolation
@@ -23,7 +26,8 @@ _BODY_SIZE = {pb.SEED_COMMIT: 32, pb.SEED_REVEAL: 32, pb.ENDORSEMENT: 32}
 class Ceremony:
     """Relay state of the key ceremony, persisted in the ``ceremony`` table."""
 
-    def __init__(self, db: Database, roster: Roster) -> None:
+    def __init__(self, db: Database, roster: Roster, log: Callable[..., object]) -> None:
+        self.log = log
         self.db = db
         self.roster = roster
         self.n = roster.policy.keyholders
@@ -99,6 +103,15 @@ class Ceremony:
                 if row[0] != msg.body:
                     raise PolicyViolation("a different message of this kind was already posted")
                 return
+            self.log(
+                "ceremony",
+                kind=pb.CeremonyKind.Name(kind),
+                sender=msg.sender,
+                recipient=msg.recipient,
+                body_sha256=hashlib.sha256(msg.body).digest(),
+                body=msg.body if len(msg.body) <= 32 else b"",
+                signature=msg.signature,
+            )
             tx.execute(
                 "INSERT INTO ceremony VALUES (?, ?, ?, ?, ?)",
                 (kind, msg.sender, msg.recipient, msg.body, msg.signature),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import signal
 import threading
@@ -13,6 +14,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from secagg import constants as C
+from secagg.audit import AuditLog
 from secagg.model_blob import decode_model
 from secagg.proto import service_pb2_grpc as pb_grpc
 from secagg.transport import identity
@@ -46,8 +48,16 @@ def run(args: argparse.Namespace) -> int:
         _, initial = decode_model(
             args.initial_model.read_bytes(), length=me.roster.policy.model_length
         )
+    audit = AuditLog(data / "audit.log")
+    roster_digest = hashlib.sha256((args.deployment / "roster.toml").read_bytes()).digest()
     rounds = RoundManager(
-        Database(data / "state.db"), BlobStore(data / "blobs"), me.roster, me.signing_key(), initial
+        Database(data / "state.db"),
+        BlobStore(data / "blobs"),
+        me.roster,
+        me.signing_key(),
+        initial,
+        audit=audit,
+        roster_digest=roster_digest,
     )
     rounds.recover()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))

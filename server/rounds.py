@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secagg import constants as C
 from secagg.aggregate import Aggregator, EncryptedAggregate
+from secagg.audit import AuditLog, checkpoint_digest
 from secagg.ciphertext import EncryptedVector
 from secagg.deployment import Roster
 from secagg.encoding import F64
@@ -31,6 +32,7 @@ from secagg.errors import (
     PermissionDenied,
     PolicyViolation,
     ReplayDetected,
+    SecAggError,
     SizeLimitExceeded,
     WeightBudgetExceeded,
 )
@@ -64,14 +66,19 @@ class RoundManager:
         roster: Roster,
         signing_key: Ed25519PrivateKey,
         initial_model: F64 | None = None,
+        *,
+        audit: AuditLog,
+        roster_digest: bytes = b"",
     ) -> None:
+        self.audit = audit
+        self.roster_digest = roster_digest
         self.db = db
         self.blobs = blobs
         self.roster = roster
         self.policy = roster.policy
         self.params = roster.params
         self.signing_key = signing_key
-        self.ceremony = Ceremony(db, roster)
+        self.ceremony = Ceremony(db, roster, self.log)
         self.lock = threading.RLock()
         self.live: dict[int, float] = {}
         self.public_key: JointPublicKey | None = None
@@ -83,6 +90,25 @@ class RoundManager:
         )
         if self.initial_model.shape != (length,):
             raise PolicyViolation(f"initial model must have length {length}")
+
+    # ------------------------------------------------------------------ audit
+    def log(self, type_: str, **data: Any) -> tuple[int, bytes]:
+        """Append an audit entry (bytes as hex); raises AuditWriteFailed to refuse the caller."""
+        clean = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in data.items()}
+        return self.audit.append(type_, clean)
+
+    def log_rejection(self, client: str, header: pb.UploadHeader | None, reason: str) -> None:
+        """Record a refused upload (best effort: it is refused either way)."""
+        try:
+            self.log(
+                "upload_rejected",
+                round=header.round if header else 0,
+                client=client,
+                ciphertext_hash=header.blob.sha256 if header else b"",
+                reason=reason[:500],
+            )
+        except SecAggError:
+            log.exception("could not record a rejected upload")
 
     # ------------------------------------------------------------------ queries
     def _current(self) -> Any:
@@ -131,6 +157,14 @@ class RoundManager:
         """Rebuild in-memory state after a (re)start."""
         with self.lock:
             self.public_key = self.ceremony.joint_public_key()
+            if self.audit.size == 0:
+                self.log(
+                    "roster",
+                    deployment_id=self.roster.deployment_id,
+                    roster_sha256=self.roster_digest,
+                    params_id=self.params.id,
+                    policy=dict(vars(self.policy)),
+                )
             cur = self._current()
             if cur is not None and cur[1] == pb.COLLECTING:
                 self._rebuild_aggregator(int(cur[0]))
@@ -150,6 +184,7 @@ class RoundManager:
         log.info("round %d: rebuilt the aggregate from %d stored uploads", rnd, agg.contributors)
 
     def _open_round(self, tx: sqlite3.Connection, rnd: int, model_hash: bytes) -> None:
+        self.log("round_open", round=rnd, global_model_hash=model_hash)
         now = time.time()
         tx.execute(
             "INSERT INTO rounds(round, state, global_model_hash, opened_at, deadline, status)"
@@ -177,9 +212,17 @@ class RoundManager:
                 self.public_key = self.ceremony.joint_public_key()
             cur = self._current()
             if cur is None:
-                if self.ceremony.bundle() is not None:
+                bundle = self.ceremony.bundle()
+                if bundle is not None:
                     model_hash = self.blobs.put(encode_model(1, self.initial_model))
+                    assert self.public_key is not None
                     with self.db.transaction() as tx:
+                        self.log(
+                            "public_key",
+                            id=self.public_key.id_bytes,
+                            keyholders=self.public_key.keyholders,
+                            threshold=self.public_key.threshold,
+                        )
                         self._open_round(tx, 1, model_hash)
                 return
             rnd, state = int(cur[0]), int(cur[1])
@@ -219,6 +262,21 @@ class RoundManager:
         aggregate = self.aggregator.result()
         agg_hash = self.blobs.put(aggregate.to_bytes())
         with self.db.transaction() as tx:
+            self.log(
+                "aggregate",
+                round=rnd,
+                aggregate_hash=agg_hash,
+                aggregate_digest=aggregate.digest,
+                total_weight=aggregate.total_weight,
+                inputs=[
+                    {
+                        "client": c.client_id,
+                        "ciphertext_hash": c.ciphertext_hash.hex(),
+                        "weight": c.weight,
+                    }
+                    for c in self._contributions(rnd)
+                ],
+            )
             tx.execute(
                 "UPDATE rounds SET state=?, aggregate_hash=?, aggregate_digest=?, status=?"
                 " WHERE round=?",
@@ -248,9 +306,20 @@ class RoundManager:
                 raise WeightBudgetExceeded("this upload would exceed the round's weight budget")
             ct_hash = self.blobs.put(blob)
             with self.db.transaction() as tx:
+                self.log(
+                    "upload",
+                    round=header.round,
+                    client=client,
+                    nonce=header.nonce,
+                    global_model_hash=header.global_model_hash,
+                    weight=header.weight,
+                    ciphertext_hash=ct_hash,
+                    epsilon=header.epsilon,
+                    signature=header.signature,
+                )
                 tx.execute("INSERT INTO nonces VALUES (?, ?)", (client, header.nonce))
                 tx.execute(
-                    "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO uploads VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         header.round,
                         client,
@@ -260,6 +329,7 @@ class RoundManager:
                         ct_hash,
                         header.signature,
                         time.time(),
+                        header.epsilon,
                     ),
                 )
             self.aggregator.add(vector, header.weight)
@@ -291,6 +361,16 @@ class RoundManager:
                 who=client,
             )
             with self.db.transaction() as tx:
+                if not tx.execute(
+                    "SELECT 1 FROM withdrawals WHERE client_id=?", (client,)
+                ).fetchone():
+                    self.log(
+                        "withdrawal",
+                        client=client,
+                        round=request.round,
+                        reason=request.reason[:500],
+                        signature=request.signature,
+                    )
                 tx.execute(
                     "INSERT OR IGNORE INTO withdrawals VALUES (?, ?, ?, ?)",
                     (client, request.round, request.reason[:500], request.signature),
@@ -323,6 +403,11 @@ class RoundManager:
             raise DuplicateUpload(
                 f"{client} already has an accepted upload in round {header.round}"
             )
+        if not 0.0 <= header.epsilon <= self.policy.epsilon_budget:
+            raise PolicyViolation(
+                f"reported epsilon {header.epsilon:g} exceeds the deployment's budget "
+                f"{self.policy.epsilon_budget:g}"
+            )
         if not 1 <= header.weight <= self.params.max_total_weight:
             raise WeightBudgetExceeded(f"weight must lie in 1..{self.params.max_total_weight}")
         if header.blob.total_size > self.policy.max_upload_bytes:
@@ -341,6 +426,7 @@ class RoundManager:
                 global_model_hash=header.global_model_hash,
                 ciphertext_hash=header.blob.sha256,
                 weight=header.weight,
+                epsilon=header.epsilon,
             ),
             who=client,
         )
@@ -362,15 +448,21 @@ class RoundManager:
 
     def _contributions(self, rnd: int, clients: list[str] | None = None) -> list[pb.Contribution]:
         rows = self.db.query(
-            "SELECT client_id, nonce, global_model_hash, weight, ciphertext_hash, signature"
-            " FROM uploads WHERE round=? ORDER BY client_id",
+            "SELECT client_id, nonce, global_model_hash, weight, ciphertext_hash, signature,"
+            " epsilon FROM uploads WHERE round=? ORDER BY client_id",
             (rnd,),
         )
         return [
             pb.Contribution(
-                client_id=c, nonce=n, global_model_hash=g, weight=w, ciphertext_hash=h, signature=s
+                client_id=c,
+                nonce=n,
+                global_model_hash=g,
+                weight=w,
+                ciphertext_hash=h,
+                signature=s,
+                epsilon=e,
             )
-            for c, n, g, w, h, s in rows
+            for c, n, g, w, h, s, e in rows
             if clients is None or c in clients
         ]
 
@@ -407,6 +499,20 @@ class RoundManager:
                 (rnd, task.SerializeToString(), int(admin), time.time()),
             )
             task_id = int(cur.lastrowid or 0)
+            size, head = self.log(
+                "decryption_request",
+                round=rnd,
+                task_id=task_id,
+                quorum=list(task.quorum),
+                aggregate_hash=agg_hash,
+                aggregate_digest=agg_digest,
+                contributors=[c.client_id for c in contributions],
+                operator=admin,
+            )
+            task.log_size, task.log_head = size, head
+            tx.execute(
+                "UPDATE tasks SET task=? WHERE task_id=?", (task.SerializeToString(), task_id)
+            )
         if not admin:
             self._set_status(rnd, f"decrypting with key holders {list(task.quorum)}")
         return task_id
@@ -491,11 +597,38 @@ class RoundManager:
                     round_number=task.round,
                     keyholder=keyholder,
                     partial_digest=part.digest,
+                    aggregate_digest=task.aggregate_digest,
                 ),
                 who=f"key holder {keyholder}",
             )
+            verify(
+                self.roster.keyholder(keyholder).signing_public_key,
+                header.checkpoint_signature,
+                checkpoint_digest(
+                    deployment_id=self.roster.deployment_id, size=task.log_size, head=task.log_head
+                ),
+                who=f"key holder {keyholder} (audit checkpoint)",
+            )
             part_hash = self.blobs.put(blob)
             with self.db.transaction() as tx:
+                known = tx.execute(
+                    "SELECT 1 FROM partials WHERE task_id=? AND keyholder=?",
+                    (task.task_id, keyholder),
+                ).fetchone()
+                if not known:
+                    self.log(
+                        "partial",
+                        round=task.round,
+                        task_id=task.task_id,
+                        keyholder=keyholder,
+                        aggregate_digest=task.aggregate_digest,
+                        partial_digest=part.digest,
+                        partial_hash=part_hash,
+                        signature=header.signature,
+                        checkpoint_size=task.log_size,
+                        checkpoint_head=task.log_head,
+                        checkpoint_signature=header.checkpoint_signature,
+                    )
                 tx.execute(
                     "INSERT OR IGNORE INTO partials VALUES (?, ?, ?, ?, ?)",
                     (task.task_id, keyholder, part_hash, part.digest, header.signature),
@@ -525,6 +658,14 @@ class RoundManager:
                 who=f"key holder {keyholder}",
             )
             with self.db.transaction() as tx:
+                self.log(
+                    "refusal",
+                    round=task.round,
+                    task_id=task.task_id,
+                    keyholder=keyholder,
+                    reason=refusal.reason,
+                    signature=refusal.signature,
+                )
                 tx.execute(
                     "INSERT OR IGNORE INTO refusals VALUES (?, ?, ?, ?)",
                     (task.task_id, keyholder, refusal.reason, refusal.signature),
@@ -582,6 +723,27 @@ class RoundManager:
             ),
         )
         with self.db.transaction() as tx:
+            size, head = self.log(
+                "release",
+                round=rnd,
+                task_id=task.task_id,
+                model_hash=model_hash,
+                aggregate_digest=task.aggregate_digest,
+                quorum=quorum,
+                partial_digests=[d.hex() for d in digests],
+                server_signature=rel.server_signature,
+            )
+            self.log(
+                "checkpoint",
+                size=size,
+                head=head,
+                server_signature=sign(
+                    self.signing_key,
+                    checkpoint_digest(
+                        deployment_id=self.roster.deployment_id, size=size, head=head
+                    ),
+                ),
+            )
             tx.execute("UPDATE tasks SET state='completed' WHERE round=? AND state='open'", (rnd,))
             tx.execute(
                 "UPDATE rounds SET state=?, release=?, status=? WHERE round=?",

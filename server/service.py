@@ -16,6 +16,7 @@ import grpc
 
 from secagg import constants as C
 from secagg.errors import (
+    AuditWriteFailed,
     DuplicateUpload,
     InvalidCiphertext,
     InvalidPartialDecryption,
@@ -47,6 +48,7 @@ _CODES: list[tuple[type[SecAggError], grpc.StatusCode]] = [
     (InvalidPartialDecryption, grpc.StatusCode.INVALID_ARGUMENT),
     (WeightBudgetExceeded, grpc.StatusCode.INVALID_ARGUMENT),
     (QuorumNotMet, grpc.StatusCode.UNAVAILABLE),
+    (AuditWriteFailed, grpc.StatusCode.UNAVAILABLE),
     (PolicyViolation, grpc.StatusCode.FAILED_PRECONDITION),
     (SecAggError, grpc.StatusCode.INVALID_ARGUMENT),
 ]
@@ -139,16 +141,23 @@ class AggregationService(pb_grpc.AggregationServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be the header")
         assert first is not None
         header = first.header
-        self._guard(context, lambda: self.rounds.precheck_upload(client, header))
         try:
-            blob = join_chunks(
-                (m.chunk for m in request_iterator if m.WhichOneof("part") == "chunk"),
-                expected_size=header.blob.total_size,
-                sha256=header.blob.sha256,
-            )
-        except ValueError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"InvalidCiphertext: {exc}")
-        return self._guard(context, lambda: self.rounds.accept_upload(client, header, blob))
+            self.rounds.precheck_upload(client, header)
+            try:
+                blob = join_chunks(
+                    (m.chunk for m in request_iterator if m.WhichOneof("part") == "chunk"),
+                    expected_size=header.blob.total_size,
+                    sha256=header.blob.sha256,
+                )
+            except ValueError as exc:
+                raise InvalidCiphertext(str(exc)) from None
+            return self.rounds.accept_upload(client, header, blob)
+        except SecAggError as exc:
+            if not isinstance(exc, AuditWriteFailed):
+                self.rounds.log_rejection(client, header, f"{type(exc).__name__}: {exc}")
+            log.warning("refused upload from %s: %s", client, exc)
+            _abort(context, exc)
+            raise AssertionError("unreachable") from exc
 
     def GetRelease(self, request: pb.ReleaseQuery, context: grpc.ServicerContext) -> pb.Release:
         self._caller(context, "client", "keyholder", "admin")

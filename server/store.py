@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS rounds(
 CREATE TABLE IF NOT EXISTS uploads(
     round INTEGER NOT NULL, client_id TEXT NOT NULL, nonce BLOB NOT NULL,
     global_model_hash BLOB NOT NULL, weight INTEGER NOT NULL, ciphertext_hash BLOB NOT NULL,
-    signature BLOB NOT NULL, accepted_at REAL NOT NULL, PRIMARY KEY(round, client_id));
+    signature BLOB NOT NULL, accepted_at REAL NOT NULL, epsilon REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY(round, client_id));
 CREATE TABLE IF NOT EXISTS withdrawals(
     client_id TEXT PRIMARY KEY, round INTEGER NOT NULL, reason TEXT NOT NULL,
     signature BLOB NOT NULL);

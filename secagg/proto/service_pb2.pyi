@@ -130,7 +130,7 @@ class RoundInfo(_message.Message):
     def __init__(self, round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., global_model_hash: _Optional[bytes] = ..., public_key_id: _Optional[bytes] = ..., deadline_unix: _Optional[float] = ..., accepted_uploads: _Optional[int] = ..., status: _Optional[str] = ..., model_length: _Optional[int] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("round", "client_id", "nonce", "global_model_hash", "weight", "blob", "signature")
+    __slots__ = ("round", "client_id", "nonce", "global_model_hash", "weight", "blob", "signature", "epsilon")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,7 @@ class UploadHeader(_message.Message):
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     BLOB_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
     round: int
     client_id: str
     nonce: bytes
@@ -145,7 +146,8 @@ class UploadHeader(_message.Message):
     weight: int
     blob: BlobHeader
     signature: bytes
-    def __init__(self, round: _Optional[int] = ..., client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., blob: _Optional[_Union[BlobHeader, _Mapping]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    epsilon: float
+    def __init__(self, round: _Optional[int] = ..., client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., blob: _Optional[_Union[BlobHeader, _Mapping]] = ..., signature: _Optional[bytes] = ..., epsilon: _Optional[float] = ...) -> None: ...
 
 class UploadRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -200,23 +202,25 @@ class Withdrawal(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., round: _Optional[int] = ..., reason: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Contribution(_message.Message):
-    __slots__ = ("client_id", "nonce", "global_model_hash", "weight", "ciphertext_hash", "signature")
+    __slots__ = ("client_id", "nonce", "global_model_hash", "weight", "ciphertext_hash", "signature", "epsilon")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     CIPHERTEXT_HASH_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     nonce: bytes
     global_model_hash: bytes
     weight: int
     ciphertext_hash: bytes
     signature: bytes
-    def __init__(self, client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., ciphertext_hash: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    epsilon: float
+    def __init__(self, client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., ciphertext_hash: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., epsilon: _Optional[float] = ...) -> None: ...
 
 class DecryptionTask(_message.Message):
-    __slots__ = ("pending", "round", "aggregate_hash", "aggregate_digest", "contributions", "quorum", "task_id")
+    __slots__ = ("pending", "round", "aggregate_hash", "aggregate_digest", "contributions", "quorum", "task_id", "log_size", "log_head")
     PENDING_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     AGGREGATE_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -224,6 +228,8 @@ class DecryptionTask(_message.Message):
     CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    LOG_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LOG_HEAD_FIELD_NUMBER: _ClassVar[int]
     pending: bool
     round: int
     aggregate_hash: bytes
@@ -231,21 +237,25 @@ class DecryptionTask(_message.Message):
     contributions: _containers.RepeatedCompositeFieldContainer[Contribution]
     quorum: _containers.RepeatedScalarFieldContainer[int]
     task_id: int
-    def __init__(self, pending: _Optional[bool] = ..., round: _Optional[int] = ..., aggregate_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., quorum: _Optional[_Iterable[int]] = ..., task_id: _Optional[int] = ...) -> None: ...
+    log_size: int
+    log_head: bytes
+    def __init__(self, pending: _Optional[bool] = ..., round: _Optional[int] = ..., aggregate_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., quorum: _Optional[_Iterable[int]] = ..., task_id: _Optional[int] = ..., log_size: _Optional[int] = ..., log_head: _Optional[bytes] = ...) -> None: ...
 
 class PartialHeader(_message.Message):
-    __slots__ = ("task_id", "round", "keyholder", "blob", "signature")
+    __slots__ = ("task_id", "round", "keyholder", "blob", "signature", "checkpoint_signature")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEYHOLDER_FIELD_NUMBER: _ClassVar[int]
     BLOB_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     round: int
     keyholder: int
     blob: BlobHeader
     signature: bytes
-    def __init__(self, task_id: _Optional[int] = ..., round: _Optional[int] = ..., keyholder: _Optional[int] = ..., blob: _Optional[_Union[BlobHeader, _Mapping]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    checkpoint_signature: bytes
+    def __init__(self, task_id: _Optional[int] = ..., round: _Optional[int] = ..., keyholder: _Optional[int] = ..., blob: _Optional[_Union[BlobHeader, _Mapping]] = ..., signature: _Optional[bytes] = ..., checkpoint_signature: _Optional[bytes] = ...) -> None: ...
 
 class PartialRequest(_message.Message):
     __slots__ = ("header", "chunk")
