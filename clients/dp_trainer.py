@@ -78,10 +78,12 @@ def build_model(hidden: int, seed: int) -> Any:
     import torch
     from opacus.validators import ModuleValidator
 
-    torch.manual_seed(seed)
-    model = torch.nn.Sequential(
-        torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
-    )
+    # Initialize from ``seed`` without touching the global generator the DP noise uses.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
+        )
     return checked_for_dp(model, ModuleValidator)
 
 
@@ -212,10 +214,12 @@ class DPTrainer:
         model = build_model(self.config.hidden, 0)
         model.load_state_dict(unflatten_state_dict(weights, self.layout))
         correct, total, loss_sum = evaluate(model, self.x_val, self.data.y_val)
-        if self.config.noise_seed is not None:
+        if self.config.noise_seed is not None:  # demo comparisons only: no privacy
             torch.manual_seed(
                 hash((self.config.noise_seed, self.client_seed, round_number)) % 2**63
             )
+        else:  # fresh, unpredictable state for sampling and noise every round
+            torch.manual_seed(int.from_bytes(os.urandom(8), "little") % 2**63)
         params = model.parameters()
         progress = min(1.0, (round_number - 1) / self.config.rounds)
         lr = self.config.learning_rate * (1.0 - self.config.lr_decay * progress)

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--round-timeout", type=float, default=60.0)
     i.add_argument("--model-length", type=int, default=1000)
     i.add_argument("--address", default="127.0.0.1:50051")
+    i.add_argument(
+        "--epsilon-budget", type=float, default=3.0, help="largest epsilon a client may report"
+    )
     i.set_defaults(func=_init)
 
     a = sub.add_parser("audit", help="verify a deployment's audit log offline")
@@ -101,6 +104,7 @@ def _init(args: argparse.Namespace) -> int:
         round_timeout_seconds=args.round_timeout,
         model_length=args.model_length,
         server_address=args.address,
+        epsilon_budget=args.epsilon_budget,
     )
     print(
         f"deployment {roster.deployment_id} in {args.directory}: {len(roster.clients)} clients, "

@@ -29,8 +29,8 @@ def test_params_that_cannot_be_met_fail_with_a_clear_error() -> None:
     assert "Traceback" not in out.stderr
 
 
-def test_demo_runs_encrypted_rounds_and_matches_plaintext() -> None:
-    out = _secagg("demo", "--rounds", "2", "--clients", "3")
+def test_in_process_demo_runs_encrypted_rounds_and_matches_plaintext() -> None:
+    out = _secagg("demo", "--in-process", "--rounds", "2", "--clients", "3")
     assert out.returncode == 0, out.stderr
     rows = [line.split() for line in out.stdout.splitlines() if line.strip()[:1].isdigit()]
     assert [r[0] for r in rows] == ["1", "2"]

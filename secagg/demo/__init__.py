@@ -140,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
         round_timeout_seconds=600.0,
         model_length=length,
         server_address=f"127.0.0.1:{_free_port()}",
+        epsilon_budget=args.epsilon,
     )
     initial = baselines.initial_vector(config.hidden, args.seed)
     (out / "initial_model.bin").write_bytes(encode_model(1, initial))

@@ -24,6 +24,13 @@ REQUIRED_ROUND_KEYS = (
 def validate_summary(summary: dict[str, Any]) -> None:
     """Raise ValueError unless ``summary`` follows the documented schema."""
     problems = []
+    if not isinstance(summary, dict):
+        raise ValueError("summary.json must be a JSON object")
+    for key, kind in (("parameters", dict), ("rounds", list), ("baselines", dict)):
+        if key in summary and not isinstance(summary[key], kind):
+            problems.append(f"{key} (must be a {kind.__name__})")
+    if problems:
+        raise ValueError("summary.json misses or breaks: " + ", ".join(problems))
     if summary.get("schema") != SCHEMA:
         problems.append("schema")
     for key in (
@@ -37,6 +44,9 @@ def validate_summary(summary: dict[str, Any]) -> None:
         if key not in summary:
             problems.append(key)
     for r in summary.get("rounds", []):
+        if not isinstance(r, dict):
+            problems.append("rounds[] (must be objects)")
+            continue
         problems += [f"rounds[].{k}" for k in REQUIRED_ROUND_KEYS if k not in r]
     for name in ("plaintext_aggregation_dp", "federated_no_dp", "centralized_no_dp"):
         base = summary.get("baselines", {}).get(name)
