@@ -22,6 +22,7 @@ import grpc
 
 from secagg import constants as C
 from secagg.ciphertext import encrypt
+from secagg.deployment import Roster
 from secagg.errors import InvalidKeyMaterial, PrivacyBudgetExhausted, SignatureInvalid
 from secagg.keys import JointPublicKey
 from secagg.model_blob import decode_model
@@ -40,6 +41,46 @@ from .connection import Connection, blob_header, upload_stream
 from .trainer import SyntheticTrainer, Trainer
 
 log = logging.getLogger("secagg.client")
+
+
+def verify_public_key_bundle(bundle: pb.PublicKeyBundle, roster: Roster) -> JointPublicKey:
+    """The bundle's joint public key, if every roster key holder endorsed exactly that key.
+
+    Raises
+    ------
+    InvalidKeyMaterial
+        A missing endorsement, or a key whose threshold or size differ from the roster.
+    SignatureInvalid
+        An endorsement whose signature does not verify under the key holder's roster key.
+
+    Security
+    --------
+    This check is what stops a server from substituting its own public key: never
+    encrypt under a key that did not pass it.
+    """
+    key = JointPublicKey.from_bytes(bundle.public_key, roster.params)
+    endorsed = set()
+    for e in bundle.endorsements:
+        if e.kind != pb.ENDORSEMENT or e.body != key.id_bytes:
+            continue
+        verify(
+            roster.keyholder(e.sender).signing_public_key,
+            e.signature,
+            ceremony_digest(
+                deployment_id=roster.deployment_id,
+                kind=e.kind,
+                sender=e.sender,
+                recipient=e.recipient,
+                body=e.body,
+            ),
+            who=f"key holder {e.sender}",
+        )
+        endorsed.add(e.sender)
+    if endorsed != {k.index for k in roster.keyholders}:
+        raise InvalidKeyMaterial("the joint public key is not endorsed by every key holder")
+    if key.threshold != roster.policy.threshold or key.keyholders != roster.policy.keyholders:
+        raise InvalidKeyMaterial("the joint public key does not match the roster's threshold")
+    return key
 
 
 class TrainingClient:
@@ -65,32 +106,7 @@ class TrainingClient:
     def endorsed_public_key(self) -> JointPublicKey:
         """The joint public key, accepted only with an endorsement from every key holder."""
         bundle = self.conn.call(self.conn.stub.GetPublicKey, pb.Empty(), retry_for=600.0)
-        key = JointPublicKey.from_bytes(bundle.public_key, self.roster.params)
-        endorsed = set()
-        for e in bundle.endorsements:
-            if e.kind != pb.ENDORSEMENT or e.body != key.id_bytes:
-                continue
-            verify(
-                self.roster.keyholder(e.sender).signing_public_key,
-                e.signature,
-                ceremony_digest(
-                    deployment_id=self.roster.deployment_id,
-                    kind=e.kind,
-                    sender=e.sender,
-                    recipient=e.recipient,
-                    body=e.body,
-                ),
-                who=f"key holder {e.sender}",
-            )
-            endorsed.add(e.sender)
-        if endorsed != {k.index for k in self.roster.keyholders}:
-            raise InvalidKeyMaterial("the joint public key is not endorsed by every key holder")
-        if (
-            key.threshold != self.roster.policy.threshold
-            or key.keyholders != self.roster.policy.keyholders
-        ):
-            raise InvalidKeyMaterial("the joint public key does not match the roster's threshold")
-        return key
+        return verify_public_key_bundle(bundle, self.roster)
 
     def _checked_model(self, info: pb.RoundInfo) -> bytes:
         if info.round > 1:

@@ -1,0 +1,86 @@
+"""Clients encrypt only under a joint public key that every key holder endorsed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+import secagg
+from clients.client import verify_public_key_bundle
+from secagg.deployment import Roster, init_deployment
+from secagg.proto import service_pb2 as pb
+from secagg.signing import ceremony_digest, sign
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Roster, secagg.KeySet]:
+    dep = tmp_path_factory.mktemp("dep")
+    roster = init_deployment(dep, clients=2, keyholders=3, threshold=2)
+    keys = secagg.dealerless_keygen(n=3, t=2, params=roster.params)
+    return dep, roster, keys
+
+
+def _endorsement(dep: Path, roster: Roster, index: int, body: bytes) -> pb.CeremonyMessage:
+    pem = (dep / "keyholders" / f"kh{index}" / "signing.key").read_bytes()
+    key = serialization.load_pem_private_key(pem, password=None)
+    digest = ceremony_digest(
+        deployment_id=roster.deployment_id,
+        kind=pb.ENDORSEMENT,
+        sender=index,
+        recipient=0,
+        body=body,
+    )
+    return pb.CeremonyMessage(
+        kind=pb.ENDORSEMENT,
+        sender=index,
+        body=body,
+        signature=sign(key, digest),  # type: ignore[arg-type]
+    )
+
+
+def _bundle(
+    dep: Path, roster: Roster, key: secagg.JointPublicKey, signers: list[int]
+) -> pb.PublicKeyBundle:
+    return pb.PublicKeyBundle(
+        public_key=key.to_bytes(),
+        endorsements=[_endorsement(dep, roster, i, key.id_bytes) for i in signers],
+    )
+
+
+def test_fully_endorsed_key_is_accepted(world: tuple[Path, Roster, secagg.KeySet]) -> None:
+    dep, roster, keys = world
+    key = verify_public_key_bundle(_bundle(dep, roster, keys.public_key, [1, 2, 3]), roster)
+    assert key.id_bytes == keys.public_key.id_bytes
+
+
+def test_missing_endorsement_is_refused(world: tuple[Path, Roster, secagg.KeySet]) -> None:
+    dep, roster, keys = world
+    with pytest.raises(secagg.InvalidKeyMaterial, match="not endorsed by every key holder"):
+        verify_public_key_bundle(_bundle(dep, roster, keys.public_key, [1, 2]), roster)
+
+
+def test_substituted_key_is_refused(world: tuple[Path, Roster, secagg.KeySet]) -> None:
+    dep, roster, keys = world
+    server_key = secagg.dealerless_keygen(n=3, t=2, params=roster.params).public_key
+    bundle = _bundle(dep, roster, keys.public_key, [1, 2, 3])
+    bundle.public_key = server_key.to_bytes()  # endorsements name the real key
+    with pytest.raises(secagg.InvalidKeyMaterial):
+        verify_public_key_bundle(bundle, roster)
+
+
+def test_forged_endorsement_is_refused(world: tuple[Path, Roster, secagg.KeySet]) -> None:
+    dep, roster, keys = world
+    bundle = _bundle(dep, roster, keys.public_key, [1, 2, 3])
+    forged = bundle.endorsements[2]
+    forged.signature = bundle.endorsements[0].signature  # kh1's signature claimed as kh3's
+    with pytest.raises(secagg.errors.SignatureInvalid):
+        verify_public_key_bundle(bundle, roster)
+
+
+def test_key_with_other_threshold_is_refused(world: tuple[Path, Roster, secagg.KeySet]) -> None:
+    dep, roster, _ = world
+    other = secagg.dealerless_keygen(n=3, t=3, params=roster.params).public_key
+    with pytest.raises(secagg.InvalidKeyMaterial, match="threshold"):
+        verify_public_key_bundle(_bundle(dep, roster, other, [1, 2, 3]), roster)
