@@ -258,6 +258,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"wrote {out / 'summary.json'}, {out / 'report.html'} in {summary['elapsed_seconds']:.0f}s"
     )
+    print(f"check the run offline: secagg audit verify {out}")
     return 0
 
 
