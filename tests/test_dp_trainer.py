@@ -1,0 +1,390 @@
+"""The DP training client's trainer (``clients/dp_trainer.py``) and its data (``clients/data.py``).
+
+Every test trains for real (Opacus DP-SGD on a ~300-sample client of the digits
+federation, a fraction of a second per round) with a small MLP (``HIDDEN`` units) and a
+budget planned for two or three rounds, so the accountant runs out within the test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clients.data import ClientData, LocalScaler, dirichlet_split, load_federation
+from clients.dp_trainer import (
+    METRICS,
+    DPConfig,
+    DPTrainer,
+    build_model,
+    checked_for_dp,
+    evaluate,
+    model_layout,
+    model_length,
+)
+from secagg.errors import ConfigError, PrivacyBudgetExhausted
+from secagg.model_vector import flatten_state_dict, unflatten_state_dict
+
+HIDDEN = 16
+
+
+@pytest.fixture(autouse=True)
+def _quiet_opacus():  # type: ignore[no-untyped-def]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+@pytest.fixture(scope="module")
+def client() -> ClientData:
+    """The first client of a 3-client federation (329 training, 82 validation samples)."""
+    return load_federation(clients=3, seed=0).clients[0]
+
+
+@pytest.fixture(scope="module")
+def global_model() -> np.ndarray:
+    """A global model that is not the trainer's own initialization (seed 5, not 0)."""
+    weights, _ = flatten_state_dict(build_model(HIDDEN, 5).state_dict())
+    return np.concatenate([weights, np.zeros(METRICS)])
+
+
+def config(**changes: object) -> DPConfig:
+    # RDP by default: Opacus' PRV accountant takes ~2 s to pick a noise multiplier.
+    base: dict[str, object] = {"rounds": 3, "hidden": HIDDEN, "noise_seed": 1, "accountant": "rdp"}
+    base.update(changes)
+    return DPConfig(**base)  # type: ignore[arg-type]
+
+
+def trainer(
+    data: ClientData, state_dir: Path, cfg: DPConfig | None = None, *, client_seed: int = 0
+) -> DPTrainer:
+    return DPTrainer(data, cfg or config(), state_dir=state_dir, client_seed=client_seed)
+
+
+def load(vector: np.ndarray) -> torch.nn.Module:
+    layout = model_layout(HIDDEN)
+    model = build_model(HIDDEN, 0)
+    model.load_state_dict(unflatten_state_dict(vector[: layout.size], layout))
+    return model
+
+
+# --------------------------------------------------------------------- one update
+
+
+def test_update_is_model_plus_global_model_metrics_over_weight(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path
+) -> None:
+    vector, weight = trainer(client, tmp_path).train(global_model, 1)
+
+    assert vector.shape == (model_length(HIDDEN),)
+    assert model_length(HIDDEN) == model_layout(HIDDEN).size + 3
+    assert weight == len(client.y_train) == 329
+    assert np.isfinite(vector).all()
+
+    scaler = LocalScaler.fit(client.x_train)
+    x_val = scaler.transform(client.x_val)
+    expected = np.array(evaluate(load(global_model), x_val, client.y_val)) / weight
+    np.testing.assert_allclose(vector[-3:], expected, rtol=1e-12)
+    assert vector[-2] * weight == pytest.approx(len(client.y_val))
+    # The metrics describe the model the client received, not the one it trained.
+    trained = np.array(evaluate(load(vector), x_val, client.y_val)) / weight
+    assert not np.allclose(vector[-3:], trained)
+    # ... and the weights did change (the client trained).
+    assert not np.allclose(vector[:-3], global_model[:-3])
+
+
+# --------------------------------------------------------------------- the accountant
+
+
+@pytest.mark.parametrize("accountant", ["prv", "rdp"])
+def test_budget_is_spent_per_round_and_then_refused(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path, accountant: str
+) -> None:
+    t = trainer(client, tmp_path, config(rounds=3, target_epsilon=2.5, accountant=accountant))
+    assert t.epsilon_spent == 0.0
+    assert t.state["noise_multiplier"] > 0
+    spent = []
+    for rnd in (1, 2, 3):
+        t.train(global_model, rnd)
+        spent.append(t.epsilon_spent)
+    assert spent[0] > 0 and spent[0] < spent[1] < spent[2]
+    assert 0.8 * 2.5 < spent[2] <= 2.5
+    state = json.loads((tmp_path / "privacy.json").read_text())
+    assert [float(state["epsilon"][str(r)]) for r in (1, 2, 3)] == pytest.approx(spent)
+    assert len(state["history"]) == 3
+
+    before = (tmp_path / "privacy.json").read_bytes()
+    with pytest.raises(PrivacyBudgetExhausted, match=r"budget 2\.5\b") as info:
+        t.train(global_model, 4)
+    projected = float(re.search(r"spend epsilon ([0-9.]+)", str(info.value)).group(1))  # type: ignore[union-attr]
+    assert projected > 2.5
+    assert (tmp_path / "privacy.json").read_bytes() == before
+    assert t.epsilon_spent == pytest.approx(spent[2])
+
+
+def test_check_budget_projects_the_next_round(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path
+) -> None:
+    t = trainer(client, tmp_path, config(rounds=2))
+    projected = t.check_budget()
+    t.train(global_model, 1)
+    assert t.epsilon_spent == pytest.approx(projected)
+    assert t.check_budget() <= 3.0
+    t.train(global_model, 2)
+    with pytest.raises(PrivacyBudgetExhausted):
+        t.check_budget()
+
+
+def test_budget_survives_a_restart(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path
+) -> None:
+    first = trainer(client, tmp_path, config(rounds=3))
+    for rnd in (1, 2):
+        first.train(global_model, rnd)
+
+    second = trainer(client, tmp_path, config(rounds=3))
+    assert second.epsilon_spent == first.epsilon_spent > 0
+    assert second.state["noise_multiplier"] == first.state["noise_multiplier"]
+    second.train(global_model, 3)
+    assert second.epsilon_spent > first.epsilon_spent
+    with pytest.raises(PrivacyBudgetExhausted):
+        second.train(global_model, 4)
+
+    third = trainer(client, tmp_path, config(rounds=3))
+    assert third.epsilon_spent == second.epsilon_spent
+    with pytest.raises(PrivacyBudgetExhausted):
+        third.train(global_model, 4)
+    assert sorted(json.loads((tmp_path / "privacy.json").read_text())["epsilon"]) == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    "other", [{"rounds": 4}, {"target_epsilon": 5.0}, {"accountant": "prv"}, {"dp": False}]
+)
+def test_state_written_with_other_settings_is_refused(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path, other: dict[str, object]
+) -> None:
+    trainer(client, tmp_path, config()).train(global_model, 1)
+    before = (tmp_path / "privacy.json").read_bytes()
+    with pytest.raises(ConfigError, match="other DP settings"):
+        trainer(client, tmp_path, config(**other))
+    assert (tmp_path / "privacy.json").read_bytes() == before
+
+
+# --------------------------------------------------------------------- noise
+
+
+def test_noise_seed_makes_training_reproducible(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path
+) -> None:
+    def run(name: str, seed: int, client_seed: int = 0) -> np.ndarray:
+        t = trainer(client, tmp_path / name, config(noise_seed=seed), client_seed=client_seed)
+        return t.train(global_model, 1)[0]
+
+    a, b = run("a", 7), run("b", 7)
+    assert np.array_equal(a, b)
+    assert not np.allclose(a, run("c", 8))
+    assert not np.allclose(a, run("d", 7, client_seed=1))
+
+
+def test_without_noise_seed_the_noise_is_not_reproducible(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path
+) -> None:
+    """Regression (fixed in cc4ebad): build_model() used to reset torch's global generator
+    to seed 0 right before training, so unseeded DP noise was the same in every run."""
+    a = trainer(client, tmp_path / "a", config(noise_seed=None)).train(global_model, 1)[0]
+    b = trainer(client, tmp_path / "b", config(noise_seed=None)).train(global_model, 1)[0]
+    assert not np.allclose(a[:-3], b[:-3])
+    np.testing.assert_array_equal(a[-3:], b[-3:])  # same global model, same metrics
+
+
+def test_build_model_is_seeded_without_touching_the_global_generator() -> None:
+    def weights(model: torch.nn.Module) -> np.ndarray:
+        return flatten_state_dict(model.state_dict())[0]
+
+    assert np.array_equal(weights(build_model(HIDDEN, 5)), weights(build_model(HIDDEN, 5)))
+    assert not np.allclose(weights(build_model(HIDDEN, 5)), weights(build_model(HIDDEN, 6)))
+    torch.manual_seed(123)
+    expected = torch.rand(8)
+    torch.manual_seed(123)
+    build_model(HIDDEN, 0)
+    assert torch.equal(torch.rand(8), expected)
+
+
+def test_without_dp_training_is_plain_sgd(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path
+) -> None:
+    cfg = config(dp=False, noise_seed=3)
+    t = trainer(client, tmp_path / "a", cfg)
+    assert t.state["noise_multiplier"] == 0.0
+    vector, _ = t.train(global_model, 1)
+    assert t.epsilon_spent == 0.0
+    state = json.loads((tmp_path / "a" / "privacy.json").read_text())
+    assert state["history"] == [] and state["epsilon"] == {"1": 0.0}
+
+    # No noise: another noise seed changes nothing ...
+    other = trainer(client, tmp_path / "b", config(dp=False, noise_seed=4))
+    assert np.array_equal(other.train(global_model, 1)[0], vector)
+    # ... and the result is exactly non-private minibatch SGD over the local data in order.
+    model = load(global_model)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate)  # round 1: no decay yet
+    x = torch.from_numpy(LocalScaler.fit(client.x_train).transform(client.x_train))
+    y = torch.from_numpy(client.y_train)
+    steps = round(len(y) / cfg.batch_size)
+    for start in range(0, steps * cfg.batch_size, cfg.batch_size):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(
+            model(x[start : start + cfg.batch_size]), y[start : start + cfg.batch_size]
+        )
+        loss.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+    expected, _ = flatten_state_dict(model.state_dict())
+    np.testing.assert_allclose(vector[:-3], expected, atol=1e-6)
+
+    dp_vector = trainer(client, tmp_path / "c", config(noise_seed=3)).train(global_model, 1)[0]
+    assert np.abs(dp_vector[:-3] - expected).max() > 1e-3
+
+
+# --------------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"accountant": "gdp"},
+        {"accountant": "PRV"},
+        {"optimizer": "rmsprop"},
+        {"target_epsilon": 0.0},
+        {"target_epsilon": -1.0},
+        {"target_delta": 0.0},
+        {"target_delta": 1.0},
+        {"target_delta": -1e-5},
+        {"lr_decay": 1.0},
+        {"lr_decay": -0.1},
+        {"rounds": 0},
+        {"local_epochs": 0},
+        {"batch_size": 0},
+        {"hidden": 0},
+    ],
+)
+def test_dpconfig_rejects_bad_settings(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        DPConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_dpconfig_accepts_every_documented_choice() -> None:
+    for accountant in ("prv", "rdp"):
+        for optimizer in ("sgd", "adam"):
+            cfg = DPConfig(accountant=accountant, optimizer=optimizer, lr_decay=0.0)
+            assert (cfg.accountant, cfg.optimizer) == (accountant, optimizer)
+
+
+def test_adam_trains(client: ClientData, global_model: np.ndarray, tmp_path: Path) -> None:
+    t = trainer(client, tmp_path, config(optimizer="adam", learning_rate=0.01))
+    vector, _ = t.train(global_model, 1)
+    assert np.isfinite(vector).all() and 0 < t.epsilon_spent <= 3.0
+
+
+# --------------------------------------------------------------------- model checks
+
+
+def test_checked_for_dp_replaces_batchnorm() -> None:
+    from opacus.validators import ModuleValidator
+
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 16), torch.nn.BatchNorm1d(16), torch.nn.ReLU(), torch.nn.Linear(16, 10)
+    )
+    assert ModuleValidator.validate(model, strict=False) != []
+    fixed = checked_for_dp(model, ModuleValidator)
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in fixed.modules())
+    assert ModuleValidator.validate(fixed, strict=False) == []
+    assert fixed(torch.randn(4, 64)).shape == (4, 10)
+
+
+def test_checked_for_dp_keeps_a_valid_model() -> None:
+    from opacus.validators import ModuleValidator
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 8), torch.nn.ReLU(), torch.nn.Linear(8, 10))
+    assert checked_for_dp(model, ModuleValidator) is model
+    assert ModuleValidator.validate(build_model(HIDDEN, 0), strict=False) == []
+
+
+def test_checked_for_dp_refuses_what_cannot_be_fixed() -> None:
+    class Stubborn:
+        """A validator whose fix never helps."""
+
+        def validate(self, model: object, strict: bool) -> list[str]:
+            return ["UnfixableLayer cannot be trained privately"]
+
+        def fix(self, model: object) -> object:
+            return model
+
+    with pytest.raises(ConfigError, match="UnfixableLayer"):
+        checked_for_dp(torch.nn.Linear(2, 2), Stubborn())
+
+
+# --------------------------------------------------------------------- data
+
+
+def test_dirichlet_split_is_a_deterministic_partition() -> None:
+    y = load_federation(clients=1, seed=0).y_all_train
+    parts = dirichlet_split(y, 5, 0.5, seed=3)
+    assert len(parts) == 5
+    merged = np.concatenate(parts)
+    assert merged.size == y.size
+    assert np.array_equal(np.sort(merged), np.arange(y.size))
+    again = dirichlet_split(y, 5, 0.5, seed=3)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again, strict=True))
+    other = dirichlet_split(y, 5, 0.5, seed=4)
+    assert not all(np.array_equal(a, b) for a, b in zip(parts, other, strict=True))
+    # Non-IID: with alpha 0.5 some client's label mix is far from the global one.
+    share = np.bincount(y, minlength=10) / y.size
+    skew = max(
+        np.abs(np.bincount(y[p], minlength=10) / max(p.size, 1) - share).max() for p in parts
+    )
+    assert skew > 0.1
+
+
+def test_load_federation_keeps_test_and_validation_apart() -> None:
+    from sklearn.datasets import load_digits
+
+    fed = load_federation(clients=3, seed=0)
+
+    def rows(x: np.ndarray, y: np.ndarray) -> Counter[bytes]:
+        return Counter(
+            xi.astype(np.float32).tobytes() + bytes([int(yi)]) for xi, yi in zip(x, y, strict=True)
+        )
+
+    digits = load_digits()
+    every = rows(digits.data, digits.target)  # the 1,797 images are pairwise distinct
+    test = rows(fed.x_test, fed.y_test)
+    assert len(fed.y_test) == int(len(digits.target) * 0.2)
+    seen = Counter(test)
+    for c in fed.clients:
+        train, val = rows(c.x_train, c.y_train), rows(c.x_val, c.y_val)
+        assert not set(train) & set(val)
+        assert not (set(train) | set(val)) & set(test)
+        assert len(c.y_val) >= 1 and len(c.y_train) > len(c.y_val)
+        seen += train + val
+    assert seen == every  # every sample in exactly one place
+    same = load_federation(clients=3, seed=0)
+    assert np.array_equal(same.clients[1].x_train, fed.clients[1].x_train)
+    assert np.array_equal(same.x_test, fed.x_test)
+
+
+def test_local_scaler_standardizes_with_local_statistics() -> None:
+    fed = load_federation(clients=3, seed=0)
+    a, b = fed.clients[0], fed.clients[2]
+    scaler = LocalScaler.fit(a.x_train)
+    z = scaler.transform(a.x_train)
+    assert z.dtype == np.float32 and np.isfinite(z).all()
+    assert np.abs(z.mean(axis=0)).max() < 1e-5
+    assert (a.x_train.std(axis=0) == 0).any()  # constant pixels stay finite (scale = std + 1)
+    assert (z.std(axis=0) < 1).all()
+    # Another client's statistics differ (non-IID), so its data is not centred by this scaler.
+    assert np.abs(scaler.transform(b.x_train).mean(axis=0)).max() > 0.1
