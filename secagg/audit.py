@@ -89,9 +89,14 @@ class AuditLog:
             entry = canonical({"seq": self.size + 1, "type": type_, "data": data})
             try:
                 with open(self.path, "ab") as fh:
-                    fh.write(entry + b"\n")
-                    fh.flush()
-                    os.fsync(fh.fileno())
+                    start = fh.tell()
+                    try:
+                        fh.write(entry + b"\n")
+                        fh.flush()
+                        os.fsync(fh.fileno())
+                    except OSError:
+                        fh.truncate(start)  # never leave a refused entry behind
+                        raise
             except OSError as exc:
                 raise AuditWriteFailed(f"cannot write the audit log: {exc}") from exc
             self.size += 1

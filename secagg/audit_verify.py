@@ -19,11 +19,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .aggregate import Aggregator
+from .aggregate import Aggregator, EncryptedAggregate
 from .audit import Entry, chain_heads, checkpoint_digest, read_entries
 from .ciphertext import EncryptedVector
 from .deployment import Roster, load_roster
 from .errors import AuditChainBroken, SecAggError, SignatureInvalid
+from .model_blob import encode_model
 from .proto import service_pb2 as pb
 from .signing import (
     ceremony_digest_of_hash,
@@ -34,6 +35,7 @@ from .signing import (
     verify,
     withdrawal_digest,
 )
+from .threshold import PartialDecryption, combine
 
 
 @dataclass
@@ -103,6 +105,9 @@ class _Verifier:
 
     def sig(self, e: Entry, key: bytes, signature: str, digest: bytes, who: str) -> bool:
         try:
+            if bytes.fromhex(signature).hex() != signature:
+                self.fail(e, f"signature by {who} is not canonical lower-case hex")
+                return False
             verify(key, bytes.fromhex(signature), digest, who=who)
             return True
         except (SignatureInvalid, ValueError):
@@ -336,9 +341,31 @@ class _Verifier:
                 f"release of round {r} has {len(valid)} valid distinct partial decryptions; "
                 f"threshold {t}",
             )
+        if agg is not None and len(valid) >= t:
+            self._check_model(e, r, agg, d, sorted(valid))
         self.released[r] = d["model_hash"]
         rr = self.rnd(r)
         rr.quorum, rr.released_model = sorted(valid), d["model_hash"]
+
+    def _check_model(
+        self, e: Entry, r: int, agg: dict[str, Any], d: dict[str, Any], quorum: list[int]
+    ) -> None:
+        """Re-combine the logged partials over the logged aggregate; compare the model hash."""
+        parts = self.partials[int(d["task_id"])]
+        paths = [self.blobs / agg["aggregate_hash"]] + [
+            self.blobs / parts[k]["partial_hash"] for k in quorum
+        ]
+        if not all(p.exists() for p in paths):
+            self.report.warnings.append(
+                f"entry {e.seq} (release): aggregate or partials not retained; model not recomputed"
+            )
+            return
+        params = self.roster.params
+        aggregate = EncryptedAggregate.from_bytes(paths[0].read_bytes(), params)
+        partials = [PartialDecryption.from_bytes(p.read_bytes(), params) for p in paths[1:]]
+        model = combine(aggregate, partials)
+        if hashlib.sha256(encode_model(r + 1, model)).hexdigest() != d["model_hash"]:
+            self.fail(e, f"released model of round {r} is not what its quorum decrypted")
 
     def checkpoint(self, e: Entry, d: dict[str, Any], heads: list[bytes]) -> None:
         size = int(d["size"])
@@ -410,7 +437,7 @@ def verify_log(directory: Path) -> Report:
                 v.checkpoint(e, e.data, heads)
             else:
                 v.fail(e, "unknown entry type")
-        except (KeyError, ValueError, TypeError, SecAggError) as exc:
+        except (KeyError, ValueError, TypeError, OverflowError, SecAggError) as exc:
             v.fail(e, f"malformed entry ({type(exc).__name__}: {exc})")
     if entries and entries[-1].type not in ("checkpoint", "round_open"):
         report.warnings.append(

@@ -30,6 +30,8 @@ def digest_of(domain: bytes, *fields: int | float | bytes) -> bytes:
             h.update(b"b" + struct.pack("<Q", len(f)))
             h.update(f)
         elif isinstance(f, int):
+            if not 0 <= f < 2**64:
+                raise ValueError(f"integer field {f} outside 0..2^64-1")
             h.update(b"i" + struct.pack("<Q", f))
         else:
             h.update(b"f" + struct.pack("<d", f))

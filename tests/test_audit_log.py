@@ -1,0 +1,311 @@
+"""The audit log's writer and reader (``secagg.audit``), without any process.
+
+Checks the on-disk format (one canonical JSON line per entry), the RFC 6962 chain
+(recomputed by hand with hashlib), resuming an existing log, the reader's refusals (each
+naming the entry), durable appends that refuse rather than half-append, and the
+checkpoint digest's bindings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+from secagg.audit import (
+    ZERO_HEAD,
+    AuditLog,
+    canonical,
+    chain_heads,
+    checkpoint_digest,
+    leaf_hash,
+    next_head,
+    read_entries,
+)
+from secagg.errors import AuditChainBroken, AuditWriteFailed
+
+ENTRIES: list[tuple[str, dict[str, object]]] = [
+    ("roster", {"deployment_id": "d1", "policy": {"threshold": 2, "rounds": 3}}),
+    ("upload", {"round": 1, "client": "c1", "weight": 10, "epsilon": 0.5, "nonce": "00ff"}),
+    ("aggregate", {"round": 1, "inputs": [{"client": "c1", "weight": 10}], "note": "é ok"}),
+    ("checkpoint", {"size": 3, "head": "ab" * 32}),
+]
+
+
+def _by_hand(lines: list[bytes]) -> bytes:
+    """The chain head over ``lines`` computed with hashlib only (RFC 6962 prefixes)."""
+    head = bytes(32)
+    for line in lines:
+        leaf = hashlib.sha256(b"\x00" + line).digest()
+        head = hashlib.sha256(b"\x01" + head + leaf).digest()
+    return head
+
+
+def _filled(path: Path, n: int = len(ENTRIES)) -> AuditLog:
+    log = AuditLog(path)
+    for type_, data in ENTRIES[:n]:
+        log.append(type_, data)
+    return log
+
+
+def _write_lines(path: Path, lines: list[bytes]) -> None:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+
+
+def _entry(seq: int, type_: str = "x", **data: object) -> bytes:
+    return canonical({"seq": seq, "type": type_, "data": data})
+
+
+# ----------------------------------------------------------------- format and chain
+
+
+def test_append_and_read_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "audit.log"  # the parent directory is created
+    log = AuditLog(path)
+    assert (log.size, log.head) == (0, ZERO_HEAD)
+    returned = [log.append(t, d) for t, d in ENTRIES]
+    assert [seq for seq, _ in returned] == [1, 2, 3, 4]
+    assert returned[-1][1] == log.head and log.size == 4
+
+    text = path.read_bytes()
+    lines = text.split(b"\n")
+    assert lines[-1] == b"" and len(lines) == 5, "one newline-terminated line per entry"
+    entries = list(read_entries(path))
+    assert [(e.seq, e.type, e.data) for e in entries] == [
+        (i, t, d) for i, (t, d) in enumerate(ENTRIES, start=1)
+    ]
+    for e, line in zip(entries, lines, strict=False):
+        assert e.raw == line
+        # canonical: sorted keys, no whitespace, ASCII only (non-ASCII escaped)
+        assert (
+            line
+            == json.dumps(
+                {"seq": e.seq, "type": e.type, "data": e.data},
+                sort_keys=True,
+                separators=(",", ":"),
+                ensure_ascii=True,
+            ).encode()
+        )
+    assert b'"note":"\\u00e9 ok"' in lines[2]
+    assert lines[0].startswith(b'{"data":{"deployment_id":"d1","policy":{"rounds":3,')
+
+
+def test_chain_head_matches_a_hand_computation(tmp_path: Path) -> None:
+    log = _filled(tmp_path / "audit.log")
+    lines = (tmp_path / "audit.log").read_bytes().splitlines()
+    assert log.head == _by_hand(lines)
+    # every intermediate head, as append returned it and as chain_heads recomputes it
+    heads = chain_heads(list(read_entries(tmp_path / "audit.log")))
+    assert heads == [_by_hand(lines[:i]) for i in range(len(lines) + 1)]
+    assert heads[0] == bytes(32)
+    # the primitives themselves
+    line = lines[0]
+    assert leaf_hash(line) == hashlib.sha256(b"\x00" + line).digest()
+    assert leaf_hash(line) != hashlib.sha256(line).digest(), "the leaf prefix is not optional"
+    h, leaf = os.urandom(32), os.urandom(32)
+    assert next_head(h, leaf) == hashlib.sha256(b"\x01" + h + leaf).digest()
+    assert next_head(h, leaf) != next_head(leaf, h)
+
+
+def test_append_returns_the_head_after_each_entry(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    seen = []
+    for type_, data in ENTRIES:
+        seq, head = log.append(type_, data)
+        seen.append(head)
+        lines = (tmp_path / "audit.log").read_bytes().splitlines()
+        assert seq == len(lines) and head == _by_hand(lines)
+    assert len(set(seen)) == len(seen)
+
+
+def test_reopening_resumes_size_and_head(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    first = _filled(path, 3)
+    again = AuditLog(path)
+    assert (again.size, again.head) == (first.size, first.head) == (3, first.head)
+    assert again.head != ZERO_HEAD
+    # appending after the restart continues the same chain
+    seq, head = again.append(*ENTRIES[3])
+    assert seq == 4
+    lines = path.read_bytes().splitlines()
+    assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3, 4]
+    assert head == _by_hand(lines) == chain_heads(list(read_entries(path)))[-1]
+    # and an uninterrupted writer would have produced the same bytes
+    _filled(tmp_path / "fresh.log")
+    assert (tmp_path / "fresh.log").read_bytes() == path.read_bytes()
+
+
+def test_reopening_a_broken_log_refuses(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    _filled(path)
+    lines = path.read_bytes().splitlines()
+    _write_lines(path, [lines[0], lines[2], lines[3]])
+    with pytest.raises(AuditChainBroken, match=r"entry 2 \(aggregate\)"):
+        AuditLog(path)
+
+
+# ----------------------------------------------------------------- the reader refuses
+
+
+GOOD = [_entry(1, "a", v=1), _entry(2, "b", v=2), _entry(3, "c", v=3)]
+
+
+@pytest.mark.parametrize(
+    ("line2", "message"),
+    [
+        (b'{"data":{"v":2}, "seq":2,"type":"b"}', r"^entry 2: not a canonical audit entry$"),
+        (b'{"seq":2,"type":"b","data":{"v":2}}', r"^entry 2: not a canonical audit entry$"),
+        (_entry(2, "b", v=2) + b" ", r"^entry 2: not a canonical audit entry$"),
+        (_entry(2, "b", v=2) + b"\r", r"^entry 2: not a canonical audit entry$"),
+        (b'{"data":{"v":"\\u0041"},"seq":2,"type":"b"}', r"^entry 2: not a canonical"),
+        (b'{"data":{"v":2.0},"seq":2,"type":"b"}' + b"}", r"^entry 2: not a canonical"),
+        (_entry(2, "b", v=2)[:-5], r"^entry 2: not a canonical audit entry$"),
+        (b"\xff" + _entry(2, "b", v=2)[1:], r"^entry 2: not a canonical audit entry$"),
+        (b"", r"^entry 2: not a canonical audit entry$"),
+        (b"[1,2]", r"^entry 2: not a canonical audit entry$"),
+        (
+            canonical({"seq": 2, "type": "b", "data": {"v": 2}, "extra": 1}),
+            r"^entry 2: not a canonical audit entry$",
+        ),
+        (canonical({"seq": 2, "type": "b"}), r"^entry 2: not a canonical audit entry$"),
+        (canonical({"seq": 2, "type": "b", "data": [2]}), r"^entry 2: not a canonical"),
+        (canonical({"seq": 2, "type": 7, "data": {}}), r"^entry 2: not a canonical"),
+        (_entry(3, "b", v=2), r"^entry 2 \(b\): sequence number 3 out of order$"),
+        (_entry(1, "b", v=2), r"^entry 2 \(b\): sequence number 1 out of order$"),
+        (_entry(22, "b", v=2), r"^entry 2 \(b\): sequence number 22 out of order$"),
+    ],
+    ids=[
+        "space",
+        "key-order",
+        "trailing-space",
+        "carriage-return",
+        "escaped-ascii",
+        "trailing-brace",
+        "truncated",
+        "not-utf8",
+        "empty-line",
+        "not-an-object",
+        "extra-key",
+        "missing-key",
+        "data-not-object",
+        "type-not-string",
+        "seq-ahead",
+        "seq-behind",
+        "seq-far",
+    ],
+)
+def test_read_entries_rejects_and_names_the_entry(
+    tmp_path: Path, line2: bytes, message: str
+) -> None:
+    path = tmp_path / "audit.log"
+    _write_lines(path, GOOD)
+    assert [e.seq for e in read_entries(path)] == [1, 2, 3]  # the baseline reads
+    _write_lines(path, [GOOD[0], line2, GOOD[2]])
+    reader = read_entries(path)
+    assert next(reader).seq == 1  # entries before the bad one are yielded
+    with pytest.raises(AuditChainBroken, match=message):
+        next(reader)
+
+
+def test_read_entries_rejects_a_bad_later_entry(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    _write_lines(path, [*GOOD, _entry(5, "d")])
+    with pytest.raises(AuditChainBroken, match=r"^entry 4 \(d\): sequence number 5 out of order"):
+        list(read_entries(path))
+    _write_lines(path, [*GOOD, b'{"data":{},"seq":4,"type":"d",}'])
+    with pytest.raises(AuditChainBroken, match=r"^entry 4: not a canonical audit entry$"):
+        list(read_entries(path))
+
+
+# ----------------------------------------------------------------- durable appends
+
+
+def test_append_raises_when_the_log_cannot_be_written(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    log = _filled(path, 2)
+    before = (log.size, log.head)
+    content = path.read_bytes()
+    path.rename(tmp_path / "moved.log")
+    path.mkdir()  # the log's path is now a directory: open(..., "ab") fails
+    with pytest.raises(AuditWriteFailed, match="cannot write the audit log"):
+        log.append(*ENTRIES[2])
+    assert (log.size, log.head) == before, "a failed append must not advance the chain"
+    with pytest.raises(AuditWriteFailed):
+        log.append(*ENTRIES[2])
+    assert (log.size, log.head) == before
+    # once the file is back, the chain continues where it stopped
+    path.rmdir()
+    (tmp_path / "moved.log").rename(path)
+    assert path.read_bytes() == content
+    seq, head = log.append(*ENTRIES[2])
+    assert seq == 3
+    lines = path.read_bytes().splitlines()
+    assert head == _by_hand(lines)
+    assert [e.seq for e in read_entries(path)] == [1, 2, 3]
+
+
+def test_append_raises_when_the_write_fails(tmp_path: Path) -> None:
+    log = _filled(tmp_path / "audit.log", 1)
+    before = (log.size, log.head)
+    with (
+        mock.patch(
+            "secagg.audit.open", create=True, side_effect=PermissionError(13, "Permission denied")
+        ),
+        pytest.raises(AuditWriteFailed, match="Permission denied"),
+    ):
+        log.append(*ENTRIES[1])
+    assert (log.size, log.head) == before
+
+
+def test_append_raises_when_fsync_fails(tmp_path: Path) -> None:
+    log = _filled(tmp_path / "audit.log", 1)
+    before = (log.size, log.head)
+    with (
+        mock.patch("secagg.audit.os.fsync", side_effect=OSError(5, "Input/output error")),
+        pytest.raises(AuditWriteFailed, match="Input/output error"),
+    ):
+        log.append(*ENTRIES[1])
+    assert (log.size, log.head) == before
+
+
+def test_a_failed_fsync_leaves_a_readable_chain(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    log = _filled(path, 1)
+    with (
+        mock.patch("secagg.audit.os.fsync", side_effect=OSError(5, "Input/output error")),
+        pytest.raises(AuditWriteFailed),
+    ):
+        log.append("refused", {"op": "never happened"})
+    log.append(*ENTRIES[1])
+    entries = list(read_entries(path))  # raises AuditChainBroken today
+    assert [e.type for e in entries] == ["roster", "upload"]
+    assert chain_heads(entries)[-1] == log.head
+    assert AuditLog(path).size == 2
+
+
+# ----------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_digest_binds_deployment_size_and_head() -> None:
+    head = hashlib.sha256(b"head").digest()
+    base = checkpoint_digest(deployment_id="dep-a", size=30, head=head)
+    assert len(base) == 32
+    assert base == checkpoint_digest(deployment_id="dep-a", size=30, head=head)
+    variants = {
+        "size": checkpoint_digest(deployment_id="dep-a", size=31, head=head),
+        "size0": checkpoint_digest(deployment_id="dep-a", size=0, head=head),
+        "head": checkpoint_digest(deployment_id="dep-a", size=30, head=ZERO_HEAD),
+        "head-bit": checkpoint_digest(
+            deployment_id="dep-a", size=30, head=bytes([head[0] ^ 1]) + head[1:]
+        ),
+        "deployment": checkpoint_digest(deployment_id="dep-b", size=30, head=head),
+        "deployment-prefix": checkpoint_digest(deployment_id="dep-", size=30, head=head),
+    }
+    assert base not in variants.values()
+    assert len(set(variants.values())) == len(variants)
+    # not just a hash of the head: it is domain-separated from the chain's own hashes
+    assert base not in (head, hashlib.sha256(head).digest(), next_head(ZERO_HEAD, head))
