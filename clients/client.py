@@ -29,7 +29,6 @@ from secagg.model_blob import decode_model
 from secagg.proto import service_pb2 as pb
 from secagg.signing import (
     ceremony_digest,
-    release_digest,
     sign,
     upload_digest,
     verify,
@@ -37,7 +36,7 @@ from secagg.signing import (
 )
 from secagg.transport import Identity, identity
 
-from .connection import Connection, blob_header, upload_stream
+from .connection import Connection, blob_header, upload_stream, verify_release
 from .trainer import SyntheticTrainer, Trainer
 
 log = logging.getLogger("secagg.client")
@@ -111,19 +110,7 @@ class TrainingClient:
     def _checked_model(self, info: pb.RoundInfo) -> bytes:
         if info.round > 1:
             rel = self.conn.call(self.conn.stub.GetRelease, pb.ReleaseQuery(round=info.round - 1))
-            verify(
-                self.roster.server.signing_public_key,
-                rel.server_signature,
-                release_digest(
-                    deployment_id=self.roster.deployment_id,
-                    round_number=rel.round,
-                    model_hash=rel.model_hash,
-                    aggregate_digest=rel.aggregate_digest,
-                    quorum=list(rel.quorum),
-                    partial_digests=list(rel.partial_digests),
-                ),
-                who="server",
-            )
+            verify_release(rel, self.roster)
             if rel.model_hash != info.global_model_hash:
                 raise SignatureInvalid(
                     "the round's global model is not the one the server released"

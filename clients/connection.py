@@ -12,8 +12,10 @@ from typing import Any, TypeVar
 import grpc
 
 from secagg import constants as C
+from secagg.deployment import Roster
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
+from secagg.signing import release_digest, verify
 from secagg.transport import Identity, chunks, join_chunks
 
 T = TypeVar("T")
@@ -70,6 +72,23 @@ class Connection:
         self.channel.close()
 
 
+def verify_release(release: pb.Release, roster: Roster) -> None:
+    """Check the server's signature on a release; raises SignatureInvalid."""
+    verify(
+        roster.server.signing_public_key,
+        release.server_signature,
+        release_digest(
+            deployment_id=roster.deployment_id,
+            round_number=release.round,
+            model_hash=release.model_hash,
+            aggregate_digest=release.aggregate_digest,
+            quorum=list(release.quorum),
+            partial_digests=list(release.partial_digests),
+        ),
+        who="server",
+    )
+
+
 def blob_header(data: bytes) -> pb.BlobHeader:
     """Size and hash of a blob about to be streamed."""
     return pb.BlobHeader(total_size=len(data), sha256=hashlib.sha256(data).digest())
@@ -89,4 +108,11 @@ def partial_stream(header: pb.PartialHeader, data: bytes) -> Iterator[pb.Partial
         yield pb.PartialRequest(chunk=c)
 
 
-__all__ = ["Connection", "blob_header", "join_chunks", "partial_stream", "upload_stream"]
+__all__ = [
+    "Connection",
+    "blob_header",
+    "join_chunks",
+    "partial_stream",
+    "upload_stream",
+    "verify_release",
+]

@@ -43,7 +43,6 @@ from secagg.signing import (
     ceremony_digest,
     partial_signature_digest,
     refusal_digest,
-    release_digest,
     sign,
     upload_digest,
     verify,
@@ -51,7 +50,7 @@ from secagg.signing import (
 from secagg.threshold import partial_decrypt
 from secagg.transport import Identity, identity
 
-from .connection import Connection, blob_header, partial_stream
+from .connection import Connection, blob_header, partial_stream, verify_release
 
 log = logging.getLogger("secagg.keyholder")
 
@@ -277,19 +276,7 @@ class KeyHolder:
                 raise
         else:
             try:
-                verify(
-                    self.roster.server.signing_public_key,
-                    rel.server_signature,
-                    release_digest(
-                        deployment_id=self.roster.deployment_id,
-                        round_number=rel.round,
-                        model_hash=rel.model_hash,
-                        aggregate_digest=rel.aggregate_digest,
-                        quorum=list(rel.quorum),
-                        partial_digests=list(rel.partial_digests),
-                    ),
-                    who="server",
-                )
+                verify_release(rel, self.roster)
                 return f"round {task.round} was already decrypted and released", None
             except SignatureInvalid:
                 pass
