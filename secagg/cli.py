@@ -1,4 +1,4 @@
-"""The ``secagg`` command line: ``params``, ``bench`` and ``demo``."""
+"""The ``secagg`` command: params, bench, demo, init, serve, keyholder, client, admin, audit."""
 
 from __future__ import annotations
 
