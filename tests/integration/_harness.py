@@ -29,6 +29,7 @@ from typing import IO, Any, TypeVar
 import grpc
 import numpy as np
 
+from clients.connection import verify_release
 from secagg import constants as C
 from secagg.ciphertext import encrypt
 from secagg.deployment import Roster, load_roster
@@ -36,7 +37,7 @@ from secagg.keys import JointPublicKey
 from secagg.model_blob import decode_model
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.signing import release_digest, sign, upload_digest, verify
+from secagg.signing import sign, upload_digest
 from secagg.transport import chunks, identity
 
 REPO = Path(__file__).resolve().parents[2]
@@ -426,20 +427,7 @@ class Deployment:
 
     def verify_release(self, release: pb.Release) -> None:
         """Check the server's signature with the roster's server key (raises)."""
-        roster = self.roster
-        verify(
-            roster.server.signing_public_key,
-            release.server_signature,
-            release_digest(
-                deployment_id=roster.deployment_id,
-                round_number=release.round,
-                model_hash=release.model_hash,
-                aggregate_digest=release.aggregate_digest,
-                quorum=list(release.quorum),
-                partial_digests=list(release.partial_digests),
-            ),
-            who="server",
-        )
+        verify_release(release, self.roster)
 
     # ------------------------------------------------------------ uploads from the test
     def build_upload(
