@@ -56,6 +56,7 @@ from .dkg import dealerless_keygen
 from .errors import SecAggError
 from .keys import JointPublicKey, KeySet
 from .params import Parameters
+from .seal_backend import backend_for
 from .threshold import PartialDecryption, combine, partial_decrypt
 
 S = TypeVar("S")
@@ -261,6 +262,9 @@ def machine_info() -> Json:
         "numpy": np.__version__,
         "tenseal": ts.__version__,
         "secagg": __version__,
+        "secagg_seal_glue": (
+            "direct memory" if backend_for(Parameters.default()).direct_memory else "files"
+        ),
         "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
     }
 

@@ -6,6 +6,10 @@ private RAM-backed directory (``/dev/shm`` when present, mode 0700); each file i
 right after use. We only ever hand SEAL bytes that we built ourselves from validated
 arrays: untrusted input is never parsed by SEAL.
 
+The hot conversions (a ciphertext's residues out, a coefficient plaintext in, a
+plaintext's coefficients out) skip the files where :mod:`secagg.seal_memory` is verified
+to work: see :attr:`SealBackend.direct_memory`.
+
 SEAL binary format (ARCHITECTURE section 3): a 16-byte header ``<HBBBBHQ`` (magic 0xA15E,
 header size, version major/minor, compression mode, reserved, total size) followed by
 the object's members. We write compression mode 0 and read back whatever SEAL writes
@@ -35,6 +39,7 @@ import numpy as np
 import tenseal.sealapi as seal
 import zstandard
 
+from . import seal_memory
 from .modarith import U64
 from .params import Parameters
 
@@ -116,6 +121,10 @@ def _dyn_array(values: U64) -> bytes:
     return _wrap(struct.pack("<Q", flat.size) + flat.tobytes())
 
 
+def _random_words(shape: tuple[int, ...]) -> U64:
+    return np.frombuffer(os.urandom(8 * int(np.prod(shape))), dtype="<u8").reshape(shape)
+
+
 def _read_dyn_array(blob: bytes) -> U64:
     body, _ = _unwrap(blob)
     (count,) = struct.unpack_from("<Q", body)
@@ -130,9 +139,12 @@ class SealBackend:
     ``context``'s key level; it exists because SEAL's evaluator refuses key-level
     ciphertexts, and key generation needs NTTs at the key level. It is never used to
     encrypt (its security level is not enforced).
+
+    ``direct_memory`` tells whether conversions use :mod:`secagg.seal_memory` (enabled
+    when supported, allowed, and a self-test agrees with SEAL's serialization) or files.
     """
 
-    def __init__(self, params: Parameters) -> None:
+    def __init__(self, params: Parameters, *, allow_direct_memory: bool = True) -> None:
         self.params = params
         n = params.poly_modulus_degree
         parms = seal.EncryptionParameters(seal.SCHEME_TYPE.BFV)
@@ -161,6 +173,27 @@ class SealBackend:
 
         # Any secret key decodes a transparent ciphertext (c0, 0): c1 = 0 drops the key.
         self._decoder = seal.Decryptor(self.context, seal.KeyGenerator(self.context).secret_key())
+        self.direct_memory = False
+        if allow_direct_memory and seal_memory.supported():
+            self.direct_memory = self._direct_memory_agrees()
+
+    def _direct_memory_agrees(self) -> bool:
+        """Self-test: direct reads and writes match SEAL's own serialization exactly."""
+        n, primes = self.params.poly_modulus_degree, self.params.data_primes
+        moduli = np.asarray(primes, dtype=np.uint64).reshape(1, -1, 1)
+        polys = _random_words((3, len(primes), n)) % moduli
+        coeffs = _random_words((n,)) % np.uint64(self.params.plain_modulus)
+        try:
+            ct = self.to_ciphertext(polys)
+            pt = seal.Plaintext(n)
+            seal_memory.plaintext_view(pt)[:] = coeffs
+            return bool(
+                np.array_equal(seal_memory.ciphertext_view(ct), self._saved_residues(ct))
+                and np.array_equal(self._saved_coefficients(pt), coeffs)
+                and np.array_equal(seal_memory.plaintext_view(pt), coeffs)
+            )
+        except (seal_memory.LayoutMismatch, RuntimeError, ValueError):
+            return False
 
     # --- building SEAL objects from arrays -------------------------------------------
     def _load(self, obj: object, blob: bytes, context: object | None = None) -> None:
@@ -182,6 +215,10 @@ class SealBackend:
 
     def to_plaintext(self, coeffs: U64) -> seal.Plaintext:
         """A coefficient-form BFV plaintext (entries below ``t``)."""
+        if self.direct_memory:
+            pt = seal.Plaintext(coeffs.size)
+            seal_memory.plaintext_view(pt)[:] = coeffs
+            return pt
         pt = seal.Plaintext()
         body = bytes(32) + _PT_META.pack(coeffs.size, 1.0) + _dyn_array(coeffs)
         self._load(pt, _wrap(body))
@@ -209,7 +246,12 @@ class SealBackend:
                 return fh.read()
 
     def from_ciphertext(self, ct: seal.Ciphertext) -> U64:
-        """Residues of shape ``(size, primes, N)`` of a SEAL ciphertext."""
+        """Residues of shape ``(size, primes, N)`` of a SEAL ciphertext (a copy)."""
+        if self.direct_memory:
+            return seal_memory.ciphertext_view(ct).copy()
+        return self._saved_residues(ct)
+
+    def _saved_residues(self, ct: seal.Ciphertext) -> U64:
         body, _ = _unwrap(self._saved(ct))
         size, n, nprimes, _, _ = _CT_META.unpack_from(body, 33)
         data = _read_dyn_array(body[33 + _CT_META.size :])
@@ -217,11 +259,17 @@ class SealBackend:
 
     def from_plaintext(self, pt: seal.Plaintext) -> U64:
         """Coefficients of a coefficient-form plaintext, zero-padded to ``N``."""
-        body, _ = _unwrap(self._saved(pt))
-        data = _read_dyn_array(body[32 + _PT_META.size :])
+        if self.direct_memory:
+            data = seal_memory.plaintext_view(pt) if pt.coeff_count() else np.empty(0, np.uint64)
+        else:
+            data = self._saved_coefficients(pt)
         out = np.zeros(self.params.poly_modulus_degree, dtype=np.uint64)
         out[: data.size] = data
         return out
+
+    def _saved_coefficients(self, pt: seal.Plaintext) -> U64:
+        body, _ = _unwrap(self._saved(pt))
+        return _read_dyn_array(body[32 + _PT_META.size :])
 
     # --- operations -------------------------------------------------------------------
     def ntt_key_level(self, polys: U64) -> U64:
