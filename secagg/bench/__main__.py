@@ -1,0 +1,5 @@
+"""``python -m secagg.bench``."""
+
+from .command import main
+
+raise SystemExit(main())
