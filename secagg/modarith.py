@@ -110,10 +110,14 @@ def signed_to_residues(x: npt.NDArray[np.int64], primes: tuple[int, ...]) -> U64
 
 
 # --- 60-bit packing of residues -------------------------------------------------------
-# 16 residues of 60 bits fill exactly 15 64-bit words.
+# The packed form is the little-endian bit stream of the residues, 60 bits each: 16
+# residues fill exactly 15 64-bit words. The kernels work on pairs: two residues are
+# 120 bits, i.e. exactly 15 bytes of the stream (the low word, then 7 bytes of the high).
 
 _PACK_GROUP = 16
 _PACK_WORDS = 15
+_PAIR_BYTES = 15
+_MASK60 = np.uint64((1 << MAX_PRIME_BITS) - 1)
 
 
 def packed_size(count: int) -> int:
@@ -124,32 +128,27 @@ def packed_size(count: int) -> int:
 
 
 def pack60(values: U64) -> bytes:
-    """Pack residues below 2^60 into 60 bits each (little-endian words)."""
-    flat = np.ascontiguousarray(values, dtype=np.uint64).reshape(-1, _PACK_GROUP)
+    """Pack residues below 2^60 into 60 bits each (little-endian bit stream)."""
+    flat = np.ascontiguousarray(values, dtype=np.uint64).reshape(-1)
+    packed_size(flat.size)
     if flat.size and int(flat.max()) >> MAX_PRIME_BITS:
         raise ValueError("value does not fit in 60 bits")
-    words = np.zeros((flat.shape[0], _PACK_WORDS), dtype=np.uint64)
-    for k in range(_PACK_GROUP):
-        bit = 60 * k
-        w, off = divmod(bit, 64)
-        words[:, w] |= flat[:, k] << np.uint64(off)
-        if off > 4:
-            words[:, w + 1] |= flat[:, k] >> np.uint64(64 - off)
-    return words.astype("<u8").tobytes()
+    pairs = flat.reshape(-1, 2)
+    words = np.empty(pairs.shape, dtype="<u8")
+    words[:, 0] = pairs[:, 0] | (pairs[:, 1] << np.uint64(MAX_PRIME_BITS))
+    words[:, 1] = pairs[:, 1] >> np.uint64(64 - MAX_PRIME_BITS)
+    return words.view(np.uint8).reshape(-1, 16)[:, :_PAIR_BYTES].tobytes()
 
 
 def unpack60(data: bytes | memoryview, count: int) -> U64:
     """Inverse of :func:`pack60`; ``len(data)`` must equal ``packed_size(count)``."""
     if len(data) != packed_size(count):
         raise ValueError("packed data has the wrong length")
-    words = np.frombuffer(data, dtype="<u8").astype(np.uint64).reshape(-1, _PACK_WORDS)
-    out = np.empty((words.shape[0], _PACK_GROUP), dtype=np.uint64)
-    mask = np.uint64((1 << 60) - 1)
-    for k in range(_PACK_GROUP):
-        bit = 60 * k
-        w, off = divmod(bit, 64)
-        v = words[:, w] >> np.uint64(off)
-        if off > 4:
-            v |= words[:, w + 1] << np.uint64(64 - off)
-        out[:, k] = v & mask
+    buf = np.zeros((count // 2, 16), dtype=np.uint8)
+    buf[:, :_PAIR_BYTES] = np.frombuffer(data, dtype=np.uint8).reshape(-1, _PAIR_BYTES)
+    words = buf.view("<u8")
+    out = np.empty((count // 2, 2), dtype=np.uint64)
+    np.bitwise_and(words[:, 0], _MASK60, out=out[:, 0])
+    high = words[:, 1] << np.uint64(64 - MAX_PRIME_BITS)
+    out[:, 1] = ((words[:, 0] >> np.uint64(MAX_PRIME_BITS)) | high) & _MASK60
     return out.reshape(-1)
