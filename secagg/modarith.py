@@ -51,13 +51,19 @@ def neg_mod(a: U64, q: int) -> U64:
 
 
 def shift_left_mod(x: U64, bits: int, q: int) -> U64:
-    """Return ``x * 2**bits mod q`` for reduced ``x``."""
+    """Return ``x * 2**bits mod q`` for reduced ``x``.
+
+    Shifts in steps that keep every intermediate below 2^64: the first step as wide as
+    the largest entry of ``x`` allows, the next ones as wide as ``q`` allows.
+    """
     qq = _check_modulus(q)
     acc: U64 = np.array(x, dtype=np.uint64, copy=True)
+    room = 64 - (int(acc.max()).bit_length() if acc.size else 0)
     while bits > 0:
-        step = min(bits, 4)
+        step = min(bits, room)
         acc = _shl_mod(acc, step, qq)
         bits -= step
+        room = 64 - q.bit_length()  # now acc < q
     return acc
 
 

@@ -129,6 +129,18 @@ def test_reduce_wide(q: int, shift: int) -> None:
     assert got == [((h << shift) + w) % q for h, w in zip(as_ints(hi), as_ints(lo), strict=True)]
 
 
+@pytest.mark.parametrize("q", PRIMES)
+@pytest.mark.parametrize("hi_bits", [1, 20, 44, 59])
+def test_reduce_wide_small_high_words(q: int, hi_bits: int) -> None:
+    # The aggregator's case: high accumulators far below q take wider shift steps.
+    rng = np.random.default_rng(hi_bits)
+    hi = rng.integers(0, 2**hi_bits, size=300, dtype=np.uint64)
+    hi[0] = 2**hi_bits - 1
+    lo = rng.integers(0, U64_MAX, size=300, dtype=np.uint64, endpoint=True)
+    got = as_ints(M.reduce_wide(hi, lo, 32, q))
+    assert got == [((h << 32) + w) % q for h, w in zip(as_ints(hi), as_ints(lo), strict=True)]
+
+
 def test_signed_to_residues() -> None:
     primes = (*DEFAULT_PRIMES, 65537, 3)
     big = 2**62 - 1
