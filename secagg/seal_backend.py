@@ -178,20 +178,29 @@ class SealBackend:
             self.direct_memory = self._direct_memory_agrees()
 
     def _direct_memory_agrees(self) -> bool:
-        """Self-test: direct reads and writes match SEAL's own serialization exactly."""
+        """Self-test: direct reads and writes match SEAL's own serialization exactly.
+
+        Reads come first, on objects SEAL loaded from files: coefficient- and NTT-form
+        ciphertexts of sizes 2 and 3, and objects with spare capacity (so the size and
+        capacity words are told apart). A write is tried only once every read agreed.
+        """
         n, primes = self.params.poly_modulus_degree, self.params.data_primes
         moduli = np.asarray(primes, dtype=np.uint64).reshape(1, -1, 1)
         polys = _random_words((3, len(primes), n)) % moduli
         coeffs = _random_words((n,)) % np.uint64(self.params.plain_modulus)
         try:
-            ct = self.to_ciphertext(polys)
-            pt = seal.Plaintext(n)
-            seal_memory.plaintext_view(pt)[:] = coeffs
-            return bool(
-                np.array_equal(seal_memory.ciphertext_view(ct), self._saved_residues(ct))
-                and np.array_equal(self._saved_coefficients(pt), coeffs)
-                and np.array_equal(seal_memory.plaintext_view(pt), coeffs)
-            )
+            loaded = self._loaded_plaintext(coeffs)
+            loaded.reserve(2 * n)
+            if not np.array_equal(seal_memory.plaintext_view(loaded), coeffs):
+                return False
+            for size, ntt in ((2, False), (3, True), (2, True)):
+                ct = self.to_ciphertext(polys[:size], ntt=ntt)
+                ct.reserve(size + 1)
+                if not np.array_equal(seal_memory.ciphertext_view(ct), polys[:size]):
+                    return False
+            written = seal.Plaintext(n)
+            seal_memory.plaintext_view(written)[:] = coeffs
+            return bool(np.array_equal(self._saved_coefficients(written), coeffs))
         except (seal_memory.LayoutMismatch, RuntimeError, ValueError):
             return False
 
@@ -214,11 +223,23 @@ class SealBackend:
         return ct
 
     def to_plaintext(self, coeffs: U64) -> seal.Plaintext:
-        """A coefficient-form BFV plaintext (entries below ``t``)."""
-        if self.direct_memory:
-            pt = seal.Plaintext(coeffs.size)
-            seal_memory.plaintext_view(pt)[:] = coeffs
-            return pt
+        """A coefficient-form BFV plaintext from 1 to ``N`` coefficients below ``t``.
+
+        Raises ``ValueError`` for other input (the direct path must check what SEAL's
+        ``load`` would have checked).
+        """
+        coeffs = np.asarray(coeffs, dtype=np.uint64)
+        if coeffs.ndim != 1 or not 0 < coeffs.size <= self.params.poly_modulus_degree:
+            raise ValueError(f"plaintext needs 1 to N coefficients, got shape {coeffs.shape}")
+        if int(coeffs.max()) >= self.params.plain_modulus:
+            raise ValueError("plaintext coefficient not below the plaintext modulus")
+        if not self.direct_memory:
+            return self._loaded_plaintext(coeffs)
+        pt = seal.Plaintext(coeffs.size)
+        seal_memory.plaintext_view(pt)[:] = coeffs
+        return pt
+
+    def _loaded_plaintext(self, coeffs: U64) -> seal.Plaintext:
         pt = seal.Plaintext()
         body = bytes(32) + _PT_META.pack(coeffs.size, 1.0) + _dyn_array(coeffs)
         self._load(pt, _wrap(body))

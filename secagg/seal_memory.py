@@ -18,12 +18,14 @@ Security and safety
 A read at a wrong address can crash the interpreter, so three guards stand in front of
 every use: (1) :func:`supported` is true only on the versions the layout was verified on
 (TenSEAL 0.3.18 on 64-bit little-endian CPython); (2) every view first checks the header
-words against the binding's own accessors (parms_id, size, degree, number of primes,
-array size and capacity) and raises :class:`LayoutMismatch` on any difference; (3)
+words against the binding's own accessors (parms_id, size, degree, number of primes, NTT
+flag, coefficient count, array size and capacity; not the scale, correction factor or
+memory pool) and raises :class:`LayoutMismatch` on any difference; (3)
 :class:`~secagg.seal_backend.SealBackend` enables the direct path only after a self-test
 agrees bit for bit with SEAL's serialization, and falls back to files otherwise.
 Only objects this process created are touched; network input never reaches this code.
-A view is valid only while its SEAL object is alive and not resized: copy out of it.
+Writes skip the checks SEAL's ``load`` would run: callers validate what they write.
+A view keeps its SEAL object alive, but it is valid only until the object is resized.
 """
 
 from __future__ import annotations
@@ -63,8 +65,9 @@ def supported() -> bool:
     )
 
 
-def _words(address: int, count: int) -> U64:
+def _words(address: int, count: int, owner: object) -> U64:
     array = (ctypes.c_uint64 * count).from_address(address)
+    array._owner = owner  # type: ignore[attr-defined]  # the view keeps the object alive
     return np.ctypeslib.as_array(array)
 
 
@@ -78,8 +81,9 @@ def _cpp_object(obj: object) -> int:
 def check_header(header: U64, expected: dict[int, int], count_at: int, capacity_at: int) -> None:
     """Compare header words with the accessor values; raise :class:`LayoutMismatch`.
 
-    ``expected`` maps word offsets to values. The array size word must be positive and
-    at most the capacity word, and the data pointer word (after the size) non-null.
+    ``expected`` maps word offsets to values (including the size and capacity words).
+    The array size word must also be positive and at most the capacity word, and the
+    data pointer word (after the size) non-null.
     """
     for offset, value in expected.items():
         if int(header[offset]) != value:
@@ -92,31 +96,42 @@ def check_header(header: U64, expected: dict[int, int], count_at: int, capacity_
 def ciphertext_view(ct: object) -> U64:
     """The residues of a SEAL ciphertext in place, shape ``(size, primes, N)``.
 
-    The view aliases SEAL's memory: copy it before ``ct`` is freed or changed.
+    The view aliases SEAL's memory: it changes with ``ct`` and is invalid once ``ct`` is
+    resized. Copy out of it.
     """
     size = ct.size()  # type: ignore[attr-defined]
     degree = ct.poly_modulus_degree()  # type: ignore[attr-defined]
     primes = ct.coeff_modulus_size()  # type: ignore[attr-defined]
-    header = _words(_cpp_object(ct), _CT_DATA + 1)
+    capacity = ct.size_capacity() * degree * primes  # type: ignore[attr-defined]
+    header = _words(_cpp_object(ct), _CT_DATA + 1, ct)
     expected = dict(enumerate(ct.parms_id(), start=_CT_PARMS))  # type: ignore[attr-defined]
     expected.update(
-        {_CT_SIZE: size, _CT_DEGREE: degree, _CT_PRIMES: primes, _CT_COUNT: size * degree * primes}
+        {
+            _CT_SIZE: size,
+            _CT_DEGREE: degree,
+            _CT_PRIMES: primes,
+            _CT_COUNT: size * degree * primes,
+            _CT_CAPACITY: capacity,
+        }
     )
     check_header(header, expected, _CT_COUNT, _CT_CAPACITY)
     if int(header[_CT_NTT]) & 0xFF != int(ct.is_ntt_form()):  # type: ignore[attr-defined]
         raise LayoutMismatch("NTT flag differs")
-    return _words(int(header[_CT_DATA]), size * degree * primes).reshape(size, primes, degree)
+    data = _words(int(header[_CT_DATA]), size * degree * primes, ct)
+    return data.reshape(size, primes, degree)
 
 
 def plaintext_view(pt: object) -> U64:
     """The coefficients of a SEAL plaintext in place, shape ``(coeff_count,)``.
 
-    Writable. Coefficients written here must be below the plaintext modulus (the
-    encoder guarantees it). Copy out before ``pt`` is freed or resized.
+    Writable. Nothing checks what is written: coefficients must be below the plaintext
+    modulus (SEAL's ``load`` would have refused others). Invalid once ``pt`` is resized.
     """
     coeffs = pt.coeff_count()  # type: ignore[attr-defined]
-    header = _words(_cpp_object(pt), _PT_DATA + 1)
+    header = _words(_cpp_object(pt), _PT_DATA + 1, pt)
     expected = dict(enumerate(pt.parms_id(), start=_PT_PARMS))  # type: ignore[attr-defined]
-    expected.update({_PT_COEFFS: coeffs, _PT_COUNT: coeffs})
+    expected.update(
+        {_PT_COEFFS: coeffs, _PT_COUNT: coeffs, _PT_CAPACITY: pt.capacity()}  # type: ignore[attr-defined]
+    )
     check_header(header, expected, _PT_COUNT, _PT_CAPACITY)
-    return _words(int(header[_PT_DATA]), coeffs)
+    return _words(int(header[_PT_DATA]), coeffs, pt)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 import tenseal.sealapi as seal
@@ -79,7 +81,7 @@ def test_encryption_of_a_directly_written_plaintext_decrypts_to_it(
     np.testing.assert_array_equal(backend._saved_coefficients(out), coeffs[: out.coeff_count()])
 
 
-def test_empty_objects_are_refused_before_any_read() -> None:
+def test_empty_objects_are_refused_before_their_data_is_read() -> None:
     with pytest.raises(seal_memory.LayoutMismatch):
         seal_memory.ciphertext_view(seal.Ciphertext())
     with pytest.raises(seal_memory.LayoutMismatch):
@@ -116,3 +118,48 @@ def test_unverified_builds_use_files_and_still_encrypt(
         files.from_plaintext(files.to_plaintext(coeffs)),
         direct.from_plaintext(direct.to_plaintext(coeffs)),
     )
+
+
+def test_a_view_keeps_its_object_alive(params: secagg.Parameters) -> None:
+    polys = _polys(params, 2)
+    view = seal_memory.ciphertext_view(backend_for(params).to_ciphertext(polys))
+    gc.collect()  # the ciphertext has no other reference
+    np.testing.assert_array_equal(view, polys)
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_to_plaintext_refuses_what_seal_would_refuse(
+    params: secagg.Parameters, direct: bool
+) -> None:
+    backend = backend_for(params) if direct else SealBackend(params, allow_direct_memory=False)
+    n, t = params.poly_modulus_degree, params.plain_modulus
+    for bad in (
+        np.array([t], dtype=np.uint64),
+        np.zeros(n + 1, dtype=np.uint64),
+        np.zeros(0, dtype=np.uint64),
+        np.zeros((2, 4), dtype=np.uint64),
+    ):
+        with pytest.raises(ValueError):
+            backend.to_plaintext(bad)
+    short = np.array([t - 1, 0, 5], dtype=np.uint64)
+    np.testing.assert_array_equal(backend.from_plaintext(backend.to_plaintext(short))[:3], short)
+
+
+@pytest.mark.parametrize(
+    "offsets",
+    [
+        {"_PT_CAPACITY": seal_memory._PT_COUNT},  # size and capacity words confused
+        {"_CT_CAPACITY": seal_memory._CT_COUNT},
+        {"_CT_NTT": seal_memory._CT_SIZE},  # NTT flag read from the wrong word
+        {"_CT_PRIMES": seal_memory._CT_DEGREE},
+    ],
+)
+def test_self_test_falls_back_to_files_on_a_wrong_layout(
+    params: secagg.Parameters, monkeypatch: pytest.MonkeyPatch, offsets: dict[str, int]
+) -> None:
+    for name, value in offsets.items():
+        monkeypatch.setattr(seal_memory, name, value)
+    backend = SealBackend(params)
+    assert not backend.direct_memory
+    coeffs = np.arange(1, 9, dtype=np.uint64)
+    np.testing.assert_array_equal(backend.from_plaintext(backend.to_plaintext(coeffs))[:8], coeffs)
