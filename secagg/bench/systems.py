@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
 
@@ -26,6 +26,22 @@ F64 = npt.NDArray[np.float64]
 CKKS_POLY_MODULUS_DEGREE = 8192
 CKKS_COEFF_MOD_BIT_SIZES = (60, 40, 40)
 CKKS_SCALE_BITS = 40
+
+
+def _record_uploads(
+    res: SystemResult,
+    serialize_samples: list[float],
+    blobs: Sequence[bytes],
+    size: int,
+    parse: Callable[[], object],
+    repeats: int,
+) -> None:
+    """Record serialization timings and upload size, then time the server parsing ``blobs``."""
+    res.phases["serialize"] = Phase(tuple(serialize_samples), len(blobs) * size)
+    res.upload_bytes_per_client = len(blobs[0])
+    res.bytes_per_parameter = len(blobs[0]) / size
+    parse_samples, _ = timed(parse, repeats)
+    res.phases["parse"] = Phase(tuple(parse_samples), len(blobs) * size)
 
 
 # --- (a) secagg ---------------------------------------------------------------------------
@@ -70,12 +86,8 @@ def bench_secagg(
     phases["encrypt"] = Phase(tuple(samples), clients * size)
     # to_bytes caches the packed payload and digest: serialize fresh views every time.
     samples, blobs = timed_with_setup(partial(_fresh_views, cts), _serialize_all, repeats)
-    phases["serialize"] = Phase(tuple(samples), clients * size)
-    res.upload_bytes_per_client = len(blobs[0])
-    res.bytes_per_parameter = len(blobs[0]) / size
-    samples, parsed = timed(partial(_parse_all, blobs, params), repeats)
-    phases["parse"] = Phase(tuple(samples), clients * size)
-    del parsed, blobs
+    _record_uploads(res, samples, blobs, size, partial(_parse_all, blobs, params), repeats)
+    del blobs
 
     samples, agg = timed(partial(aggregate, cts, weights=weights), repeats)
     phases["aggregate"] = Phase(tuple(samples), clients * size)
@@ -169,12 +181,8 @@ def bench_ckks(
     samples, encrypted = timed(partial(_ckks_encrypt_all, pub, vectors), repeats)
     phases["encrypt"] = Phase(tuple(samples), clients * size)
     samples, blobs = timed(partial(_ckks_serialize_all, encrypted), repeats)
-    phases["serialize"] = Phase(tuple(samples), clients * size)
-    res.upload_bytes_per_client = len(blobs[0])
-    res.bytes_per_parameter = len(blobs[0]) / size
-    samples, parsed = timed(partial(_ckks_parse_all, pub, blobs), repeats)
-    phases["parse"] = Phase(tuple(samples), clients * size)
-    del parsed, blobs
+    _record_uploads(res, samples, blobs, size, partial(_ckks_parse_all, pub, blobs), repeats)
+    del blobs
 
     samples, agg = timed(partial(_ckks_server_weighted, encrypted, fractions), repeats)
     phases["aggregate_server_weighted"] = Phase(tuple(samples), clients * size)
