@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from clients.data import dirichlet_split
+
 from . import aggregate, combine, dealerless_keygen, encrypt, partial_decrypt
 from .model_vector import flatten_state_dict, unflatten_state_dict
 from .params import Parameters
@@ -28,20 +30,6 @@ class ClientData:
 
     x: npt.NDArray[np.float32]
     y: npt.NDArray[np.int64]
-
-
-def dirichlet_split(
-    y: npt.NDArray[np.int64], clients: int, alpha: float, seed: int
-) -> list[npt.NDArray[np.int64]]:
-    """Index sets of a non-IID label split (data partitioning, not a secret: numpy RNG is fine)."""
-    rng = np.random.default_rng(seed)
-    parts: list[list[int]] = [[] for _ in range(clients)]
-    for label in np.unique(y):
-        idx = rng.permutation(np.flatnonzero(y == label))
-        cuts = (np.cumsum(rng.dirichlet([alpha] * clients)) * idx.size).astype(int)[:-1]
-        for c, chunk in enumerate(np.split(idx, cuts)):
-            parts[c].extend(chunk.tolist())
-    return [np.array(sorted(p), dtype=np.int64) for p in parts]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
@@ -428,6 +428,36 @@ class Deployment:
     def verify_release(self, release: pb.Release) -> None:
         """Check the server's signature with the roster's server key (raises)."""
         verify_release(release, self.roster)
+
+    def fedavg_error(
+        self, release: pb.Release, clients: Mapping[str, tuple[int, int]], rnd: int
+    ) -> float:
+        """Verify ``release``; return its model's max abs difference from the weighted mean
+        of the recorded round-``rnd`` updates of ``clients`` (name -> (seed, weight))."""
+        self.verify_release(release)
+        updates = [self.recorded_update(name, rnd) for name in clients]
+        expected = weighted_mean(updates, [weight for _, weight in clients.values()])
+        return max_error(self.model_of(release), expected)
+
+    def run_to_finish(
+        self, clients: Mapping[str, tuple[int, int]], rounds: int, *, finish_timeout: float
+    ) -> dict[int, pb.Release]:
+        """Start synthetic ``clients`` (name -> (seed, weight)), wait until they exit and the
+        deployment is FINISHED after ``rounds`` rounds; return each round's release."""
+        for name, (seed, weight) in clients.items():
+            self.client(name, seed=seed, weight=weight)
+        for name in clients:
+            assert self.wait_exit(name, timeout=120) == 0, self.log_tail()
+        final = self.wait_round(
+            lambda i: i.state == pb.FINISHED, timeout=finish_timeout, what="FINISHED"
+        )
+        assert final.round == rounds + 1
+        releases = {}
+        for r in range(1, rounds + 1):
+            rel = self.get_release(r)
+            assert rel is not None, f"round {r} has no release"
+            releases[r] = rel
+        return releases
 
     # ------------------------------------------------------------ uploads from the test
     def build_upload(

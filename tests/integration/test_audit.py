@@ -60,17 +60,7 @@ class AuditRun:
 def audit_run(module_harness: Harness) -> AuditRun:
     dep = module_harness.create(rounds=ROUNDS, model_length=20_000, round_timeout=300)
     module_harness.start_deployment(dep)
-    for name, (seed, weight) in CLIENTS.items():
-        dep.client(name, seed=seed, weight=weight)
-    for name in CLIENTS:
-        assert dep.wait_exit(name, timeout=120) == 0, dep.log_tail()
-    final = dep.wait_round(lambda i: i.state == pb.FINISHED, timeout=60, what="FINISHED")
-    assert final.round == ROUNDS + 1
-    releases = {}
-    for r in range(1, ROUNDS + 1):
-        rel = dep.get_release(r)
-        assert rel is not None, f"round {r} has no release"
-        releases[r] = rel
+    releases = dep.run_to_finish(CLIENTS, ROUNDS, finish_timeout=60)
     for name in ("kh1", "kh2", "kh3", "server"):  # key holders first (see test_rounds.py)
         assert dep.stop(name) == 0, f"{name} did not stop cleanly\n{dep.log_tail()}"
     return AuditRun(dep.directory, releases)

@@ -45,17 +45,7 @@ def finished_run(module_harness: Harness) -> FinishedRun:
     dep = module_harness.create(rounds=ROUNDS, model_length=20_000, round_timeout=300)
     info = module_harness.start_deployment(dep)
     assert info.round == 1 and info.accepted_uploads == 0
-    for name, (seed, weight) in CLIENTS.items():
-        dep.client(name, seed=seed, weight=weight)
-    for name in CLIENTS:
-        assert dep.wait_exit(name, timeout=120) == 0, dep.log_tail()
-    final = dep.wait_round(lambda i: i.state == pb.FINISHED, timeout=30, what="FINISHED")
-    assert final.round == ROUNDS + 1
-    releases = {}
-    for r in range(1, ROUNDS + 1):
-        rel = dep.get_release(r)
-        assert rel is not None, f"round {r} has no release"
-        releases[r] = rel
+    releases = dep.run_to_finish(CLIENTS, ROUNDS, finish_timeout=30)
     db_releases = {}
     for r in range(1, ROUNDS + 1):
         blob = dep.db_release(r)
