@@ -30,8 +30,9 @@ bench: setup
 
 lint: setup
 	$(BIN)/ruff check secagg server clients tests
-	$(BIN)/ruff format --check secagg
-	$(BIN)/mypy secagg
+	$(BIN)/ruff format --check secagg server clients
+	$(BIN)/mypy secagg server clients
+	$(BIN)/lint-imports
 
 proto: setup
 	$(BIN)/python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. --grpc_python_out=. secagg/proto/*.proto

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from secagg import constants as C
 from secagg.proto import service_pb2 as pb
-from secagg.transport import identity
+from secagg.rpc.transport import identity
 
-from .connection import Connection
+from clients.connection import Connection
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

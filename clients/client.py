@@ -22,22 +22,22 @@ import grpc
 
 from secagg import constants as C
 from secagg.ciphertext import encrypt
-from secagg.deployment import Roster
+from secagg.protocol.roster import Roster
 from secagg.errors import InvalidKeyMaterial, PrivacyBudgetExhausted, SignatureInvalid
 from secagg.keys import JointPublicKey
-from secagg.model_blob import decode_model
+from secagg.protocol.model_blob import decode_model
 from secagg.proto import service_pb2 as pb
-from secagg.signing import (
+from secagg.protocol.signing import (
     ceremony_digest,
     sign,
     upload_digest,
     verify,
     withdrawal_digest,
 )
-from secagg.transport import Identity, identity
+from secagg.rpc.transport import Identity, identity
 
-from .connection import Connection, blob_header, upload_stream, verify_release
-from .trainer import SyntheticTrainer, Trainer
+from clients.connection import Connection, blob_header, upload_stream, verify_release
+from clients.trainer import SyntheticTrainer, Trainer
 
 log = logging.getLogger("secagg.client")
 
@@ -236,8 +236,8 @@ class TrainingClient:
 
 def dp_trainer_for(me: Identity, args: argparse.Namespace) -> Trainer:
     """This client's DP trainer on its share of the digits federation."""
-    from .data import load_federation
-    from .dp_trainer import DPConfig, DPTrainer
+    from clients.data import load_federation
+    from clients.dp_trainer import DPConfig, DPTrainer
 
     clients = [c.name for c in me.roster.clients]
     index = clients.index(me.name)

@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 import grpc
 
 from secagg import constants as C
-from secagg.deployment import Roster
+from secagg.protocol.roster import Roster
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.signing import release_digest, verify
-from secagg.transport import Identity, chunks, join_chunks
+from secagg.protocol.signing import release_digest, verify
+from secagg.rpc.transport import Identity, chunks, join_chunks
 
 T = TypeVar("T")
 log = logging.getLogger("secagg.agent")

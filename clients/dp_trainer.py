@@ -37,7 +37,7 @@ from secagg.encoding import F64
 from secagg.errors import ConfigError, PrivacyBudgetExhausted
 from secagg.model_vector import StateDictLayout, flatten_state_dict, unflatten_state_dict
 
-from .data import ClientData, LocalScaler
+from clients.data import ClientData, LocalScaler
 
 METRICS = 3  # correct, total, loss sum — appended to every update
 

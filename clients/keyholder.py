@@ -31,15 +31,15 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from secagg import constants as C
 from secagg.aggregate import Aggregator, EncryptedAggregate
-from secagg.audit import checkpoint_digest
+from secagg.protocol.audit_log import checkpoint_digest
 from secagg.ciphertext import EncryptedVector
 from secagg.dkg import DkgParticipant, combine_public_key, common_seed
 from secagg.errors import InvalidKeyMaterial, SecAggError, SignatureInvalid
 from secagg.keys import JointPublicKey, KeyShare
-from secagg.modarith import pack60, unpack60
+from secagg._internal.modarith import pack60, unpack60
 from secagg.proto import service_pb2 as pb
-from secagg.sealing import decrypt_at_rest, encrypt_at_rest, open_sealed, seal_to
-from secagg.signing import (
+from secagg.protocol.sealing import decrypt_at_rest, encrypt_at_rest, open_sealed, seal_to
+from secagg.protocol.signing import (
     ceremony_digest,
     partial_signature_digest,
     refusal_digest,
@@ -48,9 +48,9 @@ from secagg.signing import (
     verify,
 )
 from secagg.threshold import partial_decrypt
-from secagg.transport import Identity, identity
+from secagg.rpc.transport import Identity, identity
 
-from .connection import Connection, blob_header, partial_stream, verify_release
+from clients.connection import Connection, blob_header, partial_stream, verify_release
 
 log = logging.getLogger("secagg.keyholder")
 

@@ -14,10 +14,10 @@ Modules whose docstring says "Internal" are not part of the API.
 
 from __future__ import annotations
 
-from .aggregate import Aggregator, EncryptedAggregate, aggregate
-from .ciphertext import EncryptedVector, encrypt
-from .dkg import DkgParticipant, combine_public_key, common_seed, dealerless_keygen
-from .errors import (
+from secagg.aggregate import Aggregator, EncryptedAggregate, aggregate
+from secagg.ciphertext import EncryptedVector, encrypt
+from secagg.dkg import DkgParticipant, combine_public_key, common_seed, dealerless_keygen
+from secagg.errors import (
     AuditChainBroken,
     EncodingError,
     InvalidCiphertext,
@@ -30,9 +30,9 @@ from .errors import (
     SecAggError,
     WeightBudgetExceeded,
 )
-from .keys import JointPublicKey, KeySet, KeyShare
-from .params import Parameters
-from .threshold import PartialDecryption, combine, partial_decrypt
+from secagg.keys import JointPublicKey, KeySet, KeyShare
+from secagg.params import Parameters
+from secagg.threshold import PartialDecryption, combine, partial_decrypt
 
 __all__ = [
     "Aggregator",

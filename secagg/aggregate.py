@@ -20,13 +20,13 @@ from functools import cached_property
 
 import numpy as np
 
-from . import constants as C
-from .ciphertext import EncryptedVector
-from .envelope import digest_of, parse, require
-from .errors import InvalidCiphertext, WeightBudgetExceeded
-from .modarith import reduce_wide
-from .params import Parameters
-from .proto import core_pb2
+from secagg import constants as C
+from secagg.ciphertext import EncryptedVector
+from secagg._internal.envelope import digest_of, parse, require
+from secagg.errors import InvalidCiphertext, WeightBudgetExceeded
+from secagg._internal.modarith import reduce_wide
+from secagg.params import Parameters
+from secagg.proto import core_pb2
 
 _LOW32 = np.uint64(0xFFFFFFFF)
 

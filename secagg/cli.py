@@ -1,18 +1,32 @@
-"""The ``secagg`` command: params, bench, demo, init, serve, keyholder, client, admin, audit."""
+"""The ``secagg`` command: the library's own commands plus those registered by others.
+
+The library registers ``params``, ``init``, ``bench`` and ``audit``. Every other command
+(``serve``, ``keyholder``, ``client``, ``admin``, ``demo``) is registered by the package
+that implements it, through the ``secagg.commands`` entry-point group: the value names a
+module with ``add_arguments(parser)``, ``run(args) -> int`` and a one-line docstring.
+The library therefore never imports an application.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from importlib import import_module
+from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 
-from . import constants as C
-from .errors import SecAggError
+from secagg import bench
+from secagg.errors import SecAggError
+from secagg import constants as C
+from secagg.protocol.roster import Policy
+
+COMMAND_GROUP = "secagg.commands"
 
 
 def _params(args: argparse.Namespace) -> int:
-    from .params import Parameters
+    from secagg.params import Parameters
 
     params = Parameters.calculate(
         value_bound=args.value_bound,
@@ -25,73 +39,14 @@ def _params(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the ``secagg`` command."""
-    from . import bench, demo
-
-    parser = argparse.ArgumentParser(prog="secagg", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("params", help="compute and print a parameter set")
-    p.add_argument("--value-bound", type=float, default=C.DEFAULT_VALUE_BOUND)
-    p.add_argument("--max-total-weight", type=int, default=C.DEFAULT_MAX_TOTAL_WEIGHT)
-    p.add_argument("--precision", type=float, default=C.DEFAULT_PRECISION)
-    p.add_argument("--statistical-security", type=int, default=C.DEFAULT_STATISTICAL_SECURITY)
-    p.add_argument("--max-keyholders", type=int, default=C.DEFAULT_MAX_KEYHOLDERS)
-    p.set_defaults(func=_params)
-
-    b = sub.add_parser("bench", help="secagg vs TenSEAL CKKS (FLARE-style) vs plaintext")
-    bench.add_arguments(b)
-    b.set_defaults(func=bench.run)
-
-    d = sub.add_parser("demo", help="encrypted end-to-end demo: real processes over mTLS")
-    demo.add_arguments(d)
-    d.set_defaults(func=demo.run)
-    i = sub.add_parser("init", help="create a deployment directory (CA, keys, roster)")
-    i.add_argument("directory", type=Path)
-    i.add_argument("--clients", type=int, required=True)
-    i.add_argument("--keyholders", type=int, required=True)
-    i.add_argument("--threshold", type=int, required=True)
-    i.add_argument("--min-contributors", type=int)
-    i.add_argument("--max-weight-share", type=float, default=1.0)
-    i.add_argument("--rounds", type=int, default=3)
-    i.add_argument("--round-timeout", type=float, default=60.0)
-    i.add_argument("--model-length", type=int, default=1000)
-    i.add_argument("--address", default="127.0.0.1:50051")
-    i.add_argument(
-        "--epsilon-budget", type=float, default=3.0, help="largest epsilon a client may report"
-    )
-    i.set_defaults(func=_init)
-
-    a = sub.add_parser("audit", help="verify a deployment's audit log offline")
-    a.add_argument("action", choices=["verify"])
-    a.add_argument("directory", type=Path, help="deployment directory, or a demo's output")
-    a.add_argument("--json", action="store_true", help="machine-readable report")
-    a.set_defaults(func=_audit)
-
-    from clients import admin, client, keyholder
-    from server import main as server_main
-
-    for name, module, text in [
-        ("serve", server_main, "run the aggregation server"),
-        ("keyholder", keyholder, "run a key holder's agent"),
-        ("client", client, "run a training client"),
-        ("admin", admin, "operator tools"),
-    ]:
-        sp = sub.add_parser(name, help=text)
-        module.add_arguments(sp)
-        sp.set_defaults(func=module.run)
-    return parser
-
-
 def _audit(args: argparse.Namespace) -> int:
-    from .audit_verify import main as verify_main
+    from secagg.protocol.audit_verify import main as verify_main
 
-    return verify_main(args.directory, as_json=args.json)
+    return verify_main(args.directory, as_json=args.json, data=args.data)
 
 
 def _init(args: argparse.Namespace) -> int:
-    from .deployment import init_deployment
+    from secagg.protocol.deployment import init_deployment
 
     roster = init_deployment(
         args.directory,
@@ -111,6 +66,70 @@ def _init(args: argparse.Namespace) -> int:
         f"{roster.policy.keyholders} key holders (threshold {roster.policy.threshold})"
     )
     return 0
+
+
+def _library_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("params", help="compute and print a parameter set")
+    p.add_argument("--value-bound", type=float, default=C.DEFAULT_VALUE_BOUND)
+    p.add_argument("--max-total-weight", type=int, default=C.DEFAULT_MAX_TOTAL_WEIGHT)
+    p.add_argument("--precision", type=float, default=C.DEFAULT_PRECISION)
+    p.add_argument("--statistical-security", type=int, default=C.DEFAULT_STATISTICAL_SECURITY)
+    p.add_argument("--max-keyholders", type=int, default=C.DEFAULT_MAX_KEYHOLDERS)
+    p.set_defaults(func=_params)
+
+    b = sub.add_parser("bench", help="secagg vs TenSEAL CKKS (FLARE-style) vs plaintext")
+    bench.add_arguments(b)
+    b.set_defaults(func=bench.run)
+
+    i = sub.add_parser("init", help="create a deployment directory (CA, keys, roster)")
+    i.add_argument("directory", type=Path)
+    i.add_argument("--clients", type=int, required=True)
+    i.add_argument("--keyholders", type=int, required=True)
+    i.add_argument("--threshold", type=int, required=True)
+    i.add_argument("--min-contributors", type=int, help="default: min(2, clients)")
+    i.add_argument("--max-weight-share", type=float, default=Policy.default_of("max_weight_share"))
+    i.add_argument("--rounds", type=int, default=Policy.default_of("rounds"))
+    i.add_argument(
+        "--round-timeout", type=float, default=Policy.default_of("round_timeout_seconds")
+    )
+    i.add_argument("--model-length", type=int, default=Policy.default_of("model_length"))
+    i.add_argument("--address", default=C.DEFAULT_SERVER_ADDRESS)
+    i.add_argument(
+        "--epsilon-budget",
+        type=float,
+        default=Policy.default_of("epsilon_budget"),
+        help="largest epsilon a client may report",
+    )
+    i.set_defaults(func=_init)
+
+    a = sub.add_parser("audit", help="verify a deployment's audit log offline")
+    a.add_argument("action", choices=["verify"])
+    a.add_argument("directory", type=Path, help="deployment directory, or a demo's output")
+    a.add_argument("--data", type=Path, help="the server's state directory (serve --data)")
+    a.add_argument("--json", action="store_true", help="machine-readable report")
+    a.set_defaults(func=_audit)
+
+
+def registered_commands() -> dict[str, ModuleType]:
+    """Commands registered by installed packages (name -> implementing module)."""
+    found: dict[str, ModuleType] = {}
+    for ep in entry_points(group=COMMAND_GROUP):
+        found[ep.name] = import_module(ep.value)
+    return found
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``secagg`` command."""
+    parser = argparse.ArgumentParser(prog="secagg", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _library_commands(sub)
+    for name, module in sorted(registered_commands().items()):
+        help_text = (module.__doc__ or name).strip().split("\n")[0]
+        help_text = help_text.removeprefix(f"``secagg {name}``: ").rstrip(".")
+        sp = sub.add_parser(name, help=help_text)
+        module.add_arguments(sp)
+        sp.set_defaults(func=module.run)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

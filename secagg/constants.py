@@ -66,3 +66,5 @@ KEYHOLDER_LIVENESS_SECONDS: Final = 4.0
 POLL_SECONDS: Final = 0.3
 #: Nonce length of an upload.
 UPLOAD_NONCE_BYTES: Final = 16
+#: Where ``secagg init`` points the roster's server address by default.
+DEFAULT_SERVER_ADDRESS: Final = "127.0.0.1:50051"

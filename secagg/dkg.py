@@ -31,14 +31,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from . import constants as C
-from .errors import InvalidKeyMaterial, ParameterError
-from .keys import JointPublicKey, KeySet, KeyShare
-from .modarith import U64, add_mod, mul_mod, neg_mod, signed_to_residues
-from .params import Parameters
-from .sampling import Shake256Stream, centered_binomial, ternary, uniform_mod
-from .seal_backend import backend_for
-from .shamir import share
+from secagg import constants as C
+from secagg.errors import InvalidKeyMaterial, ParameterError
+from secagg.keys import JointPublicKey, KeySet, KeyShare
+from secagg._internal.modarith import U64, add_mod, mul_mod, neg_mod, signed_to_residues
+from secagg.params import Parameters
+from secagg._internal.sampling import Shake256Stream, centered_binomial, ternary, uniform_mod
+from secagg._internal.seal_backend import backend_for
+from secagg._internal.shamir import share
 
 SEED_BYTES = 32
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from .errors import EncodingError
-from .modarith import U64
-from .params import Parameters
+from secagg.errors import EncodingError
+from secagg._internal.modarith import U64
+from secagg.params import Parameters
 
 F64 = npt.NDArray[np.float64]
 

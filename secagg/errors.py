@@ -2,78 +2,177 @@
 
 Every error the library raises on purpose is a :class:`SecAggError`. Checks raise;
 they never return ``False``. Catch the precise child where the caller can act on it.
+
+Each class has a machine-readable ``reason`` (upper-case, stable): it crosses gRPC as the
+``ErrorInfo.reason`` of a rich status, lands in refusals and audit entries, and lets the
+server, the key holders and the verifier be compared rule by rule.
 """
 
 from __future__ import annotations
 
+from typing import ClassVar
 
 class SecAggError(Exception):
     """Base class of every error raised by secagg on purpose."""
+
+    reason: ClassVar[str] = "SECAGG_ERROR"
 
 
 class ParameterError(SecAggError, ValueError):
     """Encryption parameters are invalid, insecure, or cannot meet a requested target."""
 
+    reason: ClassVar[str] = "PARAMETER_ERROR"
+
 
 class EncodingError(SecAggError, ValueError):
     """A plaintext vector cannot be encoded (wrong shape, not finite, out of range)."""
+
+    reason: ClassVar[str] = "ENCODING_ERROR"
 
 
 class InvalidCiphertext(SecAggError, ValueError):
     """Serialized or in-memory ciphertext data failed validation."""
 
+    reason: ClassVar[str] = "INVALID_CIPHERTEXT"
+
 
 class InvalidKeyMaterial(SecAggError, ValueError):
     """A public key, key share or key-generation message failed validation."""
+
+    reason: ClassVar[str] = "INVALID_KEY_MATERIAL"
 
 
 class InvalidPartialDecryption(SecAggError, ValueError):
     """A partial decryption is malformed or belongs to another aggregate or quorum."""
 
+    reason: ClassVar[str] = "INVALID_PARTIAL_DECRYPTION"
+
 
 class QuorumNotMet(SecAggError):
     """Fewer than the threshold number of distinct, valid key holders took part."""
+
+    reason: ClassVar[str] = "QUORUM_NOT_MET"
 
 
 class WeightBudgetExceeded(SecAggError, ValueError):
     """Aggregation weights are negative, all zero, or exceed the parameter budget."""
 
+    reason: ClassVar[str] = "WEIGHT_BUDGET_EXCEEDED"
+
 
 class SignatureInvalid(SecAggError):
     """A signature does not verify under the signer's roster key."""
+
+    reason: ClassVar[str] = "SIGNATURE_INVALID"
 
 
 class ConfigError(SecAggError, ValueError):
     """A deployment or configuration file is missing, unreadable or invalid."""
 
+    reason: ClassVar[str] = "CONFIG_ERROR"
+
 
 class PolicyViolation(SecAggError):
     """A protocol rule (minimum contributors, weight cap, ...) refused an operation."""
+
+    reason: ClassVar[str] = "POLICY_VIOLATION"
 
 
 class PermissionDenied(PolicyViolation):
     """The authenticated party may not perform this operation."""
 
+    reason: ClassVar[str] = "PERMISSION_DENIED"
+
 
 class SizeLimitExceeded(PolicyViolation):
     """An input exceeds a configured size cap."""
+
+    reason: ClassVar[str] = "SIZE_LIMIT_EXCEEDED"
 
 
 class DuplicateUpload(PolicyViolation):
     """The client already has an accepted upload in this round."""
 
+    reason: ClassVar[str] = "DUPLICATE_UPLOAD"
+
 
 class ReplayDetected(PolicyViolation):
     """A message was seen before (same round, client and nonce)."""
+
+    reason: ClassVar[str] = "REPLAY_DETECTED"
 
 
 class PrivacyBudgetExhausted(SecAggError):
     """Another round of training would exceed the client's differential-privacy budget."""
 
+    reason: ClassVar[str] = "PRIVACY_BUDGET_EXHAUSTED"
+
 
 class AuditChainBroken(SecAggError):
     """The audit log does not verify."""
 
+    reason: ClassVar[str] = "AUDIT_CHAIN_BROKEN"
+
 
 class AuditWriteFailed(SecAggError):
     """An audit entry could not be written durably; the operation must be refused."""
+
+    reason: ClassVar[str] = "AUDIT_WRITE_FAILED"
+
+
+# --- Policy rules (secagg.protocol.policy): one class per rule --------------------------
+
+
+class TooFewContributors(PolicyViolation):
+    """Fewer distinct contributors than the policy's minimum."""
+
+    reason: ClassVar[str] = "TOO_FEW_CONTRIBUTORS"
+
+
+class DuplicateContributor(PolicyViolation):
+    """The same client is listed twice in one contributor set."""
+
+    reason: ClassVar[str] = "DUPLICATE_CONTRIBUTOR"
+
+
+class WeightShareExceeded(PolicyViolation):
+    """One contributor holds more than ``max_weight_share`` of the total weight."""
+
+    reason: ClassVar[str] = "WEIGHT_SHARE_EXCEEDED"
+
+
+
+class MixedGlobalModels(PolicyViolation):
+    """Contributors trained from different global models."""
+
+    reason: ClassVar[str] = "MIXED_GLOBAL_MODELS"
+
+
+class EpsilonOverBudget(PolicyViolation):
+    """A client reports a privacy loss outside the deployment's budget."""
+
+    reason: ClassVar[str] = "EPSILON_OVER_BUDGET"
+
+
+class RoundOutOfRange(PolicyViolation):
+    """A round number outside ``1..policy.rounds``."""
+
+    reason: ClassVar[str] = "ROUND_OUT_OF_RANGE"
+
+
+class WrongRound(PolicyViolation):
+    """A statement names another round than the one it is used in, or a closed round."""
+
+    reason: ClassVar[str] = "WRONG_ROUND"
+
+
+class UnknownParty(PolicyViolation):
+    """A statement names a party that is not in the roster."""
+
+    reason: ClassVar[str] = "UNKNOWN_PARTY"
+
+
+class MalformedStatement(PolicyViolation):
+    """A signed statement's fields have the wrong size or form."""
+
+    reason: ClassVar[str] = "MALFORMED_STATEMENT"

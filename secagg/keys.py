@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import constants as C
-from .envelope import digest_of, parse, require
-from .errors import InvalidKeyMaterial
-from .modarith import U64, pack60, packed_size, unpack60
-from .params import Parameters
-from .proto import core_pb2
+from secagg import constants as C
+from secagg._internal.envelope import digest_of, parse, require
+from secagg.errors import InvalidKeyMaterial
+from secagg._internal.modarith import U64, pack60, packed_size, unpack60
+from secagg.params import Parameters
+from secagg.proto import core_pb2
 
 if TYPE_CHECKING:
     import tenseal.sealapi as seal
@@ -68,7 +68,7 @@ class JointPublicKey:
         """A SEAL encryptor for this key (built once)."""
         import tenseal.sealapi as seal
 
-        from .seal_backend import backend_for
+        from secagg._internal.seal_backend import backend_for
 
         backend = backend_for(self.params)
         return seal.Encryptor(backend.context, backend.to_public_key(self.residues))

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .encoding import F64
-from .errors import EncodingError
+from secagg.encoding import F64
+from secagg.errors import EncodingError
 
 if TYPE_CHECKING:
     import torch

@@ -33,8 +33,8 @@ import struct
 from dataclasses import dataclass
 from functools import cached_property
 
-from . import constants as C
-from .errors import ParameterError
+from secagg import constants as C
+from secagg.errors import ParameterError
 
 _SUPPORTED_DEGREES = (4096, 8192, 16384, 32768)
 

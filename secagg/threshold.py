@@ -23,18 +23,18 @@ from functools import cached_property
 
 import numpy as np
 
-from . import constants as C
-from .aggregate import EncryptedAggregate
-from .encoding import F64, decode
-from .envelope import digest_of, parse, require
-from .errors import InvalidPartialDecryption, QuorumNotMet
-from .keys import KeyShare
-from .modarith import U64, add_mod, mul_mod, pack60, packed_size, unpack60
-from .params import Parameters
-from .proto import core_pb2
-from .sampling import flooding_noise
-from .seal_backend import backend_for
-from .shamir import lagrange_at_zero
+from secagg import constants as C
+from secagg.aggregate import EncryptedAggregate
+from secagg.encoding import F64, decode
+from secagg._internal.envelope import digest_of, parse, require
+from secagg.errors import InvalidPartialDecryption, QuorumNotMet
+from secagg.keys import KeyShare
+from secagg._internal.modarith import U64, add_mod, mul_mod, pack60, packed_size, unpack60
+from secagg.params import Parameters
+from secagg.proto import core_pb2
+from secagg._internal.sampling import flooding_noise
+from secagg._internal.seal_backend import backend_for
+from secagg._internal.shamir import lagrange_at_zero
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 
-from secagg.deployment import Roster
+from secagg.protocol.roster import Roster
 from secagg.dkg import combine_public_key, common_seed
 from secagg.errors import InvalidKeyMaterial, PolicyViolation
 from secagg.keys import JointPublicKey
-from secagg.modarith import packed_size, unpack60
+from secagg._internal.modarith import packed_size, unpack60
 from secagg.proto import service_pb2 as pb
-from secagg.signing import ceremony_digest, verify
+from secagg.protocol.signing import ceremony_digest, verify
 
-from .store import Database
+from server.store import Database
 
 _BODY_SIZE = {pb.SEED_COMMIT: 32, pb.SEED_REVEAL: 32, pb.ENDORSEMENT: 32}
 

@@ -14,14 +14,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from secagg import constants as C
-from secagg.audit import AuditLog
-from secagg.model_blob import decode_model
+from secagg.protocol.audit_log import AuditLog
+from secagg.protocol.model_blob import decode_model
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.transport import identity
+from secagg.rpc.transport import identity
 
-from .rounds import RoundManager
-from .service import AggregationService
-from .store import BlobStore, Database
+from server.rounds import RoundManager
+from server.service import AggregationService
+from server.store import BlobStore, Database
 
 log = logging.getLogger("secagg.server")
 

@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secagg import constants as C
 from secagg.aggregate import Aggregator, EncryptedAggregate
-from secagg.audit import AuditLog, checkpoint_digest
+from secagg.protocol.audit_log import AuditLog, checkpoint_digest
 from secagg.ciphertext import EncryptedVector
-from secagg.deployment import Roster
+from secagg.protocol.roster import Roster
 from secagg.encoding import F64
 from secagg.errors import (
     DuplicateUpload,
@@ -37,9 +37,9 @@ from secagg.errors import (
     WeightBudgetExceeded,
 )
 from secagg.keys import JointPublicKey
-from secagg.model_blob import encode_model
+from secagg.protocol.model_blob import encode_model
 from secagg.proto import service_pb2 as pb
-from secagg.signing import (
+from secagg.protocol.signing import (
     partial_signature_digest,
     refusal_digest,
     release_digest,
@@ -50,8 +50,8 @@ from secagg.signing import (
 )
 from secagg.threshold import PartialDecryption, combine
 
-from .ceremony import Ceremony
-from .store import BlobStore, Database
+from server.ceremony import Ceremony
+from server.store import BlobStore, Database
 
 log = logging.getLogger("secagg.server")
 

@@ -31,9 +31,9 @@ from secagg.errors import (
 )
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.transport import chunks, join_chunks, peer_name
+from secagg.rpc.transport import chunks, join_chunks, peer_name
 
-from .rounds import RoundManager
+from server.rounds import RoundManager
 
 log = logging.getLogger("secagg.server")
 T = TypeVar("T")

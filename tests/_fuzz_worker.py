@@ -313,7 +313,7 @@ class World:
                 total_weight=self.agg.total_weight,
                 weight_scale=self.agg.weight_scale,
                 contributors=self.agg.contributors,
-                digest=secagg.envelope.digest_of(
+                digest=secagg._internal.envelope.digest_of(
                     C.DOMAIN_AGGREGATE,
                     b"",
                     self.agg.total_weight,

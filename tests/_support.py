@@ -1,7 +1,7 @@
 """Helpers shared by the tests and by the fuzz worker (not a test module).
 
 The message builders re-create secagg's wire messages by hand, with digests computed
-through :func:`secagg.envelope.digest_of` exactly as the library defines them, so that a
+through :func:`secagg._internal.envelope.digest_of` exactly as the library defines them, so that a
 test can produce a message whose *only* defect is the one it wants to exercise.
 ``tests/test_fuzz_ciphertext.py`` checks that each builder reproduces the library's own
 serialization byte for byte, so the builders cannot silently drift from the library.
@@ -16,10 +16,10 @@ import numpy as np
 
 import secagg
 from secagg import constants as C
-from secagg.envelope import digest_of
-from secagg.modarith import pack60
+from secagg._internal.envelope import digest_of
+from secagg._internal.modarith import pack60
 from secagg.proto import core_pb2
-from secagg.seal_backend import backend_for
+from secagg._internal.seal_backend import backend_for
 
 # --- decryption shortcuts ---------------------------------------------------------------
 
@@ -89,7 +89,7 @@ def intt(params: secagg.Parameters, poly: np.ndarray) -> np.ndarray:
 def joint_secret(keys: secagg.KeySet, members: Sequence[int]) -> np.ndarray:
     """NTT(s) on the data primes, reconstructed from the shares of ``members``."""
     params = keys.public_key.params
-    return secagg.shamir.reconstruct(
+    return secagg._internal.shamir.reconstruct(
         {i: keys.shares[i - 1].residues for i in members}, params.data_primes
     )
 

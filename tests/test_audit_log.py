@@ -1,4 +1,4 @@
-"""The audit log's writer and reader (``secagg.audit``), without any process.
+"""The audit log's writer and reader (``secagg.protocol.audit_log``), without any process.
 
 Checks the on-disk format (one canonical JSON line per entry), the RFC 6962 chain
 (recomputed by hand with hashlib), resuming an existing log, the reader's refusals (each
@@ -16,7 +16,7 @@ from unittest import mock
 
 import pytest
 
-from secagg.audit import (
+from secagg.protocol.audit_log import (
     ZERO_HEAD,
     AuditLog,
     canonical,
@@ -253,7 +253,7 @@ def test_append_raises_when_the_write_fails(tmp_path: Path) -> None:
     before = (log.size, log.head)
     with (
         mock.patch(
-            "secagg.audit.open", create=True, side_effect=PermissionError(13, "Permission denied")
+            "secagg.protocol.audit_log.open", create=True, side_effect=PermissionError(13, "Permission denied")
         ),
         pytest.raises(AuditWriteFailed, match="Permission denied"),
     ):
@@ -265,7 +265,7 @@ def test_append_raises_when_fsync_fails(tmp_path: Path) -> None:
     log = _filled(tmp_path / "audit.log", 1)
     before = (log.size, log.head)
     with (
-        mock.patch("secagg.audit.os.fsync", side_effect=OSError(5, "Input/output error")),
+        mock.patch("secagg.protocol.audit_log.os.fsync", side_effect=OSError(5, "Input/output error")),
         pytest.raises(AuditWriteFailed, match="Input/output error"),
     ):
         log.append(*ENTRIES[1])
@@ -276,7 +276,7 @@ def test_a_failed_fsync_leaves_a_readable_chain(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     log = _filled(path, 1)
     with (
-        mock.patch("secagg.audit.os.fsync", side_effect=OSError(5, "Input/output error")),
+        mock.patch("secagg.protocol.audit_log.os.fsync", side_effect=OSError(5, "Input/output error")),
         pytest.raises(AuditWriteFailed),
     ):
         log.append("refused", {"op": "never happened"})

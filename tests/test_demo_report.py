@@ -1,4 +1,4 @@
-"""The demo's outputs (``secagg/demo/report.py``): the summary schema check and the files."""
+"""The demo's outputs (``clients/demo/report.py``): the summary schema check and the files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from secagg.demo import report
+from clients.demo import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("accuracy.png", "epsilon.png", "cost.png")
@@ -31,7 +31,7 @@ BASELINES = ("plaintext_aggregation_dp", "federated_no_dp", "centralized_no_dp")
 def summary() -> dict[str, Any]:
     """A small summary as ``secagg demo`` writes it (2 clients, 2 rounds)."""
     return {
-        "schema": "secagg.demo.summary/v1",
+        "schema": "clients.demo.summary/v1",
         "parameters": {
             "clients": 2,
             "keyholders": 3,
@@ -95,7 +95,7 @@ def summary() -> dict[str, Any]:
 
 
 def test_schema_id() -> None:
-    assert report.SCHEMA == "secagg.demo.summary/v1"
+    assert report.SCHEMA == "clients.demo.summary/v1"
 
 
 def test_accepts_a_correct_summary() -> None:
@@ -106,7 +106,7 @@ def test_accepts_a_correct_summary() -> None:
     report.validate_summary(minimal)
 
 
-@pytest.mark.parametrize("schema", ["secagg.demo.summary/v2", "", None])
+@pytest.mark.parametrize("schema", ["clients.demo.summary/v2", "", None])
 def test_rejects_a_wrong_schema_id(schema: object) -> None:
     s = summary()
     s["schema"] = schema

@@ -9,9 +9,10 @@ from cryptography.hazmat.primitives import serialization
 
 import secagg
 from clients.client import verify_public_key_bundle
-from secagg.deployment import Roster, init_deployment
+from secagg.protocol.deployment import init_deployment
+from secagg.protocol.roster import Roster
 from secagg.proto import service_pb2 as pb
-from secagg.signing import ceremony_digest, sign
+from secagg.protocol.signing import ceremony_digest, sign
 
 
 @pytest.fixture(scope="module")

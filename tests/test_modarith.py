@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import secagg
-from secagg import modarith as M
-from secagg import sampling
+from secagg._internal import modarith as M
+from secagg._internal import sampling
 
 DEFAULT_PRIMES = secagg.Parameters.default().coeff_modulus
 # Other moduli below 2^60: the largest prime below 2^60, the smallest above 2^59, a

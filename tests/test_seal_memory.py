@@ -1,4 +1,4 @@
-"""Direct access to SEAL coefficient arrays (secagg.seal_memory) against SEAL's own files."""
+"""Direct access to SEAL coefficient arrays (secagg._internal.seal_memory) against SEAL's own files."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import tenseal.sealapi as seal
 
 import secagg
-from secagg import seal_memory
-from secagg.seal_backend import SealBackend, backend_for
+from secagg._internal import seal_memory
+from secagg._internal.seal_backend import SealBackend, backend_for
 
 
 def _random(shape: tuple[int, ...], moduli: np.ndarray) -> np.ndarray:

@@ -6,7 +6,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from secagg.errors import InvalidKeyMaterial
-from secagg.sealing import decrypt_at_rest, encrypt_at_rest, open_sealed, seal_to
+from secagg.protocol.sealing import decrypt_at_rest, encrypt_at_rest, open_sealed, seal_to
 
 SECRET = b"share material " * 100
 

@@ -10,9 +10,10 @@ from _support import centered, intt, joint_secret
 
 import secagg
 from secagg import constants as C
-from secagg import dkg, shamir
-from secagg.modarith import add_mod, mul_mod
-from secagg.sampling import uniform_mod
+from secagg import dkg
+from secagg._internal import shamir
+from secagg._internal.modarith import add_mod, mul_mod
+from secagg._internal.sampling import uniform_mod
 
 PARAMS = secagg.Parameters.default()
 PRIMES = PARAMS.coeff_modulus  # all three: sharing works for any primes

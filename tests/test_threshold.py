@@ -18,7 +18,7 @@ from _support import centered, crt, decrypt, intt, joint_secret, ntt, partials_f
 import secagg
 from secagg import threshold
 from secagg.encoding import encode
-from secagg.modarith import add_mod, mul_mod
+from secagg._internal.modarith import add_mod, mul_mod
 from secagg.params import fresh_noise_bound
 
 N_HOLDERS, T = 5, 3

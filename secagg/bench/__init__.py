@@ -28,8 +28,8 @@ Vectors come from ``numpy.random.default_rng`` (benchmark data, not secrets).
 
 from __future__ import annotations
 
-from .command import add_arguments, main, run
-from .measure import machine_info
-from .report import format_report
+from secagg.bench.command import add_arguments, main, run
+from secagg.bench.measure import machine_info
+from secagg.bench.report import format_report
 
 __all__ = ["add_arguments", "format_report", "machine_info", "main", "run"]

@@ -1,5 +1,5 @@
 """``python -m secagg.bench``."""
 
-from .command import main
+from secagg.bench.command import main
 
 raise SystemExit(main())

@@ -12,14 +12,14 @@ from typing import Any
 
 import numpy as np
 
-from ..dkg import dealerless_keygen
-from ..errors import SecAggError
-from ..keys import KeySet
-from ..params import Parameters
-from .measure import log, machine_info, one_core, timed
-from .report import format_report, verdicts
-from .results import Json, Phase, SizeResult
-from .systems import (
+from secagg.dkg import dealerless_keygen
+from secagg.errors import SecAggError
+from secagg.keys import KeySet
+from secagg.params import Parameters
+from secagg.bench.measure import log, machine_info, one_core, timed
+from secagg.bench.report import format_report, verdicts
+from secagg.bench.results import Json, Phase, SizeResult
+from secagg.bench.systems import (
     CKKS_COEFF_MOD_BIT_SIZES,
     CKKS_POLY_MODULUS_DEGREE,
     CKKS_SCALE_BITS,

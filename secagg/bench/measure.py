@@ -15,10 +15,10 @@ from typing import TypeVar
 import numpy as np
 import tenseal as ts
 
-from .. import __version__
-from ..params import Parameters
-from ..seal_backend import backend_for
-from .results import Json
+from secagg import __version__
+from secagg.params import Parameters
+from secagg._internal.seal_backend import backend_for
+from secagg.bench.results import Json
 
 S = TypeVar("S")
 R = TypeVar("R")

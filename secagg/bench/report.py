@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .results import Json, Phase, SizeResult, chain_throughput
+from secagg.bench.results import Json, Phase, SizeResult, chain_throughput
 
 #: Acceptance targets, checked at the largest size.
 TARGET_ENCRYPT_RATIO = 2.0

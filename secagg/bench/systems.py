@@ -12,13 +12,13 @@ import numpy as np
 import numpy.typing as npt
 import tenseal as ts
 
-from ..aggregate import EncryptedAggregate, aggregate
-from ..ciphertext import EncryptedVector, encrypt
-from ..keys import JointPublicKey, KeySet
-from ..params import Parameters
-from ..threshold import PartialDecryption, combine, partial_decrypt
-from .measure import native_stdout_silenced, timed, timed_with_setup
-from .results import Phase, SystemResult
+from secagg.aggregate import EncryptedAggregate, aggregate
+from secagg.ciphertext import EncryptedVector, encrypt
+from secagg.keys import JointPublicKey, KeySet
+from secagg.params import Parameters
+from secagg.threshold import PartialDecryption, combine, partial_decrypt
+from secagg.bench.measure import native_stdout_silenced, timed, timed_with_setup
+from secagg.bench.results import Phase, SystemResult
 
 F64 = npt.NDArray[np.float64]
 

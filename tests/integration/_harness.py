@@ -32,13 +32,13 @@ import numpy as np
 from clients.connection import verify_release
 from secagg import constants as C
 from secagg.ciphertext import encrypt
-from secagg.deployment import Roster, load_roster
+from secagg.protocol.roster import Roster, load_roster
 from secagg.keys import JointPublicKey
-from secagg.model_blob import decode_model
+from secagg.protocol.model_blob import decode_model
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.signing import sign, upload_digest
-from secagg.transport import chunks, identity
+from secagg.protocol.signing import sign, upload_digest
+from secagg.rpc.transport import chunks, identity
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

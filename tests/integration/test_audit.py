@@ -33,12 +33,12 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from secagg.audit import ZERO_HEAD, canonical, checkpoint_digest, leaf_hash, next_head
-from secagg.audit_verify import format_report, verify_log
-from secagg.deployment import load_roster
+from secagg.protocol.audit_log import ZERO_HEAD, canonical, checkpoint_digest, leaf_hash, next_head
+from secagg.protocol.audit_verify import format_report, verify_log
+from secagg.protocol.roster import load_roster
 from secagg.proto import service_pb2 as pb
-from secagg.signing import partial_signature_digest, release_digest, sign, upload_digest
-from secagg.transport import identity
+from secagg.protocol.signing import partial_signature_digest, release_digest, sign, upload_digest
+from secagg.rpc.transport import identity
 
 from ._harness import Harness, cli
 

@@ -27,9 +27,9 @@ import pytest
 
 from clients.data import LocalScaler, load_federation
 from clients.dp_trainer import build_model, evaluate, model_layout, model_length
-from secagg.demo import baselines
-from secagg.demo.report import validate_summary
-from secagg.model_blob import decode_model
+from clients.demo import baselines
+from clients.demo.report import validate_summary
+from secagg.protocol.model_blob import decode_model
 from secagg.model_vector import unflatten_state_dict
 from secagg.proto import service_pb2 as pb
 

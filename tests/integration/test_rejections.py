@@ -23,7 +23,7 @@ import pytest
 import secagg
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.transport import identity
+from secagg.rpc.transport import identity
 
 from ._harness import Deployment, Harness, max_error, upload_requests, weighted_mean
 

@@ -21,7 +21,7 @@ from secagg.errors import SignatureInvalid
 from secagg.keys import KeyShare
 from secagg.proto import core_pb2
 from secagg.proto import service_pb2 as pb
-from secagg.sealing import decrypt_at_rest
+from secagg.protocol.sealing import decrypt_at_rest
 
 from ._harness import Deployment, Harness, max_error, weighted_mean
 

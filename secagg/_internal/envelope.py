@@ -14,8 +14,8 @@ from typing import TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
-from . import constants as C
-from .errors import SecAggError
+from secagg import constants as C
+from secagg.errors import SecAggError
 
 M = TypeVar("M", bound=Message)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from .modarith import U64, _check_modulus, add_mod, reduce_wide, signed_to_residues
+from secagg._internal.modarith import U64, _check_modulus, add_mod, reduce_wide, signed_to_residues
 
 ByteSource = Callable[[int], bytes]
 

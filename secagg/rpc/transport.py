@@ -15,10 +15,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from . import constants as C
-from .deployment import Roster, load_roster
-from .errors import ConfigError
-from .proto import service_pb2
+from secagg import constants as C
+from secagg.protocol.roster import Roster, load_roster
+from secagg.errors import ConfigError
+from secagg.proto import service_pb2
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ right after use. We only ever hand SEAL bytes that we built ourselves from valid
 arrays: untrusted input is never parsed by SEAL.
 
 The hot conversions (a ciphertext's residues out, a coefficient plaintext in, a
-plaintext's coefficients out) skip the files where :mod:`secagg.seal_memory` is verified
+plaintext's coefficients out) skip the files where :mod:`secagg._internal.seal_memory` is verified
 to work: see :attr:`SealBackend.direct_memory`.
 
 SEAL binary format (ARCHITECTURE section 3): a 16-byte header ``<HBBBBHQ`` (magic 0xA15E,
@@ -39,9 +39,9 @@ import numpy as np
 import tenseal.sealapi as seal
 import zstandard
 
-from . import seal_memory
-from .modarith import U64
-from .params import Parameters
+from secagg._internal import seal_memory
+from secagg._internal.modarith import U64
+from secagg.params import Parameters
 
 _HEADER = struct.Struct("<HBBBBHQ")
 _MAGIC = 0xA15E
@@ -140,7 +140,7 @@ class SealBackend:
     ciphertexts, and key generation needs NTTs at the key level. It is never used to
     encrypt (its security level is not enforced).
 
-    ``direct_memory`` tells whether conversions use :mod:`secagg.seal_memory` (enabled
+    ``direct_memory`` tells whether conversions use :mod:`secagg._internal.seal_memory` (enabled
     when supported, allowed, and a self-test agrees with SEAL's serialization) or files.
     """
 

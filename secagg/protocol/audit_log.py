@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .envelope import digest_of
-from .errors import AuditChainBroken, AuditWriteFailed
+from secagg.errors import AuditChainBroken, AuditWriteFailed
+from secagg.protocol.audit_entries import AuditEntry
 
 ZERO_HEAD = bytes(32)
 
@@ -46,11 +46,6 @@ def leaf_hash(entry_bytes: bytes) -> bytes:
 def next_head(head: bytes, leaf: bytes) -> bytes:
     """Chain step (RFC 6962's interior-node prefix 0x01)."""
     return hashlib.sha256(b"\x01" + head + leaf).digest()
-
-
-def checkpoint_digest(*, deployment_id: str, size: int, head: bytes) -> bytes:
-    """What the server signs, and key holders co-sign, for a checkpoint."""
-    return digest_of(b"secagg/audit-checkpoint/v1", deployment_id.encode(), size, head)
 
 
 @dataclass(frozen=True)
@@ -102,6 +97,10 @@ class AuditLog:
             self.size += 1
             self.head = next_head(self.head, leaf_hash(entry))
             return self.size, self.head
+
+    def record(self, entry: AuditEntry) -> tuple[int, bytes]:
+        """Append a typed entry (see :mod:`secagg.protocol.audit_entries`)."""
+        return self.append(entry.TYPE, entry.to_data())
 
 
 def read_entries(path: Path) -> Iterator[Entry]:

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from .modarith import U64, add_mod, mul_mod
-from .sampling import uniform_mod
+from secagg._internal.modarith import U64, add_mod, mul_mod
+from secagg._internal.sampling import uniform_mod
 
 
 def share(secret: U64, primes: tuple[int, ...], *, n: int, t: int) -> dict[int, U64]:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import constants as C
-from .encoding import F64
-from .envelope import parse, require
-from .errors import EncodingError
-from .proto import service_pb2
+from secagg import constants as C
+from secagg.encoding import F64
+from secagg._internal.envelope import parse, require
+from secagg.errors import EncodingError
+from secagg.proto import service_pb2
 
 
 def encode_model(round_number: int, vector: F64) -> bytes:

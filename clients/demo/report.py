@@ -1,4 +1,4 @@
-"""The demo's outputs: ``summary.json`` (schema ``secagg.demo.summary/v1``), PNG plots and
+"""The demo's outputs: ``summary.json`` (schema ``clients.demo.summary/v1``), PNG plots and
 ``report.html`` (self-contained apart from the PNGs beside it, readable offline)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "secagg.demo.summary/v1"
+SCHEMA = "clients.demo.summary/v1"
 REQUIRED_ROUND_KEYS = (
     "round",
     "accuracy",

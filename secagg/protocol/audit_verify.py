@@ -19,14 +19,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .aggregate import Aggregator, EncryptedAggregate
-from .audit import Entry, chain_heads, checkpoint_digest, read_entries
-from .ciphertext import EncryptedVector
-from .deployment import Roster, load_roster
-from .errors import AuditChainBroken, SecAggError, SignatureInvalid
-from .model_blob import encode_model
-from .proto import service_pb2 as pb
-from .signing import (
+from secagg.aggregate import Aggregator, EncryptedAggregate
+from secagg.protocol.audit_log import Entry, chain_heads, checkpoint_digest, read_entries
+from secagg.ciphertext import EncryptedVector
+from secagg.protocol.roster import Roster, load_roster
+from secagg.errors import AuditChainBroken, SecAggError, SignatureInvalid
+from secagg.protocol.model_blob import encode_model
+from secagg.proto import service_pb2 as pb
+from secagg.protocol.signing import (
     ceremony_digest_of_hash,
     partial_signature_digest,
     refusal_digest,
@@ -35,7 +35,7 @@ from .signing import (
     verify,
     withdrawal_digest,
 )
-from .threshold import PartialDecryption, combine
+from secagg.threshold import PartialDecryption, combine
 
 
 @dataclass

@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from secagg.deployment import init_deployment
-from secagg.model_blob import decode_model, encode_model
+from secagg.protocol.deployment import init_deployment
+from secagg.protocol.model_blob import decode_model, encode_model
 
-from . import baselines, report
+from clients.demo import baselines, report
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,7 +103,7 @@ def _bar(done: int, total: int, width: int = 30) -> str:
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns 0 on success."""
     if args.in_process:
-        from secagg import demo_local
+        from clients.demo import local as demo_local
 
         ns = argparse.Namespace(
             clients=args.clients,

@@ -21,7 +21,7 @@ every use: (1) :func:`supported` is true only on the versions the layout was ver
 words against the binding's own accessors (parms_id, size, degree, number of primes, NTT
 flag, coefficient count, array size and capacity; not the scale, correction factor or
 memory pool) and raises :class:`LayoutMismatch` on any difference; (3)
-:class:`~secagg.seal_backend.SealBackend` enables the direct path only after a self-test
+:class:`~secagg._internal.seal_backend.SealBackend` enables the direct path only after a self-test
 agrees bit for bit with SEAL's serialization, and falls back to files otherwise.
 Only objects this process created are touched; network input never reaches this code.
 Writes skip the checks SEAL's ``load`` would run: callers validate what they write.
@@ -36,7 +36,7 @@ import sys
 import numpy as np
 import tenseal
 
-from .modarith import U64
+from secagg._internal.modarith import U64
 
 #: TenSEAL versions whose SEAL/pybind11 object layout was verified.
 VERIFIED_TENSEAL_VERSIONS = frozenset({"0.3.18"})

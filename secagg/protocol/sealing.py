@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from .errors import InvalidKeyMaterial
+from secagg.errors import InvalidKeyMaterial
 
 _AT_REST_MAGIC = b"SAGR1"
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**15, 8, 1

@@ -19,9 +19,9 @@ import numpy.typing as npt
 
 from clients.data import dirichlet_split
 
-from . import aggregate, combine, dealerless_keygen, encrypt, partial_decrypt
-from .model_vector import flatten_state_dict, unflatten_state_dict
-from .params import Parameters
+from secagg import aggregate, combine, dealerless_keygen, encrypt, partial_decrypt
+from secagg.model_vector import flatten_state_dict, unflatten_state_dict
+from secagg.params import Parameters
 
 
 @dataclass

@@ -1,0 +1,203 @@
+"""Deployment bootstrap: ``secagg init`` writes the CA, every party's keys and the roster.
+
+``secagg init DIR`` (:func:`init_deployment`) writes a deployment directory::
+
+    DIR/roster.toml                     public: parties, public keys, policy, parameters
+    DIR/ca/ca.pem, ca.key               the deployment CA (keep ca.key offline)
+    DIR/server/                         tls.pem, tls.key, signing.key
+    DIR/keyholders/kh<i>/               tls.pem, tls.key, signing.key, exchange.key, storage.key
+    DIR/clients/c<i>/                   tls.pem, tls.key, signing.key
+    DIR/admin/                          tls.pem, tls.key (operator tools)
+
+Private keys are written with mode 0600. In a real deployment each party receives only
+its own directory plus ``roster.toml`` and ``ca/ca.pem``.
+
+The roster itself (:class:`Roster`, :class:`Policy`, :func:`load_roster`) lives in
+:mod:`secagg.protocol.roster`; where each file lives is :class:`DeploymentLayout`'s.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.x509.oid import NameOID
+
+from secagg import constants as C
+from secagg.errors import ConfigError
+from secagg.params import Parameters
+from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.roster import ADMIN_NAME, ROSTER_FILE, Policy, Roster, load_roster
+
+_RAW = serialization.Encoding.Raw
+_RAW_PUB = serialization.PublicFormat.Raw
+
+
+# ------------------------------------------------------------------------- writing
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, 0o600)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey | X25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _certificate(
+    common_name: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Name | None,
+    *,
+    is_ca: bool,
+) -> x509.Certificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = datetime.datetime.now(datetime.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer or subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    )
+    if not is_ca:
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName(common_name),
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+    return builder.sign(issuer_key, hashes.SHA256())
+
+
+def init_deployment(
+    directory: Path,
+    *,
+    clients: int,
+    keyholders: int,
+    threshold: int,
+    min_contributors: int | None = None,
+    max_weight_share: float = Policy.default_of("max_weight_share"),
+    rounds: int = Policy.default_of("rounds"),
+    round_timeout_seconds: float = Policy.default_of("round_timeout_seconds"),
+    model_length: int = Policy.default_of("model_length"),
+    server_address: str = C.DEFAULT_SERVER_ADDRESS,
+    max_upload_bytes: int | None = None,
+    epsilon_budget: float = Policy.default_of("epsilon_budget"),
+) -> Roster:
+    """Write a new deployment directory and return its roster.
+
+    Everything is validated before the first file is written, so a refused call leaves
+    no half-written directory.
+
+    Raises
+    ------
+    ConfigError
+        If the directory already holds a deployment or an argument is invalid.
+    """
+    layout = DeploymentLayout(Path(directory))
+    directory = layout.root
+    if layout.roster.exists():
+        raise ConfigError(f"{directory} already holds a deployment")
+    params = Parameters.default()
+    if not 1 <= threshold <= keyholders <= params.max_keyholders:
+        raise ConfigError(
+            f"need 1 <= threshold <= keyholders <= {params.max_keyholders}, "
+            f"got threshold={threshold}, keyholders={keyholders}"
+        )
+    if clients < 1:
+        raise ConfigError("need at least one client")
+    ciphertexts = -(-model_length // params.poly_modulus_degree)
+    full = ciphertexts * params.poly_modulus_degree * params.bytes_per_parameter
+    cap = max_upload_bytes or int(full) + 64 * 1024  # envelope overhead is < 200 bytes
+    policy = Policy(
+        threshold=threshold,
+        keyholders=keyholders,
+        min_contributors=min_contributors if min_contributors is not None else min(2, clients),
+        max_weight_share=max_weight_share,
+        rounds=rounds,
+        round_timeout_seconds=round_timeout_seconds,
+        max_upload_bytes=cap,
+        model_length=model_length,
+        epsilon_budget=epsilon_budget,
+    )
+    if policy.min_contributors > clients:
+        raise ConfigError("min_contributors exceeds the number of clients")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_cert = _certificate("secagg-ca", ca_key, ca_key, None, is_ca=True)
+    _write_private(layout.ca_key, _pem_key(ca_key))
+    layout.ca_certificate.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+
+    def make(name: str, role: str, *, exchange: bool = False) -> tuple[bytes, bytes]:
+        path = layout.party_dir(name, role)
+        tls_key = ec.generate_private_key(ec.SECP256R1())
+        cert = _certificate(name, tls_key, ca_key, ca_cert.subject, is_ca=False)
+        _write_private(path / "tls.key", _pem_key(tls_key))
+        (path / "tls.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if role == "admin":
+            return b"", b""
+        signing = Ed25519PrivateKey.generate()
+        _write_private(path / "signing.key", _pem_key(signing))
+        ex_pub = b""
+        if exchange:
+            ex = X25519PrivateKey.generate()
+            _write_private(path / "exchange.key", _pem_key(ex))
+            _write_private(path / "storage.key", secrets.token_bytes(32))
+            ex_pub = ex.public_key().public_bytes(_RAW, _RAW_PUB)
+        return signing.public_key().public_bytes(_RAW, _RAW_PUB), ex_pub
+
+    server_sig, _ = make("server", "server")
+    make(ADMIN_NAME, "admin")
+    kh_entries = []
+    for i in range(1, keyholders + 1):
+        sig, ex = make(f"kh{i}", "keyholder", exchange=True)
+        kh_entries.append(
+            {
+                "index": i,
+                "name": f"kh{i}",
+                "signing_public_key": sig.hex(),
+                "exchange_public_key": ex.hex(),
+            }
+        )
+    client_entries = []
+    for i in range(1, clients + 1):
+        sig, _ = make(f"c{i}", "client")
+        client_entries.append({"name": f"c{i}", "signing_public_key": sig.hex()})
+    document: dict[str, Any] = {
+        "deployment": {"id": secrets.token_hex(8), "server_address": server_address},
+        "parameters": {"id": params.id},
+        "policy": policy.as_dict(),
+        "server": {"name": "server", "signing_public_key": server_sig.hex()},
+        "keyholders": kh_entries,
+        "clients": client_entries,
+    }
+    layout.roster.write_text(tomli_w.dumps(document))
+    return load_roster(directory)
+
+

@@ -1,0 +1,121 @@
+"""The upload and decryption policy: one function per decision, shared by every party.
+
+The server calls :func:`check_upload` before it accepts an upload and
+:func:`check_decryption` before it asks for a decryption; every key holder calls
+:func:`check_decryption` before it answers; ``secagg audit verify`` calls both on what
+the log records. Each rule raises its own :class:`~secagg.errors.PolicyViolation`
+child, whose ``reason`` code is what crosses the wire and lands in refusals and reports,
+so the three can be compared rule by rule.
+
+Security
+--------
+These functions check statements; they do not verify signatures (use
+:meth:`~secagg.protocol.statements.Signed.verify` first) and they know nothing of the
+server's view of round state. A key holder must not take the server's word for
+anything these functions are given: it passes statements whose signatures it checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from secagg.errors import (
+    DuplicateContributor,
+    EpsilonOverBudget,
+    MixedGlobalModels,
+    RoundOutOfRange,
+    SizeLimitExceeded,
+    TooFewContributors,
+    WeightBudgetExceeded,
+    WeightShareExceeded,
+)
+from secagg.params import Parameters
+from secagg.protocol.roster import Policy
+from secagg.protocol.statements import UploadStatement
+
+
+def check_round(policy: Policy, round_number: int) -> None:
+    """A round must lie in ``1..policy.rounds`` (raises :class:`RoundOutOfRange`)."""
+    if not 1 <= round_number <= policy.rounds:
+        raise RoundOutOfRange(f"round {round_number} is outside 1..{policy.rounds}")
+
+
+def check_upload(
+    policy: Policy, params: Parameters, upload: UploadStatement, *, size: int | None = None
+) -> None:
+    """The rules one upload must meet on its own.
+
+    Raises
+    ------
+    RoundOutOfRange
+        The round is beyond the deployment's rounds.
+    EpsilonOverBudget
+        The reported ε is negative, not finite or above the budget.
+    WeightBudgetExceeded
+        The weight is 0 or above the parameter set's maximum total weight.
+    SizeLimitExceeded
+        ``size`` (bytes of the ciphertext) is above the policy's cap.
+    """
+    check_round(policy, upload.round)
+    if not 0.0 <= upload.epsilon <= policy.epsilon_budget:
+        raise EpsilonOverBudget(
+            f"reported epsilon {upload.epsilon:g} exceeds the deployment's budget "
+            f"{policy.epsilon_budget:g}"
+        )
+    if not 1 <= upload.weight <= params.max_total_weight:
+        raise WeightBudgetExceeded(f"weight must lie in 1..{params.max_total_weight}")
+    if size is not None and size > policy.max_upload_bytes:
+        raise SizeLimitExceeded(
+            f"upload of {size} bytes exceeds the cap of {policy.max_upload_bytes} bytes"
+        )
+
+
+def check_decryption(
+    policy: Policy,
+    params: Parameters,
+    round_number: int,
+    contributions: Sequence[UploadStatement],
+) -> None:
+    """The rules a contributor set must meet before its aggregate may be decrypted.
+
+    Every contribution must also pass :func:`check_upload` and belong to
+    ``round_number``.
+
+    Raises
+    ------
+    DuplicateContributor
+        The same client is listed twice.
+    TooFewContributors
+        Fewer distinct clients than ``policy.min_contributors``.
+    MixedGlobalModels
+        Contributors trained from different global models.
+    WeightShareExceeded
+        One client holds more than ``policy.max_weight_share`` of the total weight.
+    WeightBudgetExceeded
+        The total weight exceeds the parameter set's budget.
+    """
+    check_round(policy, round_number)
+    for c in contributions:
+        if c.round != round_number:
+            raise RoundOutOfRange(f"contribution of {c.client_id} is for round {c.round}")
+        check_upload(policy, params, c)
+    clients = {c.client_id for c in contributions}
+    if len(clients) != len(contributions):
+        raise DuplicateContributor("the same client is listed twice")
+    if len(clients) < policy.min_contributors:
+        raise TooFewContributors(
+            f"{len(clients)} contributor(s); the policy requires at least "
+            f"{policy.min_contributors}"
+        )
+    if len({c.global_model_hash for c in contributions}) != 1:
+        raise MixedGlobalModels("contributors trained from different global models")
+    total = sum(c.weight for c in contributions)
+    if total > params.max_total_weight:
+        raise WeightBudgetExceeded(
+            f"total weight {total} exceeds the budget of {params.max_total_weight}"
+        )
+    heaviest = max(c.weight for c in contributions)
+    if heaviest > policy.max_weight_share * total:
+        raise WeightShareExceeded(
+            f"a client holds {heaviest}/{total} of the weight; cap {policy.max_weight_share}"
+        )

@@ -1,0 +1,1 @@
+"""gRPC glue shared by the server and the agents: identities, channels, chunking, errors."""

@@ -1,0 +1,83 @@
+"""Errors across gRPC: a rich status (``grpc-status-details-bin``) with a reason code.
+
+The server aborts with :func:`abort_with`: the status code comes from the error's class,
+the details carry ``google.rpc.ErrorInfo(reason=<the class's reason>, domain="secagg")``,
+and the message keeps the readable ``"ClassName: text"``. Callers read the
+machine-readable reason with :func:`reason_of` instead of parsing message strings.
+"""
+
+from __future__ import annotations
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from secagg.errors import (
+    AuditWriteFailed,
+    DuplicateUpload,
+    InvalidCiphertext,
+    InvalidPartialDecryption,
+    PermissionDenied,
+    PolicyViolation,
+    QuorumNotMet,
+    ReplayDetected,
+    SecAggError,
+    SignatureInvalid,
+    SizeLimitExceeded,
+    WeightBudgetExceeded,
+)
+
+#: The reason domain of every secagg error.
+DOMAIN = "secagg"
+
+_CODES: list[tuple[type[SecAggError], grpc.StatusCode]] = [
+    (ReplayDetected, grpc.StatusCode.ALREADY_EXISTS),
+    (DuplicateUpload, grpc.StatusCode.ALREADY_EXISTS),
+    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
+    (SizeLimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (SignatureInvalid, grpc.StatusCode.UNAUTHENTICATED),
+    (InvalidCiphertext, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidPartialDecryption, grpc.StatusCode.INVALID_ARGUMENT),
+    (WeightBudgetExceeded, grpc.StatusCode.INVALID_ARGUMENT),
+    (QuorumNotMet, grpc.StatusCode.UNAVAILABLE),
+    (AuditWriteFailed, grpc.StatusCode.UNAVAILABLE),
+    (PolicyViolation, grpc.StatusCode.FAILED_PRECONDITION),
+    (SecAggError, grpc.StatusCode.INVALID_ARGUMENT),
+]
+
+
+def status_code_of(exc: SecAggError) -> grpc.StatusCode:
+    """The gRPC status code an error crosses the wire with."""
+    return next(code for cls, code in _CODES if isinstance(exc, cls))
+
+
+def to_status(exc: SecAggError) -> grpc.Status:
+    """A rich status for ``exc``: code, readable message, ErrorInfo with the reason."""
+    code = status_code_of(exc)
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN))
+    status = status_pb2.Status(
+        code=code.value[0], message=f"{type(exc).__name__}: {exc}", details=[info]
+    )
+    return rpc_status.to_status(status)
+
+
+def abort_with(context: grpc.ServicerContext, exc: SecAggError) -> None:
+    """Abort the RPC with the rich status of ``exc`` (raises, never returns)."""
+    context.abort_with_status(to_status(exc))
+
+
+def reason_of(error: grpc.RpcError) -> str | None:
+    """The secagg reason code of a failed call, or None if it carries none."""
+    if not isinstance(error, grpc.Call):
+        return None
+    status = rpc_status.from_call(error)
+    if status is None:
+        return None
+    for detail in status.details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR) and detail.Unpack(info):
+            if info.domain == DOMAIN:
+                return str(info.reason)
+    return None
