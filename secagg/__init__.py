@@ -9,7 +9,13 @@ The safe top-level API::
     parts = [secagg.partial_decrypt(keys.shares[i - 1], agg, quorum=[1, 3, 5]) for i in (1, 3, 5)]
     mean = secagg.combine(agg, parts)
 
-Modules whose docstring says "Internal" are not part of the API.
+This top level is the homomorphic-encryption core: local operations only, no transport.
+``secagg._internal`` holds its internals (ring arithmetic, SEAL glue, sampling, Shamir
+sharing; not part of the API), ``secagg.protocol`` the vocabulary every party and the
+auditor share (signed statements, policy, roster, deployment layout, audit log),
+``secagg.rpc`` the gRPC glue of the server and the agents. The library imports neither
+``server`` nor ``clients``; ``secagg/DESIGN.md`` describes the layers and the design
+notes the code relies on.
 """
 
 from __future__ import annotations

@@ -21,10 +21,10 @@ from functools import cached_property
 import numpy as np
 
 from secagg import constants as C
-from secagg.ciphertext import EncryptedVector
 from secagg._internal.envelope import digest_of, parse, require
-from secagg.errors import InvalidCiphertext, WeightBudgetExceeded
 from secagg._internal.modarith import reduce_wide
+from secagg.ciphertext import EncryptedVector
+from secagg.errors import InvalidCiphertext, WeightBudgetExceeded
 from secagg.params import Parameters
 from secagg.proto import core_pb2
 

@@ -15,14 +15,14 @@ import numpy as np
 import tenseal.sealapi as seal
 
 from secagg import constants as C
-from secagg.encoding import as_vector, encode
 from secagg._internal.envelope import digest_of, parse, require
+from secagg._internal.modarith import U64, pack60, packed_size, unpack60
+from secagg._internal.seal_backend import backend_for
+from secagg.encoding import as_vector, encode
 from secagg.errors import InvalidCiphertext
 from secagg.keys import JointPublicKey
-from secagg._internal.modarith import U64, pack60, packed_size, unpack60
 from secagg.params import Parameters
 from secagg.proto import core_pb2
-from secagg._internal.seal_backend import backend_for
 
 
 def ciphertext_count(params: Parameters, length: int) -> int:

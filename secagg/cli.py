@@ -18,8 +18,8 @@ from pathlib import Path
 from types import ModuleType
 
 from secagg import bench
-from secagg.errors import SecAggError
 from secagg import constants as C
+from secagg.errors import SecAggError
 from secagg.protocol.roster import Policy
 
 COMMAND_GROUP = "secagg.commands"

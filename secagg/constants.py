@@ -21,7 +21,7 @@ MAX_SERIALIZED_BYTES: Final = 2 * 1024**3
 #: Upper bound on the number of values in one encrypted vector.
 MAX_VECTOR_LENGTH: Final = 200_000_000
 
-# --- Parameter defaults (ARCHITECTURE section 3, bit budget) ----------------------------
+# --- Parameter defaults (the bit budget they feed: secagg.params, module notes) ---------
 DEFAULT_POLY_MODULUS_DEGREE: Final = 8192
 #: Bit sizes of the RNS primes: the last one is SEAL's special prime (key level only).
 DEFAULT_COEFF_MODULUS_BITS: Final = (60, 60, 60)

@@ -1,18 +1,31 @@
 """Dealerless key generation (DKG) for t-of-n threshold BFV: the algebra of one party.
 
-Protocol (ARCHITECTURE section 4), per key holder ``i`` of ``n``:
+All polynomials are handled per RNS prime in NTT form, where ring products are
+pointwise. Protocol, per key holder ``i`` of ``n``:
 
-1. ``commitment()`` publishes ``H(i, seed_i)`` for a fresh 32-byte seed; after all
-   commitments are in, ``seed_i`` is revealed and :func:`common_seed` checks every
-   reveal against its commitment and hashes them into the common seed. No single party
-   controls the common polynomial ``a`` expanded from it with SHAKE-256.
+1. ``commitment()`` publishes ``SHA-256(domain || i || seed_i)`` for a fresh 32-byte seed
+   from ``os.urandom``; after all commitments are in, ``seed_i`` is revealed and
+   :func:`common_seed` checks every reveal against its commitment and hashes all reveals
+   (in index order) into the common seed. As long as one key holder's seed is random and
+   was committed before any was revealed, nobody controls the common uniform polynomial
+   ``a`` that :func:`common_polynomial` expands from it with SHAKE-256.
 2. ``public_key_contribution(seed)`` returns ``b_i = -a * s_i + e_i`` (NTT form, key
-   level) for a ternary secret ``s_i`` and centered-binomial noise ``e_i`` (CSPRNG).
-   :func:`combine_public_key` sums them: ``pk = (sum b_i, a)``; the joint secret
-   ``s = sum s_i`` exists nowhere.
-3. ``outgoing_shares()`` Shamir-shares ``s_i`` (NTT form, data primes) with a random
-   degree ``t-1`` polynomial; share ``f_i(j)`` goes to party ``j`` (the service layer
-   encrypts and signs it). ``finalize`` sums the received ``f_i(j)`` into ``S_j``.
+   level: every prime including SEAL's special prime) for a ternary secret ``s_i`` and
+   centered-binomial noise ``e_i`` (``eta = constants.CBD_ETA``), both from the CSPRNG.
+   :func:`combine_public_key` sums them: ``pk = (sum b_i, a)``, an ordinary SEAL public
+   key for the joint secret ``s = sum s_i``, which exists nowhere.
+3. ``outgoing_shares()`` Shamir-shares ``s_i`` over ``Z_q`` for each data prime ``q``,
+   coefficient-wise on its NTT form (sharing and the NTT are both linear, so these are
+   shares of ``NTT(s_i)``), with a random polynomial ``f_i`` of degree ``t - 1``; the share
+   ``f_i(j)`` goes to party ``j``. ``finalize`` sums the received ``f_i(j)`` into the key
+   share ``S_j = sum_i f_i(j)``, a Shamir share of ``s`` itself: any ``t`` of them
+   reconstruct ``s`` (Lagrange at 0, :mod:`secagg.threshold`), fewer reveal nothing.
+
+This module is transport-free. In a deployment the key ceremony relays the messages
+through the server: bodies are encoded by :mod:`secagg.protocol.ceremony`, every message
+is signed by its sender (Ed25519), each share is sealed to its recipient
+(:mod:`secagg.protocol.sealing`: X25519, HKDF-SHA256, ChaCha20-Poly1305), and every key
+holder endorses the resulting joint public key before clients use it.
 
 Security
 --------
@@ -32,13 +45,13 @@ from collections.abc import Mapping
 import numpy as np
 
 from secagg import constants as C
-from secagg.errors import InvalidKeyMaterial, ParameterError
-from secagg.keys import JointPublicKey, KeySet, KeyShare
 from secagg._internal.modarith import U64, add_mod, mul_mod, neg_mod, signed_to_residues
-from secagg.params import Parameters
 from secagg._internal.sampling import Shake256Stream, centered_binomial, ternary, uniform_mod
 from secagg._internal.seal_backend import backend_for
 from secagg._internal.shamir import share
+from secagg.errors import InvalidKeyMaterial, ParameterError
+from secagg.keys import JointPublicKey, KeySet, KeyShare
+from secagg.params import Parameters
 
 SEED_BYTES = 32
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from secagg.errors import EncodingError
 from secagg._internal.modarith import U64
+from secagg.errors import EncodingError
 from secagg.params import Parameters
 
 F64 = npt.NDArray[np.float64]

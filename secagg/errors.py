@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+
 class SecAggError(Exception):
     """Base class of every error raised by secagg on purpose."""
 

@@ -19,8 +19,8 @@ import numpy as np
 
 from secagg import constants as C
 from secagg._internal.envelope import digest_of, parse, require
-from secagg.errors import InvalidKeyMaterial
 from secagg._internal.modarith import U64, pack60, packed_size, unpack60
+from secagg.errors import InvalidKeyMaterial
 from secagg.params import Parameters
 from secagg.proto import core_pb2
 

@@ -4,18 +4,51 @@ A :class:`Parameters` value fixes everything both sides must agree on: the BFV r
 (degree ``N``, RNS primes), the power-of-two plaintext modulus ``t``, the fixed-point
 fractional bits ``f``, the budgets (value bound, maximum total weight, maximum number of
 key holders) and the flooding-noise width. :meth:`Parameters.calculate` derives ``t``,
-``f`` and the flooding width from the budgets (ARCHITECTURE section 3, bit budget) and
-validates the result; construction of any other combination is validated the same way.
+``f`` and the flooding width from the budgets (see *Bit budget* below) and validates the
+result; construction of any other combination is validated the same way.
 
 Notes
 -----
+*Encoding.* A value ``x`` becomes the integer ``round(x * 2^f)``, stored as one
+coefficient of a BFV plaintext modulo ``t = 2^plain_modulus_bits`` (no batching, so ``t``
+need not be prime). Weights are integers (real weights are scaled to integers first), so
+the server's weighted sum is exact modulo ``t`` and decryption is exact: the only error
+of a decrypted weighted mean is the ``2^-(f+1)`` of the rounding. No level is consumed:
+the ciphertexts live on the data primes (every prime of ``coeff_modulus`` but the last,
+SEAL's special prime, which only the keys use).
+
+*Bit budget.* Write ``X = ceil(log2 value_bound)``, ``W = ceil(log2 max_total_weight)``,
+``n = max_keyholders``, ``kappa`` the statistical security, ``B`` the noise bound of an
+aggregate (below), ``b`` the flooding bits and ``q`` the product of the data primes.
+
+* The message: a signed weighted sum needs ``X + W + f + 1`` bits
+  (:attr:`Parameters.message_bits`), so ``log2 t >= X + W + f + 1``.
+* The flooding: ``2^b >= 2^kappa * B``.
+* Decryption: the combined noise of the aggregate and of up to ``n`` flooded partials
+  must stay below ``q / (2t)``, i.e. ``B + n * 2^b < q / (2t)``
+  (:attr:`Parameters.decryption_margin_bits` is the log2 of the slack).
+
+:meth:`Parameters.calculate` takes ``b = ceil(kappa + log2 B)``, gives ``t`` every bit
+that decryption leaves, ``log2 t = floor(log2 q - 1 - log2(B + n * 2^b))`` (at most 60,
+SEAL's limit), and then ``f = log2 t - 1 - X - W``; it refuses the budgets when ``f < 1``
+or ``2^-(f+1)`` misses the requested precision. Roughly,
+``log2 q ~ X + 2W + f + kappa + log2 n + log2(fresh noise) + 2``: the total weight
+enters twice (in the message and in the noise), which is why its default is a modest
+``2^16``; bigger cohorts trade fractional bits or need a larger ring (more primes).
+The defaults (``N = 8192``, primes of 60/60/60 bits, so ``q ~ 2^120``; ``X = 4``,
+``W = 16``, ``n = 8``, ``kappa = 40``) give ``B ~ 2^27.6``, ``b = 68``, ``t = 2^47`` and
+``f = 26`` (error of a mean at most ``2^-27 ~ 7.5e-9``), with a 1-bit decryption margin.
+Computational security is checked against SEAL's 128-bit table
+(``CoeffModulus.MaxBitCount``: 218 bits for ``N = 8192``).
+
 *Noise model.* A fresh public-key BFV encryption under SEAL (encrypted at key level, then
 divided by the special prime) carries noise ``|v| <= 1 + ||r * s||_inf`` where ``r`` has
 coefficients in ``[-1/2, 1/2]`` and ``s`` is the joint secret, a sum of at most
 ``max_keyholders`` ternary polynomials. Hoeffding's bound over the ``N`` products gives
 ``||r * s||_inf <= n * sqrt(N * ln(2^(kappa + log2 N + 1)) / 2)`` except with probability
-``2^-kappa`` per ciphertext. A weighted sum with total weight ``W`` has noise at most
-``W`` times that. ``tests/test_threshold.py`` measures the real noise against this bound.
+``2^-kappa`` per ciphertext (:func:`fresh_noise_bound`). A weighted sum with total weight
+``W`` has noise at most ``W`` times that: this is ``B``. ``tests/test_threshold_noise.py``
+measures the real noise against this bound.
 
 *Flooding.* Each partial decryption adds noise uniform in ``[-2^b, 2^b)`` with
 ``2^b >= 2^kappa * noise_bound``, so the statistical distance between a partial and one

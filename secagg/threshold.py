@@ -1,10 +1,30 @@
 """Threshold decryption: partial decryptions with flooding noise, and their combination.
 
-For an aggregate ``(c0, c1)`` and a quorum ``Q`` (``|Q| >= t``), key holder ``j`` returns
-``d_j = lambda_j^Q * S_j * c1 + E_j`` where ``lambda_j^Q`` is the Lagrange coefficient at 0
-and ``E_j`` is fresh noise uniform in ``[-2^b, 2^b)`` from the CSPRNG (ARCHITECTURE
-section 4). Any quorum combines to ``c0 + c1 * s + sum E_j``, which SEAL scales and rounds
-back to the fixed-point message; fewer than ``t`` partials give noise.
+Algebra, per data prime. Key holder ``j`` holds ``S_j``, its Shamir share of the joint
+secret ``s`` (NTT form, :mod:`secagg.dkg`). For an aggregate ``(c0, c1)`` and a quorum
+``Q`` with ``|Q| >= t``, key holder ``j`` returns
+
+    ``d_j = lambda_j^Q * S_j * c1 + E_j``
+
+where ``lambda_j^Q`` is the Lagrange coefficient of ``j`` at 0 for ``Q``. BFV ciphertexts
+are in coefficient form: the product is computed by SEAL (``c1`` to NTT form, times the
+NTT-form plaintext ``lambda_j^Q * S_j``, back to coefficient form) and the flooding noise
+``E_j``, fresh and uniform in ``[-2^b, 2^b)`` per coefficient from ``os.urandom``
+(``b = params.flooding_bits``), is added in coefficient form. Since
+``sum_{j in Q} lambda_j^Q * S_j = s``, combining gives
+``c0 + sum d_j = c0 + c1 * s + sum E_j = Delta * m + v + sum E_j`` with
+``Delta = floor(q/t)`` and ``v`` the aggregate's noise; :class:`~secagg.params.Parameters`
+keeps ``|v| + |Q| * 2^b`` below ``q/(2t)``, so rounding ``t/q`` times the sum gives ``m``
+exactly. SEAL does that rounding: the sum goes into a ciphertext ``(c0 + sum d_j, 0)``
+that SEAL decrypts with an arbitrary secret key (a zero second polynomial makes the key
+drop out). Every quorum gives the same result; ``t - 1`` partials give only noise.
+
+Why flooding: a partial decryption without it reveals ``c0 + c1 * s`` up to the
+message, i.e. the aggregate's noise, which depends on the secret key; from enough such
+values the key can be recovered (Li and Micciancio, Eurocrypt 2021, for CKKS; the same
+applies to threshold BFV). Noise ``2^kappa`` times wider than the aggregate's noise bound
+hides it to statistical distance ``2^-kappa`` per coefficient (``kappa >= 40`` here; see
+:mod:`secagg.params`).
 
 Security
 --------
@@ -24,17 +44,17 @@ from functools import cached_property
 import numpy as np
 
 from secagg import constants as C
-from secagg.aggregate import EncryptedAggregate
-from secagg.encoding import F64, decode
 from secagg._internal.envelope import digest_of, parse, require
-from secagg.errors import InvalidPartialDecryption, QuorumNotMet
-from secagg.keys import KeyShare
 from secagg._internal.modarith import U64, add_mod, mul_mod, pack60, packed_size, unpack60
-from secagg.params import Parameters
-from secagg.proto import core_pb2
 from secagg._internal.sampling import flooding_noise
 from secagg._internal.seal_backend import backend_for
 from secagg._internal.shamir import lagrange_at_zero
+from secagg.aggregate import EncryptedAggregate
+from secagg.encoding import F64, decode
+from secagg.errors import InvalidPartialDecryption, QuorumNotMet
+from secagg.keys import KeyShare
+from secagg.params import Parameters
+from secagg.proto import core_pb2
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,7 +16,9 @@ it; appended protobuf fields that override one field; random garbage and random
 well-formed messages; inputs over the size cap; and hand-built messages whose digest is
 consistent with their fields so that the only defect is the one named by the case
 (other parameters, other level, residues >= q, transparent ciphertext, wrong format
-version, inconsistent lengths, bad weights, bad quorums).
+version, inconsistent lengths, bad weights, bad quorums). The generic cases and the
+checking loop are in ``tests/_fuzz_cases.py``; this module holds the valid objects, the
+hand-built defects of each target and the command line.
 """
 
 from __future__ import annotations
@@ -25,10 +27,10 @@ import json
 import math
 import random
 import sys
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import numpy as np
+from _fuzz_cases import Case, Fuzz, generic_cases, override_cases
 from _support import (
     aggregate_message,
     partial_message_of,
@@ -40,140 +42,6 @@ from _support import (
 import secagg
 from secagg import constants as C
 from secagg.proto import core_pb2
-
-Case = tuple[str, object, dict]
-MAX_REPORTED = 50
-
-
-class Fuzz:
-    def __init__(self, parse: Callable[..., object], expected: type[Exception]) -> None:
-        self.parse = parse
-        self.expected = expected
-        self.checked = 0
-        self.kinds: Counter[str] = Counter()
-        self.outcomes: Counter[str] = Counter()
-        self.unexpected: list[tuple[str, str, str]] = []
-
-    def check(self, kind: str, blob: object, **kwargs: object) -> None:
-        self.checked += 1
-        self.kinds[kind] += 1
-        try:
-            self.parse(blob, **kwargs)
-        except self.expected as exc:
-            self.outcomes[type(exc).__name__] += 1
-            return
-        except Exception as exc:  # anything else is a finding
-            outcome, message = type(exc).__name__, str(exc)[:200]
-        else:
-            outcome, message = "ACCEPTED", ""
-        self.outcomes[outcome] += 1
-        if len(self.unexpected) < MAX_REPORTED:
-            self.unexpected.append((kind, outcome, message))
-
-    def report(self, seed: int, target: str) -> dict:
-        return {
-            "target": target,
-            "seed": seed,
-            "checked": self.checked,
-            "kinds": dict(self.kinds),
-            "outcomes": dict(self.outcomes),
-            "unexpected": self.unexpected,
-        }
-
-
-def flip(blob: bytes, bit: int) -> bytes:
-    out = bytearray(blob)
-    out[bit // 8] ^= 1 << (bit % 8)
-    return bytes(out)
-
-
-def generic_cases(
-    blob: bytes, payload: bytes, message_type: type, rng: random.Random, payload_flips: int
-) -> Iterator[Case]:
-    """Cases that apply to any serialized message with one large payload."""
-    start = blob.find(payload)
-    assert start > 0 and blob.find(payload, start + 1) == -1
-    end = start + len(payload)
-    size = len(blob)
-    # Truncations: every length through the header and the tail, random ones in between.
-    cuts = set(range(0, min(start + 24, size))) | set(range(max(end - 24, 0), size))
-    cuts |= {rng.randrange(start, end) for _ in range(150)}
-    for cut in sorted(cuts - {size}):
-        yield "truncation", blob[:cut], {}
-    # Single bit flips: every bit outside the payload, random ones inside it.
-    outside = [b for b in range(size * 8) if not start * 8 <= b < end * 8]
-    for bit in outside:
-        yield "bitflip-header", flip(blob, bit), {}
-    for _ in range(payload_flips):
-        yield "bitflip-payload", flip(blob, rng.randrange(start * 8, end * 8)), {}
-    # A few multi-byte corruptions.
-    for _ in range(30):
-        out = bytearray(blob)
-        pos = rng.randrange(size)
-        out[pos : pos + 8] = rng.randbytes(len(out[pos : pos + 8]))
-        if bytes(out) != blob:
-            yield "byte-smash", bytes(out), {}
-    # Random garbage of many lengths, including the valid length.
-    for _ in range(100):
-        yield "garbage", rng.randbytes(rng.randrange(1, 4096)), {}
-    for _ in range(10):
-        yield "garbage-full-length", rng.randbytes(size), {}
-    yield "garbage-zeros", bytes(size), {}
-    yield "garbage-ff", b"\xff" * size, {}
-    # Random well-formed messages of the right type.
-    for _ in range(60):
-        yield "random-message", random_message(message_type, rng).SerializeToString(), {}
-    # Size caps.
-    yield "empty", b"", {}
-    yield "over-cap", blob, {"max_bytes": size - 1}
-    for cap in (1, 16, 1024, 1 << 20):
-        yield "over-cap", bytes(cap + 1), {"max_bytes": cap}
-        if cap < size:
-            yield "over-cap", blob[: cap + 1], {"max_bytes": cap}
-    # Not bytes at all.
-    for obj in (None, "text", blob.decode("latin-1"), 12, [1, 2], object(), 1.5):
-        yield "not-bytes", obj, {}
-
-
-def random_message(message_type: type, rng: random.Random) -> object:
-    msg = message_type()
-    for field in msg.DESCRIPTOR.fields:
-        if rng.random() < 0.2:
-            continue
-        name = field.name
-        if field.message_type is not None:
-            getattr(msg, name).CopyFrom(random_message(type(getattr(msg, name)), rng))
-        elif field.type == field.TYPE_BYTES:
-            setattr(msg, name, rng.randbytes(rng.choice([0, 1, 16, 31, 32, 33, 64, 480])))
-        elif field.type == field.TYPE_DOUBLE:
-            setattr(msg, name, rng.choice([0.0, -1.0, 1.0, 2.0**20, math.nan, math.inf]))
-        elif field.is_repeated:
-            getattr(msg, name).extend(rng.randrange(0, 10) for _ in range(rng.randrange(0, 5)))
-        else:
-            bits = 32 if field.type == field.TYPE_UINT32 else 64
-            setattr(msg, name, rng.choice([0, 1, 2, 3, rng.getrandbits(bits)]))
-    return msg
-
-
-def override_cases(msg: object, rng: random.Random) -> Iterator[Case]:
-    """Append a second occurrence of one field with another value (protobuf: last wins)."""
-    base = msg.SerializeToString()
-    for field in msg.DESCRIPTOR.fields:
-        extra = type(msg)()
-        name = field.name
-        if field.message_type is not None:
-            getattr(extra, name).format_version = 99
-        elif field.type == field.TYPE_BYTES:
-            old = getattr(msg, name)
-            setattr(extra, name, bytes([old[0] ^ 1]) + old[1:] if old else b"\x01")
-        elif field.type == field.TYPE_DOUBLE:
-            setattr(extra, name, getattr(msg, name) * 2 + 1)
-        elif field.is_repeated:
-            getattr(extra, name).append(rng.randrange(1, 9))
-        else:
-            setattr(extra, name, getattr(msg, name) + 1)
-        yield f"override-{name}", base + extra.SerializeToString(), {}
-
 
 # --- targets ----------------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ import secagg
 from secagg import constants as C
 from secagg._internal.envelope import digest_of
 from secagg._internal.modarith import pack60
-from secagg.proto import core_pb2
 from secagg._internal.seal_backend import backend_for
+from secagg.proto import core_pb2
 
 # --- decryption shortcuts ---------------------------------------------------------------
 

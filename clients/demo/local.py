@@ -18,7 +18,6 @@ import numpy as np
 import numpy.typing as npt
 
 from clients.data import dirichlet_split
-
 from secagg import aggregate, combine, dealerless_keygen, encrypt, partial_decrypt
 from secagg.model_vector import flatten_state_dict, unflatten_state_dict
 from secagg.params import Parameters

@@ -10,10 +10,29 @@ The hot conversions (a ciphertext's residues out, a coefficient plaintext in, a
 plaintext's coefficients out) skip the files where :mod:`secagg._internal.seal_memory` is verified
 to work: see :attr:`SealBackend.direct_memory`.
 
-SEAL binary format (ARCHITECTURE section 3): a 16-byte header ``<HBBBBHQ`` (magic 0xA15E,
-header size, version major/minor, compression mode, reserved, total size) followed by
-the object's members. We write compression mode 0 and read back whatever SEAL writes
-(TenSEAL's build compresses with zstd).
+SEAL's binary format, as far as this module reads and writes it (SEAL 4.x inside TenSEAL
+0.3.18; all integers little-endian):
+
+* **Header**, 16 bytes ``<HBBBBHQ``: magic ``0xA15E``, header size (16), SEAL version
+  major and minor, compression mode (0 none, 1 zlib, 2 zstd), two reserved bytes, and
+  the total size in bytes including the header. The body that follows is compressed as
+  the mode says. We write mode 0; TenSEAL's build writes zstd, which :func:`_unwrap`
+  decompresses (bounded output size).
+* **DynArray** (the coefficient store of every object): its own header, then a ``u64``
+  count and ``count`` ``u64`` words.
+* **Ciphertext** body: ``parms_id`` (32 bytes, four ``u64``), ``is_ntt_form`` (1 byte),
+  then ``<QQQdQ``: size (number of polynomials), ``N``, number of primes, scale (f64),
+  correction factor -- 73 bytes in all -- then a DynArray laid out
+  ``[polynomial][prime][coefficient]``. BFV ciphertexts are in coefficient form.
+* **Plaintext** body: ``parms_id`` (zero for a coefficient-form plaintext, the level's id
+  for an NTT-form one), ``<Qd``: coefficient count and scale, then a DynArray. A
+  coefficient-form plaintext holds up to ``N`` coefficients below ``t``; an NTT-form one
+  holds ``primes * N`` residues.
+* **Public key**: a ciphertext at the key level (every prime, NTT form); we only write
+  them, with the ciphertext layout and the key level's ``parms_id``.
+
+SEAL's ``load`` checks a loaded object against the context (parameter id, sizes,
+residues below their primes), but we never rely on it for untrusted input: see above.
 
 Security
 --------

@@ -12,10 +12,6 @@ from typing import Any
 
 import numpy as np
 
-from secagg.dkg import dealerless_keygen
-from secagg.errors import SecAggError
-from secagg.keys import KeySet
-from secagg.params import Parameters
 from secagg.bench.measure import log, machine_info, one_core, timed
 from secagg.bench.report import format_report, verdicts
 from secagg.bench.results import Json, Phase, SizeResult
@@ -29,6 +25,10 @@ from secagg.bench.systems import (
     bench_secagg,
     ckks_context,
 )
+from secagg.dkg import dealerless_keygen
+from secagg.errors import SecAggError
+from secagg.keys import KeySet
+from secagg.params import Parameters
 
 VALUE_RANGE = 8.0
 MAX_CLIENT_WEIGHT = 1000

@@ -16,9 +16,9 @@ import numpy as np
 import tenseal as ts
 
 from secagg import __version__
-from secagg.params import Parameters
 from secagg._internal.seal_backend import backend_for
 from secagg.bench.results import Json
+from secagg.params import Parameters
 
 S = TypeVar("S")
 R = TypeVar("R")

@@ -13,12 +13,12 @@ import numpy.typing as npt
 import tenseal as ts
 
 from secagg.aggregate import EncryptedAggregate, aggregate
+from secagg.bench.measure import native_stdout_silenced, timed, timed_with_setup
+from secagg.bench.results import Phase, SystemResult
 from secagg.ciphertext import EncryptedVector, encrypt
 from secagg.keys import JointPublicKey, KeySet
 from secagg.params import Parameters
 from secagg.threshold import PartialDecryption, combine, partial_decrypt
-from secagg.bench.measure import native_stdout_silenced, timed, timed_with_setup
-from secagg.bench.results import Phase, SystemResult
 
 F64 = npt.NDArray[np.float64]
 

@@ -37,7 +37,7 @@ from secagg import constants as C
 from secagg.errors import ConfigError
 from secagg.params import Parameters
 from secagg.protocol.layout import DeploymentLayout
-from secagg.protocol.roster import ADMIN_NAME, ROSTER_FILE, Policy, Roster, load_roster
+from secagg.protocol.roster import ADMIN_NAME, Policy, Roster, load_roster
 
 _RAW = serialization.Encoding.Raw
 _RAW_PUB = serialization.PublicFormat.Raw

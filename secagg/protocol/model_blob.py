@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from secagg import constants as C
-from secagg.encoding import F64
 from secagg._internal.envelope import parse, require
+from secagg.encoding import F64
 from secagg.errors import EncodingError
 from secagg.proto import service_pb2
 

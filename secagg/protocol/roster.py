@@ -18,8 +18,8 @@ from typing import Any
 from secagg import constants as C
 from secagg.errors import ConfigError
 from secagg.params import Parameters
-
 from secagg.protocol.layout import ROSTER_FILE
+
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 ADMIN_NAME = "admin"
 

@@ -16,9 +16,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from secagg import constants as C
-from secagg.protocol.roster import Roster, load_roster
 from secagg.errors import ConfigError
 from secagg.proto import service_pb2
+from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.roster import Roster, load_roster
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class Identity:
     def ca_pem(self) -> bytes:
         """The deployment CA certificate."""
         try:
-            return (self.deployment / "ca" / "ca.pem").read_bytes()
+            return DeploymentLayout(self.deployment).ca_certificate.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read the CA certificate: {exc.strerror}") from None
 
@@ -87,8 +88,7 @@ def identity(deployment: Path, name: str) -> Identity:
     role = roster.role_of(name)
     if role is None:
         raise ConfigError(f"{name!r} is not in the roster")
-    sub = {"server": "", "admin": "", "keyholder": "keyholders", "client": "clients"}[role]
-    directory = deployment / sub / name if sub else deployment / name
+    directory = DeploymentLayout(deployment).party_dir(name, role)
     if not directory.is_dir():
         raise ConfigError(f"{directory} does not exist: this machine has no files for {name}")
     return Identity(name, directory, deployment, roster)

@@ -26,12 +26,13 @@ import numpy as np
 import pytest
 
 from clients.data import LocalScaler, load_federation
-from clients.dp_trainer import build_model, evaluate, model_layout, model_length
 from clients.demo import baselines
 from clients.demo.report import validate_summary
-from secagg.protocol.model_blob import decode_model
+from clients.dp_trainer import build_model, evaluate, model_layout, model_length
 from secagg.model_vector import unflatten_state_dict
 from secagg.proto import service_pb2 as pb
+from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.model_blob import decode_model
 
 from ._harness import REPO, _env
 
@@ -49,15 +50,15 @@ class DemoRun:
     summary: dict[str, Any]
 
     @property
-    def server_data(self) -> Path:
-        return self.out / "deployment" / "server" / "data"
+    def layout(self) -> DeploymentLayout:
+        return DeploymentLayout.find(self.out)
 
     def query(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
-        with contextlib.closing(sqlite3.connect(self.server_data / "state.db")) as db:
+        with contextlib.closing(sqlite3.connect(self.layout.database)) as db:
             return db.execute(sql, args).fetchall()
 
     def privacy(self, client: str) -> dict[str, Any]:
-        path = self.out / "deployment" / "clients" / client / "state" / "privacy.json"
+        path = self.layout.state_dir(client, "client") / "privacy.json"
         state: dict[str, Any] = json.loads(path.read_text())
         return state
 
@@ -186,7 +187,7 @@ def test_final_accuracy_is_that_of_the_released_model(run: DemoRun) -> None:
     (blob,) = run.query("SELECT release FROM rounds WHERE round=?", (ROUNDS,))[0]
     release = pb.Release.FromString(blob)
     assert release.round == ROUNDS
-    data = (run.server_data / "blobs" / release.model_hash.hex()).read_bytes()
+    data = (run.layout.blobs / release.model_hash.hex()).read_bytes()
     assert hashlib.sha256(data).digest() == release.model_hash
     length = model_length(128)
     _, vector = decode_model(data, length=length)
@@ -223,7 +224,7 @@ def test_upload_bytes_are_the_rounds_ciphertext_sizes(run: DemoRun) -> None:
         assert len(hashes) == r["clients_aggregated"]
         stored = 0
         for h in hashes:
-            data = (run.server_data / "blobs" / h.hex()).read_bytes()
+            data = (run.layout.blobs / h.hex()).read_bytes()
             assert hashlib.sha256(data).digest() == h
             stored += len(data)
         assert r["upload_bytes"] == stored == logged[r["round"]], r["round"]
@@ -241,7 +242,7 @@ def test_federated_validation_accuracy_comes_from_the_encrypted_counts(run: Demo
         (blob,) = run.query("SELECT release FROM rounds WHERE round=?", (rnd,))[0]
         release = pb.Release.FromString(blob)
         assert len(release.quorum) >= 2  # decrypted by a threshold of key holders
-        data = (run.server_data / "blobs" / release.model_hash.hex()).read_bytes()
+        data = (run.layout.blobs / release.model_hash.hex()).read_bytes()
         models[rnd] = decode_model(data, length=length)[1]
     for r in run.summary["rounds"]:
         rnd = r["round"]
