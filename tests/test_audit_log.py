@@ -3,7 +3,8 @@
 Checks the on-disk format (one canonical JSON line per entry), the RFC 6962 chain
 (recomputed by hand with hashlib), resuming an existing log, the reader's refusals (each
 naming the entry), durable appends that refuse rather than half-append, and the
-checkpoint digest's bindings.
+checkpoint digest's bindings, and that a typed entry (``AuditLog.record``) reads back
+as itself.
 """
 
 from __future__ import annotations
@@ -15,18 +16,27 @@ from pathlib import Path
 from unittest import mock
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from secagg.errors import AuditChainBroken, AuditWriteFailed
+from secagg.protocol.audit_entries import (
+    AggregateEntry,
+    AggregateInput,
+    RoundOpenEntry,
+    UploadEntry,
+    parse_entry,
+)
 from secagg.protocol.audit_log import (
     ZERO_HEAD,
     AuditLog,
     canonical,
     chain_heads,
-    checkpoint_digest,
     leaf_hash,
     next_head,
     read_entries,
 )
-from secagg.errors import AuditChainBroken, AuditWriteFailed
+from secagg.protocol.roster import Party
+from secagg.protocol.statements import CheckpointStatement, Signed, UploadStatement
 
 ENTRIES: list[tuple[str, dict[str, object]]] = [
     ("roster", {"deployment_id": "d1", "policy": {"threshold": 2, "rounds": 3}}),
@@ -253,7 +263,9 @@ def test_append_raises_when_the_write_fails(tmp_path: Path) -> None:
     before = (log.size, log.head)
     with (
         mock.patch(
-            "secagg.protocol.audit_log.open", create=True, side_effect=PermissionError(13, "Permission denied")
+            "secagg.protocol.audit_log.open",
+            create=True,
+            side_effect=PermissionError(13, "Permission denied"),
         ),
         pytest.raises(AuditWriteFailed, match="Permission denied"),
     ):
@@ -265,7 +277,9 @@ def test_append_raises_when_fsync_fails(tmp_path: Path) -> None:
     log = _filled(tmp_path / "audit.log", 1)
     before = (log.size, log.head)
     with (
-        mock.patch("secagg.protocol.audit_log.os.fsync", side_effect=OSError(5, "Input/output error")),
+        mock.patch(
+            "secagg.protocol.audit_log.os.fsync", side_effect=OSError(5, "Input/output error")
+        ),
         pytest.raises(AuditWriteFailed, match="Input/output error"),
     ):
         log.append(*ENTRIES[1])
@@ -276,7 +290,9 @@ def test_a_failed_fsync_leaves_a_readable_chain(tmp_path: Path) -> None:
     path = tmp_path / "audit.log"
     log = _filled(path, 1)
     with (
-        mock.patch("secagg.protocol.audit_log.os.fsync", side_effect=OSError(5, "Input/output error")),
+        mock.patch(
+            "secagg.protocol.audit_log.os.fsync", side_effect=OSError(5, "Input/output error")
+        ),
         pytest.raises(AuditWriteFailed),
     ):
         log.append("refused", {"op": "never happened"})
@@ -292,20 +308,57 @@ def test_a_failed_fsync_leaves_a_readable_chain(tmp_path: Path) -> None:
 
 def test_checkpoint_digest_binds_deployment_size_and_head() -> None:
     head = hashlib.sha256(b"head").digest()
-    base = checkpoint_digest(deployment_id="dep-a", size=30, head=head)
+    base = CheckpointStatement(deployment_id="dep-a", size=30, head=head).digest()
     assert len(base) == 32
-    assert base == checkpoint_digest(deployment_id="dep-a", size=30, head=head)
+    assert base == CheckpointStatement(deployment_id="dep-a", size=30, head=head).digest()
     variants = {
-        "size": checkpoint_digest(deployment_id="dep-a", size=31, head=head),
-        "size0": checkpoint_digest(deployment_id="dep-a", size=0, head=head),
-        "head": checkpoint_digest(deployment_id="dep-a", size=30, head=ZERO_HEAD),
-        "head-bit": checkpoint_digest(
+        "size": CheckpointStatement(deployment_id="dep-a", size=31, head=head).digest(),
+        "size0": CheckpointStatement(deployment_id="dep-a", size=0, head=head).digest(),
+        "head": CheckpointStatement(deployment_id="dep-a", size=30, head=ZERO_HEAD).digest(),
+        "head-bit": CheckpointStatement(
             deployment_id="dep-a", size=30, head=bytes([head[0] ^ 1]) + head[1:]
-        ),
-        "deployment": checkpoint_digest(deployment_id="dep-b", size=30, head=head),
-        "deployment-prefix": checkpoint_digest(deployment_id="dep-", size=30, head=head),
+        ).digest(),
+        "deployment": CheckpointStatement(deployment_id="dep-b", size=30, head=head).digest(),
+        "deployment-prefix": CheckpointStatement(deployment_id="dep-", size=30, head=head).digest(),
     }
     assert base not in variants.values()
     assert len(set(variants.values())) == len(variants)
     # not just a hash of the head: it is domain-separated from the chain's own hashes
     assert base not in (head, hashlib.sha256(head).digest(), next_head(ZERO_HEAD, head))
+
+
+# ----------------------------------------------------------------- typed entries
+
+
+def test_record_writes_a_typed_entry_that_parses_back(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    log = AuditLog(path)
+    key = Ed25519PrivateKey.generate()
+    upload = UploadStatement("dep-a", 1, "c1", bytes(16), bytes(32), b"\x01" * 32, 10, 0.5)
+    recorded = [
+        RoundOpenEntry(1, bytes(32)),
+        UploadEntry.of(Signed.create(upload, key)),
+        AggregateEntry(
+            1, b"\x02" * 32, b"\x03" * 32, 10, (AggregateInput("c1", b"\x01" * 32, 10),)
+        ),
+    ]
+    for entry in recorded:
+        log.record(entry)
+    entries = list(read_entries(path))
+    assert [e.type for e in entries] == ["round_open", "upload", "aggregate"]
+    assert [parse_entry(e.type, e.data) for e in entries] == recorded
+    # the same bytes as an untyped append of the same data
+    again = AuditLog(tmp_path / "again.log")
+    for entry in recorded:
+        again.append(entry.TYPE, entry.to_data())
+    assert (tmp_path / "again.log").read_bytes() == path.read_bytes()
+    # and the statement rebuilt from the log is the one that was signed
+    parsed = parse_entry("upload", entries[1].data)
+    assert isinstance(parsed, UploadEntry)
+    assert parsed.signed("dep-a").statement == upload
+    assert (
+        Signed(upload, parsed.signature).verify_by(
+            Party("c1", "client", key.public_key().public_bytes_raw())
+        )
+        == upload
+    )

@@ -374,7 +374,9 @@ class CheckpointEntry(AuditEntry):
 
     def signed(self, deployment_id: str) -> Signed[CheckpointStatement]:
         """The signed checkpoint."""
-        return Signed(CheckpointStatement(deployment_id, self.size, self.head), self.server_signature)
+        return Signed(
+            CheckpointStatement(deployment_id, self.size, self.head), self.server_signature
+        )
 
 
 ENTRY_TYPES: dict[str, type[AuditEntry]] = {

@@ -1,0 +1,100 @@
+"""Checks of the decryption entries: requests, partials, refusals, releases, checkpoints.
+
+What the server cannot forge is what these checks lean on: the key holders' signatures
+over their partials, the chain heads they co-signed when they answered, and the
+threshold of distinct valid partials behind every release.
+"""
+
+from __future__ import annotations
+
+from secagg.protocol.audit_entries import (
+    CheckpointEntry,
+    DecryptionRequestEntry,
+    PartialEntry,
+    RefusalEntry,
+    ReleaseEntry,
+)
+
+from .context import At, Verification
+from .recompute import recompute_model
+
+
+def check_decryption_request(v: Verification, at: At, entry: DecryptionRequestEntry) -> None:
+    """Remembered: partials must answer a logged request."""
+    v.seen.tasks[entry.task_id] = entry
+
+
+def check_partial(v: Verification, at: At, entry: PartialEntry) -> None:
+    """The key holder signed its partial and co-signed the head it was shown.
+
+    A partial with a bad signature is reported here and still counted for its release,
+    so that one forged signature yields one error, not two.
+    """
+    k = entry.keyholder
+    keyholder = next((p for p in v.roster.keyholders if p.index == k), None)
+    if keyholder is None:
+        v.fail(at, f"key holder {k} is not in the roster")
+        return
+    task = v.seen.tasks.get(entry.task_id)
+    if task is None or k not in task.quorum or task.aggregate_digest != entry.aggregate_digest:
+        v.fail(at, f"partial of key holder {k} answers no logged decryption request")
+    v.signature(at, entry.signed(v.deployment_id))
+    if not v.head_matches(at, entry.checkpoint_size, entry.checkpoint_head):
+        v.fail(
+            at,
+            f"key holder {k} co-signed a head that entries 1..{entry.checkpoint_size} "
+            "do not produce",
+        )
+    v.signature(
+        at,
+        entry.signed_checkpoint(v.deployment_id),
+        field="checkpoint_signature",
+        cosigner=keyholder,
+        who=f"key holder {k} (checkpoint)",
+    )
+    v.seen.partials.setdefault(entry.task_id, {})[k] = entry
+
+
+def check_refusal(v: Verification, at: At, entry: RefusalEntry) -> None:
+    """The key holder signed its refusal."""
+    v.signature(at, entry.signed(v.deployment_id))
+
+
+def check_release(v: Verification, at: At, entry: ReleaseEntry) -> None:
+    """The server signed a release of the round's aggregate, decrypted by >= t key holders.
+
+    A key holder counts when its logged partial answers the release's task, is over the
+    released aggregate, is one of the release's partial digests and it is in the quorum.
+    With the blobs at hand the model is recombined from those partials.
+    """
+    r = entry.round
+    v.signature(at, entry.signed(v.deployment_id), field="server_signature")
+    aggregate = v.seen.aggregates.get(r)
+    if aggregate is None or aggregate.aggregate_digest != entry.aggregate_digest:
+        v.fail(at, f"release of round {r} is not of the round's logged aggregate")
+    valid = {
+        k: p
+        for k, p in v.seen.partials.get(entry.task_id, {}).items()
+        if p.aggregate_digest == entry.aggregate_digest
+        and p.partial_digest in entry.partial_digests
+        and k in entry.quorum
+    }
+    t = v.roster.policy.threshold
+    if len(valid) < t or len(set(entry.quorum)) != len(entry.quorum):
+        v.fail(
+            at,
+            f"release of round {r} has {len(valid)} valid distinct partial decryptions; "
+            f"threshold {t}",
+        )
+    if aggregate is not None and len(valid) >= t:
+        recompute_model(v, at, entry, aggregate, valid)
+    v.seen.released[r] = entry.model_hash
+    report = v.round(r)
+    report.quorum, report.released_model = sorted(valid), entry.model_hash.hex()
+
+
+def check_checkpoint(v: Verification, at: At, entry: CheckpointEntry) -> None:
+    """The server signed the head that the entries before it produce."""
+    if not v.head_matches(at, entry.size, entry.head):
+        v.fail(at, f"chain head does not match entries 1..{entry.size}: an entry was altered")
+    v.signature(at, entry.signed(v.deployment_id), field="server_signature")

@@ -1,0 +1,88 @@
+"""Recomputation from retained blobs: the aggregate from the uploads, the model from the partials.
+
+The server keeps ciphertexts, aggregates and partial decryptions in its content-addressed
+blob store (:attr:`~secagg.protocol.layout.DeploymentLayout.blobs`, under
+``serve --data``). When they are retained, the verifier redoes the homomorphic sum and the
+threshold combination itself instead of trusting the logged digests; when they are not,
+it says so with a warning.
+
+Security
+--------
+Blobs are parsed by the library's staged parsers (size cap, parse, semantic checks)
+exactly like network input: a blob store is as untrusted as the log.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from secagg.aggregate import Aggregator, EncryptedAggregate
+from secagg.ciphertext import EncryptedVector
+from secagg.errors import SecAggError
+from secagg.protocol.audit_entries import AggregateEntry, PartialEntry, ReleaseEntry
+from secagg.protocol.model_blob import encode_model
+from secagg.threshold import PartialDecryption, combine
+
+from .context import At, Verification
+
+
+def _retained(v: Verification, hashes: Sequence[bytes]) -> list[Path] | None:
+    paths = [v.layout.blobs / h.hex() for h in hashes]
+    return paths if all(p.is_file() for p in paths) else None
+
+
+def recompute_aggregate(v: Verification, at: At, entry: AggregateEntry) -> bool | None:
+    """Re-add the logged inputs; True if the digest matches, None if not retained."""
+    paths = _retained(v, [i.ciphertext_hash for i in entry.inputs])
+    if paths is None or v.seen.public_key_id is None or not entry.inputs:
+        v.warn(at, "ciphertexts not retained; aggregate not recomputed")
+        return None
+    params = v.roster.params
+    try:
+        aggregator: Aggregator | None = None
+        for item, path in zip(entry.inputs, paths, strict=True):
+            vector = EncryptedVector.from_bytes(path.read_bytes(), params)
+            if aggregator is None:
+                aggregator = Aggregator(
+                    params, public_key_id=v.seen.public_key_id, length=vector.length
+                )
+            aggregator.add(vector, item.weight)
+        assert aggregator is not None
+        digest = aggregator.result().digest
+    except SecAggError as exc:
+        v.fail(at, f"cannot recompute the aggregate: {exc}")
+        return False
+    if digest != entry.aggregate_digest:
+        v.fail(at, "recomputed aggregate differs from the logged digest")
+        return False
+    return True
+
+
+def recompute_model(
+    v: Verification,
+    at: At,
+    release: ReleaseEntry,
+    aggregate: AggregateEntry,
+    partials: Mapping[int, PartialEntry],
+) -> None:
+    """Re-combine the quorum's logged partials over the logged aggregate; compare the model.
+
+    ``partials``: the valid partial of every quorum member (key holder index -> entry).
+    """
+    quorum = sorted(partials)
+    paths = _retained(v, [aggregate.aggregate_hash, *(partials[k].partial_hash for k in quorum)])
+    if paths is None:
+        v.warn(at, "aggregate or partials not retained; model not recomputed")
+        return
+    params = v.roster.params
+    try:
+        encrypted = EncryptedAggregate.from_bytes(paths[0].read_bytes(), params)
+        shares = [PartialDecryption.from_bytes(p.read_bytes(), params) for p in paths[1:]]
+        model = combine(encrypted, shares)
+    except SecAggError as exc:
+        v.fail(at, f"cannot recompute the released model: {exc}")
+        return
+    if hashlib.sha256(encode_model(release.round + 1, model)).digest() != release.model_hash:
+        v.fail(at, f"released model of round {release.round} is not what its quorum decrypted")

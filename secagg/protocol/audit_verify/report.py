@@ -1,0 +1,79 @@
+"""The result of ``secagg audit verify``: per-round facts, warnings and errors.
+
+Every error and warning names the entry it is about (``entry N (type): ...``), except
+the chain errors :func:`~secagg.protocol.audit_log.read_entries` raises, which name the
+entry in their own words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class RoundReport:
+    """What the log says about one round."""
+
+    round: int
+    uploads: int = 0
+    rejected: int = 0
+    contributors: int = 0
+    total_weight: int = 0
+    aggregate_recomputed: bool | None = None
+    quorum: list[int] = field(default_factory=list)
+    released_model: str = ""
+    max_epsilon: float = 0.0
+
+
+@dataclass
+class Report:
+    """The verification result."""
+
+    entries: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    rounds: dict[int, RoundReport] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing failed."""
+        return not self.errors
+
+    def round(self, number: int) -> RoundReport:
+        """The report of round ``number`` (created on first use)."""
+        return self.rounds.setdefault(number, RoundReport(number))
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "errors": self.errors,
+            "warnings": self.warnings,
+            "rounds": [asdict(r) for r in self.rounds.values()],
+        }
+
+
+_RECOMPUTED = {True: "recomputed OK", False: "RECOMPUTE FAILED", None: "not recomputed"}
+
+
+def format_report(report: Report) -> str:
+    """Human-readable summary: one line per round, then warnings, errors and the verdict."""
+    lines = [f"{report.entries} entries"]
+    for r in sorted(report.rounds.values(), key=lambda x: x.round):
+        if not (r.uploads or r.released_model):
+            continue
+        lines.append(
+            f"round {r.round}: {r.uploads} uploads ({r.rejected} rejected), {r.contributors} "
+            f"contributors, total weight {r.total_weight}, "
+            f"aggregate {_RECOMPUTED[r.aggregate_recomputed]}, "
+            f"key holders {r.quorum}, model {r.released_model[:16] or '-'}, "
+            f"max epsilon {r.max_epsilon:.3f}"
+        )
+    lines += [f"warning: {w}" for w in report.warnings]
+    lines += [f"FAIL: {err}" for err in report.errors]
+    lines.append(
+        "audit log verified" if report.ok else f"audit log INVALID: {len(report.errors)} problem(s)"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,86 @@
+"""Checks of the entries of a collecting round: opening, uploads, withdrawals, aggregate.
+
+The rules an upload and a contributor set must meet come from
+:mod:`secagg.protocol.policy`, the functions the server and the key holders call; a
+violation is reported with its reason code.
+"""
+
+from __future__ import annotations
+
+from secagg.protocol.audit_entries import (
+    AggregateEntry,
+    RoundOpenEntry,
+    UploadEntry,
+    UploadRejectedEntry,
+    WithdrawalEntry,
+)
+from secagg.protocol.policy import check_decryption, check_upload
+
+from .context import At, Verification
+from .recompute import recompute_aggregate
+
+
+def check_round_open(v: Verification, at: At, entry: RoundOpenEntry) -> None:
+    """A round after the first starts from the model the previous round released."""
+    r = entry.round
+    if r > 1 and v.seen.released.get(r - 1) != entry.global_model_hash:
+        v.fail(at, f"round {r} starts from a model that round {r - 1} did not release")
+    v.seen.round_model[r] = entry.global_model_hash
+    v.round(r)
+
+
+def check_upload_entry(v: Verification, at: At, entry: UploadEntry) -> None:
+    """The client signed it, it is bound to its round's model, fresh, and within policy."""
+    r, client = entry.round, entry.client
+    if v.roster.role_of(client) != "client":
+        v.fail(at, f"{client} is not in the roster")
+        return
+    signed = entry.signed(v.deployment_id)
+    v.signature(at, signed)
+    if v.seen.round_model.get(r) != entry.global_model_hash:
+        v.fail(at, f"upload of {client} is bound to another global model than round {r}'s")
+    uploads = v.seen.uploads.setdefault(r, {})
+    if client in uploads or (client, entry.nonce) in v.seen.nonces:
+        v.fail(at, f"second upload (or reused nonce) of {client} in round {r}")
+    v.policy(at, lambda: check_upload(v.roster.policy, v.roster.params, signed.statement))
+    uploads[client] = signed.statement
+    v.seen.nonces.add((client, entry.nonce))
+    report = v.round(r)
+    report.uploads += 1
+    report.max_epsilon = max(report.max_epsilon, entry.epsilon)
+
+
+def check_upload_rejected(v: Verification, at: At, entry: UploadRejectedEntry) -> None:
+    """Counted only (the server may log a refusal of anything)."""
+    v.round(entry.round).rejected += 1
+
+
+def check_withdrawal(v: Verification, at: At, entry: WithdrawalEntry) -> None:
+    """The client signed its withdrawal."""
+    v.signature(at, entry.signed(v.deployment_id))
+
+
+def check_aggregate(v: Verification, at: At, entry: AggregateEntry) -> None:
+    """The aggregate lists exactly the accepted uploads, and they may be decrypted together.
+
+    The contributor set passed to :func:`~secagg.protocol.policy.check_decryption` is
+    made of the clients' own signed upload statements (the server cannot forge those),
+    one per input the aggregate lists. With the ciphertexts at hand the aggregate is
+    recomputed and compared with the logged digest.
+    """
+    r = entry.round
+    accepted = v.seen.uploads.get(r, {})
+    expected = {c: (u.ciphertext_hash, u.weight) for c, u in accepted.items()}
+    listed = {i.client: (i.ciphertext_hash, i.weight) for i in entry.inputs}
+    if listed != expected or len(entry.inputs) != len(listed):
+        v.fail(at, f"aggregate of round {r} does not list exactly the accepted uploads")
+    total = sum(i.weight for i in entry.inputs)
+    if total != entry.total_weight:
+        v.fail(at, "total weight does not match the inputs")
+    contributors = [accepted[i.client] for i in entry.inputs if i.client in accepted]
+    policy, params = v.roster.policy, v.roster.params
+    v.policy(at, lambda: check_decryption(policy, params, r, contributors))
+    report = v.round(r)
+    report.contributors, report.total_weight = len(listed), total
+    v.seen.aggregates[r] = entry
+    report.aggregate_recomputed = recompute_aggregate(v, at, entry)
