@@ -6,11 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from clients.connection import Connection
 from secagg import constants as C
 from secagg.proto import service_pb2 as pb
 from secagg.rpc.transport import identity
-
-from clients.connection import Connection
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -3,8 +3,9 @@
 Each round: fetch the round and the global model, check the model (round 1: the hash the
 server announces; later rounds: the server's signed release of the previous round),
 train, encrypt under the joint public key — after checking that every key holder of the
-roster endorsed it — sign (round, client id, nonce, global-model hash, ciphertext hash,
-weight) and upload in chunks. Uploads are idempotent: a retry resends the same signed
+roster endorsed it — sign an :class:`~secagg.protocol.statements.UploadStatement` (round,
+client id, nonce, global-model hash, ciphertext hash, weight, ε spent so far) and upload
+in chunks. Uploads are idempotent: a retry resends the same signed
 upload, and a server answer that it already holds this client's upload counts as done.
 """
 
@@ -20,24 +21,30 @@ from pathlib import Path
 
 import grpc
 
+from clients.connection import Connection, failed_with, upload_stream, verify_release
+from clients.dp_trainer import ACCOUNTANTS, DPConfig
+from clients.trainer import SyntheticTrainer, Trainer
 from secagg import constants as C
 from secagg.ciphertext import encrypt
-from secagg.protocol.roster import Roster
-from secagg.errors import InvalidKeyMaterial, PrivacyBudgetExhausted, SignatureInvalid
+from secagg.errors import (
+    DuplicateUpload,
+    InvalidKeyMaterial,
+    PrivacyBudgetExhausted,
+    ReplayDetected,
+    SignatureInvalid,
+)
 from secagg.keys import JointPublicKey
-from secagg.protocol.model_blob import decode_model
 from secagg.proto import service_pb2 as pb
-from secagg.protocol.signing import (
-    ceremony_digest,
-    sign,
-    upload_digest,
-    verify,
-    withdrawal_digest,
+from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.model_blob import decode_model
+from secagg.protocol.roster import Roster
+from secagg.protocol.statements import (
+    CeremonyStatement,
+    Signed,
+    UploadStatement,
+    WithdrawalStatement,
 )
 from secagg.rpc.transport import Identity, identity
-
-from clients.connection import Connection, blob_header, upload_stream, verify_release
-from clients.trainer import SyntheticTrainer, Trainer
 
 log = logging.getLogger("secagg.client")
 
@@ -51,6 +58,8 @@ def verify_public_key_bundle(bundle: pb.PublicKeyBundle, roster: Roster) -> Join
         A missing endorsement, or a key whose threshold or size differ from the roster.
     SignatureInvalid
         An endorsement whose signature does not verify under the key holder's roster key.
+    UnknownParty
+        An endorsement from a key holder the roster does not know.
 
     Security
     --------
@@ -62,19 +71,7 @@ def verify_public_key_bundle(bundle: pb.PublicKeyBundle, roster: Roster) -> Join
     for e in bundle.endorsements:
         if e.kind != pb.ENDORSEMENT or e.body != key.id_bytes:
             continue
-        verify(
-            roster.keyholder(e.sender).signing_public_key,
-            e.signature,
-            ceremony_digest(
-                deployment_id=roster.deployment_id,
-                kind=e.kind,
-                sender=e.sender,
-                recipient=e.recipient,
-                body=e.body,
-            ),
-            who=f"key holder {e.sender}",
-        )
-        endorsed.add(e.sender)
+        endorsed.add(CeremonyStatement.from_proto(roster.deployment_id, e).verify(roster).sender)
     if endorsed != {k.index for k in roster.keyholders}:
         raise InvalidKeyMaterial("the joint public key is not endorsed by every key holder")
     if key.threshold != roster.policy.threshold or key.keyholders != roster.policy.keyholders:
@@ -99,7 +96,7 @@ class TrainingClient:
         self.trainer = trainer
         self.signing_key = me.signing_key()
         self.conn = Connection(me, address, stop=self.stop)
-        self.state = me.directory / "state"
+        self.state = DeploymentLayout(me.deployment).state_dir(me.name, "client")
         self.state.mkdir(exist_ok=True)
 
     def endorsed_public_key(self) -> JointPublicKey:
@@ -110,8 +107,7 @@ class TrainingClient:
     def _checked_model(self, info: pb.RoundInfo) -> bytes:
         if info.round > 1:
             rel = self.conn.call(self.conn.stub.GetRelease, pb.ReleaseQuery(round=info.round - 1))
-            verify_release(rel, self.roster)
-            if rel.model_hash != info.global_model_hash:
+            if verify_release(rel, self.roster).model_hash != info.global_model_hash:
                 raise SignatureInvalid(
                     "the round's global model is not the one the server released"
                 )
@@ -138,28 +134,20 @@ class TrainingClient:
             self.withdraw(info.round, f"privacy budget exhausted: {exc}")
             raise
         blob = encrypt(key, vector).to_bytes()
-        header = pb.UploadHeader(
-            round=info.round,
-            client_id=self.me.name,
-            nonce=os.urandom(C.UPLOAD_NONCE_BYTES),
-            global_model_hash=info.global_model_hash,
-            weight=weight,
-            blob=blob_header(blob),
-            epsilon=float(getattr(self.trainer, "epsilon_spent", 0.0)),
-        )
-        header.signature = sign(
-            self.signing_key,
-            upload_digest(
+        upload = Signed.create(
+            UploadStatement(
                 deployment_id=self.roster.deployment_id,
-                round_number=info.round,
+                round=info.round,
                 client_id=self.me.name,
-                nonce=header.nonce,
-                global_model_hash=header.global_model_hash,
-                ciphertext_hash=header.blob.sha256,
+                nonce=os.urandom(C.UPLOAD_NONCE_BYTES),
+                global_model_hash=info.global_model_hash,
+                ciphertext_hash=hashlib.sha256(blob).digest(),
                 weight=weight,
-                epsilon=header.epsilon,
+                epsilon=float(getattr(self.trainer, "epsilon_spent", 0.0)),
             ),
+            self.signing_key,
         )
+        header = upload.statement.to_header(upload.signature, total_size=len(blob))
         try:
             receipt = self.conn.call(
                 lambda _, timeout: self.conn.stub.Upload(
@@ -176,7 +164,9 @@ class TrainingClient:
                 receipt.accepted_uploads,
             )
         except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.ALREADY_EXISTS:
+            if not failed_with(
+                exc, ReplayDetected, DuplicateUpload, fallback=grpc.StatusCode.ALREADY_EXISTS
+            ):
                 raise
             log.info(
                 "%s: round %d already holds our upload (%s)",
@@ -184,25 +174,20 @@ class TrainingClient:
                 info.round,
                 exc.details(),
             )
-        self._remember(info.round, hashlib.sha256(blob).digest())
+        self._remember(info.round, upload.statement.ciphertext_hash)
 
     def withdraw(self, round_number: int, reason: str) -> None:
         """Tell the server (signed) that this client takes part in no further rounds."""
-        signature = sign(
-            self.signing_key,
-            withdrawal_digest(
+        withdrawal = Signed.create(
+            WithdrawalStatement(
                 deployment_id=self.roster.deployment_id,
                 client_id=self.me.name,
-                round_number=round_number,
+                round=round_number,
                 reason=reason,
             ),
+            self.signing_key,
         )
-        self.conn.call(
-            self.conn.stub.Withdraw,
-            pb.Withdrawal(
-                client_id=self.me.name, round=round_number, reason=reason, signature=signature
-            ),
-        )
+        self.conn.call(self.conn.stub.Withdraw, withdrawal.statement.to_proto(withdrawal.signature))
         log.warning("%s: withdrew from round %d on: %s", self.me.name, round_number, reason)
 
     def run(self) -> None:
@@ -237,7 +222,7 @@ class TrainingClient:
 def dp_trainer_for(me: Identity, args: argparse.Namespace) -> Trainer:
     """This client's DP trainer on its share of the digits federation."""
     from clients.data import load_federation
-    from clients.dp_trainer import DPConfig, DPTrainer
+    from clients.dp_trainer import DPTrainer
 
     clients = [c.name for c in me.roster.clients]
     index = clients.index(me.name)
@@ -253,9 +238,8 @@ def dp_trainer_for(me: Identity, args: argparse.Namespace) -> Trainer:
         noise_seed=args.insecure_noise_seed,
     )
     federation = load_federation(clients=len(clients), alpha=args.alpha, seed=args.data_seed)
-    return DPTrainer(
-        federation.clients[index], config, state_dir=me.directory / "state", client_seed=index
-    )
+    state_dir = DeploymentLayout(me.deployment).state_dir(me.name, "client")
+    return DPTrainer(federation.clients[index], config, state_dir=state_dir, client_seed=index)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -265,13 +249,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trainer", choices=["synthetic", "dp"], default="synthetic")
     parser.add_argument("--seed", type=int, default=0, help="synthetic trainer seed")
     parser.add_argument("--weight", type=int, default=100, help="synthetic trainer sample count")
+    default = DPConfig.default_of
     dp = parser.add_argument_group("dp trainer (load_digits, Opacus DP-SGD)")
     dp.add_argument("--data-seed", type=int, default=0, help="seed of the federation's data split")
     dp.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration of the split")
-    dp.add_argument("--epsilon", type=float, default=3.0, help="privacy budget over the whole run")
-    dp.add_argument("--delta", type=float, default=1e-5)
-    dp.add_argument("--max-grad-norm", type=float, default=1.0)
-    dp.add_argument("--accountant", choices=["rdp", "prv"], default="prv")
+    dp.add_argument(
+        "--epsilon",
+        type=float,
+        default=default("target_epsilon"),
+        help="privacy budget over the whole run",
+    )
+    dp.add_argument("--delta", type=float, default=default("target_delta"))
+    dp.add_argument("--max-grad-norm", type=float, default=default("max_grad_norm"))
+    dp.add_argument("--accountant", choices=ACCOUNTANTS, default=default("accountant"))
     dp.add_argument(
         "--budget-rounds", type=int, help="rounds the budget is planned for (default: all)"
     )
@@ -295,9 +285,8 @@ def run(args: argparse.Namespace) -> int:
     if args.trainer == "dp":
         trainer = dp_trainer_for(me, args)
     else:
-        trainer = SyntheticTrainer(
-            seed=args.seed, weight=args.weight, record_dir=me.directory / "updates"
-        )
+        record_dir = DeploymentLayout(me.deployment).party_dir(me.name, "client") / "updates"
+        trainer = SyntheticTrainer(seed=args.seed, weight=args.weight, record_dir=record_dir)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

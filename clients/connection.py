@@ -12,10 +12,12 @@ from typing import Any, TypeVar
 import grpc
 
 from secagg import constants as C
-from secagg.protocol.roster import Roster
+from secagg.errors import SecAggError
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.protocol.signing import release_digest, verify
+from secagg.protocol.roster import Roster
+from secagg.protocol.statements import ReleaseStatement
+from secagg.rpc.errors import reason_of
 from secagg.rpc.transport import Identity, chunks, join_chunks
 
 T = TypeVar("T")
@@ -72,21 +74,32 @@ class Connection:
         self.channel.close()
 
 
-def verify_release(release: pb.Release, roster: Roster) -> None:
-    """Check the server's signature on a release; raises SignatureInvalid."""
-    verify(
-        roster.server.signing_public_key,
-        release.server_signature,
-        release_digest(
-            deployment_id=roster.deployment_id,
-            round_number=release.round,
-            model_hash=release.model_hash,
-            aggregate_digest=release.aggregate_digest,
-            quorum=list(release.quorum),
-            partial_digests=list(release.partial_digests),
-        ),
-        who="server",
-    )
+def verify_release(release: pb.Release, roster: Roster) -> ReleaseStatement:
+    """The release's statement, once the server's signature on it checks out.
+
+    Raises
+    ------
+    SignatureInvalid
+        The signature does not verify under the roster's server key.
+
+    Security
+    --------
+    This is the one check every party (clients, key holders, the test harness) applies
+    before it believes a release; never read a release's fields before it passed.
+    """
+    return ReleaseStatement.from_proto(roster.deployment_id, release).verify(roster)
+
+
+def failed_with(exc: grpc.RpcError, *errors: type[SecAggError], fallback: grpc.StatusCode) -> bool:
+    """Whether a call failed with one of ``errors``, judged by the reason code it carries.
+
+    A server that sends no rich status (no reason code) is judged by the status code
+    ``fallback`` instead.
+    """
+    reason = reason_of(exc)
+    if reason is not None:
+        return reason in {error.reason for error in errors}
+    return bool(exc.code() == fallback)
 
 
 def blob_header(data: bytes) -> pb.BlobHeader:
@@ -111,6 +124,7 @@ def partial_stream(header: pb.PartialHeader, data: bytes) -> Iterator[pb.Partial
 __all__ = [
     "Connection",
     "blob_header",
+    "failed_with",
     "join_chunks",
     "partial_stream",
     "upload_stream",

@@ -25,26 +25,43 @@ gives **no** privacy; never set it in a deployment.
 from __future__ import annotations
 
 import json
+import math
 import os
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from clients.data import ClientData, LocalScaler
 from secagg.encoding import F64
 from secagg.errors import ConfigError, PrivacyBudgetExhausted
 from secagg.model_vector import StateDictLayout, flatten_state_dict, unflatten_state_dict
 
-from clients.data import ClientData, LocalScaler
-
 METRICS = 3  # correct, total, loss sum — appended to every update
+
+
+#: Privacy accountants Opacus offers (``DPConfig.accountant``).
+ACCOUNTANTS = ("rdp", "prv")
+#: Local optimizers (``DPConfig.optimizer``).
+OPTIMIZERS = ("sgd", "adam")
 
 
 @dataclass(frozen=True, kw_only=True)
 class DPConfig:
-    """Training and privacy settings of one client."""
+    """Training and privacy settings of one client.
+
+    Validated on construction (every problem is reported in one
+    :class:`~secagg.errors.ConfigError`), so an invalid configuration cannot exist in
+    memory. The defaults here are the one source of the defaults of ``secagg client``'s
+    DP options (see :meth:`default_of`).
+
+    Notes
+    -----
+    ``noise_seed`` makes the DP noise predictable and so removes the privacy; it exists
+    for the demo's comparison against a plaintext baseline only.
+    """
 
     target_epsilon: float = 3.0
     target_delta: float = 1e-5
@@ -61,16 +78,31 @@ class DPConfig:
     noise_seed: int | None = None
 
     def __post_init__(self) -> None:
-        if self.accountant not in ("rdp", "prv"):
-            raise ConfigError("accountant must be 'rdp' or 'prv'")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ConfigError("optimizer must be 'sgd' or 'adam'")
-        if self.target_epsilon <= 0 or not 0 < self.target_delta < 1:
-            raise ConfigError("need target_epsilon > 0 and 0 < target_delta < 1")
+        problems = []
+        if self.accountant not in ACCOUNTANTS:
+            problems.append("accountant must be 'rdp' or 'prv'")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append("optimizer must be 'sgd' or 'adam'")
+        if not 0 < self.target_epsilon < math.inf:
+            problems.append("target_epsilon must be positive and finite")
+        if not 0 < self.target_delta < 1:
+            problems.append("target_delta must lie in (0, 1)")
+        if not 0 < self.max_grad_norm < math.inf:
+            problems.append("max_grad_norm must be positive and finite")
+        if not 0 < self.learning_rate < math.inf:
+            problems.append("learning_rate must be positive and finite")
         if not 0 <= self.lr_decay < 1:
-            raise ConfigError("lr_decay must lie in [0, 1)")
-        if min(self.rounds, self.local_epochs, self.batch_size, self.hidden) < 1:
-            raise ConfigError("rounds, local_epochs, batch_size and hidden must be positive")
+            problems.append("lr_decay must lie in [0, 1)")
+        for name in ("rounds", "local_epochs", "batch_size", "hidden"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be positive")
+        if problems:
+            raise ConfigError("invalid DP configuration: " + "; ".join(problems))
+
+    @classmethod
+    def default_of(cls, name: str) -> Any:
+        """The default value of a field (the one source of CLI defaults; KeyError if none)."""
+        return {f.name: f.default for f in fields(cls)}[name]
 
 
 def build_model(hidden: int, seed: int) -> Any:

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 import secagg
 from clients.client import verify_public_key_bundle
+from secagg.errors import UnknownParty
+from secagg.proto import service_pb2 as pb
 from secagg.protocol.deployment import init_deployment
 from secagg.protocol.roster import Roster
-from secagg.proto import service_pb2 as pb
-from secagg.protocol.signing import ceremony_digest, sign
+from secagg.protocol.statements import CeremonyStatement, Signed
+from secagg.rpc.transport import identity
 
 
 @pytest.fixture(scope="module")
@@ -24,21 +25,14 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Roster, secag
 
 
 def _endorsement(dep: Path, roster: Roster, index: int, body: bytes) -> pb.CeremonyMessage:
-    pem = (dep / "keyholders" / f"kh{index}" / "signing.key").read_bytes()
-    key = serialization.load_pem_private_key(pem, password=None)
-    digest = ceremony_digest(
-        deployment_id=roster.deployment_id,
-        kind=pb.ENDORSEMENT,
-        sender=index,
-        recipient=0,
-        body=body,
+    signing_key = identity(dep, f"kh{index}").signing_key()
+    endorsement = Signed.create(
+        CeremonyStatement.of_body(
+            roster.deployment_id, kind=pb.ENDORSEMENT, sender=index, recipient=0, body=body
+        ),
+        signing_key,
     )
-    return pb.CeremonyMessage(
-        kind=pb.ENDORSEMENT,
-        sender=index,
-        body=body,
-        signature=sign(key, digest),  # type: ignore[arg-type]
-    )
+    return endorsement.statement.to_proto(body, endorsement.signature)
 
 
 def _bundle(
@@ -85,3 +79,13 @@ def test_key_with_other_threshold_is_refused(world: tuple[Path, Roster, secagg.K
     other = secagg.dealerless_keygen(n=3, t=3, params=roster.params).public_key
     with pytest.raises(secagg.InvalidKeyMaterial, match="threshold"):
         verify_public_key_bundle(_bundle(dep, roster, other, [1, 2, 3]), roster)
+
+
+def test_endorsement_by_unknown_keyholder_is_refused(
+    world: tuple[Path, Roster, secagg.KeySet],
+) -> None:
+    dep, roster, keys = world
+    bundle = _bundle(dep, roster, keys.public_key, [1, 2, 3])
+    bundle.endorsements[2].sender = 9  # no key holder 9 in the roster
+    with pytest.raises(UnknownParty, match="no key holder with index 9"):
+        verify_public_key_bundle(bundle, roster)

@@ -1,144 +1,64 @@
-"""Process management for the integration tests (not a test module).
+"""The integration tests' view of a deployment (not a test module).
 
 A :class:`Deployment` is one ``secagg init`` directory plus the real processes started on
-it (``python -m secagg.cli serve | keyholder | client``), each with its stdout and stderr
-captured to files so a failing test can print them. Every wait is bounded in time.
+it (``python -m secagg.cli serve | keyholder | client``; process management in
+:mod:`._processes`), each with its stdout and stderr captured to files so a failing test
+can print them. Every wait is bounded in time.
 
 The helpers that talk to the server from the test process use the library and the
-generated gRPC stubs over the same mTLS channels the parties use; they build uploads
-exactly like ``clients/client.py`` so that a test can change one field at a time.
+generated gRPC stubs over the same mTLS channels the parties use; uploads are built by
+:mod:`._uploads` through the same statement types as ``clients/client.py``, so that a
+test can change one field at a time. Paths come from
+:class:`~secagg.protocol.layout.DeploymentLayout`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import Any
 
 import grpc
 import numpy as np
 
 from clients.connection import verify_release
-from secagg import constants as C
 from secagg.ciphertext import encrypt
-from secagg.protocol.roster import Roster, load_roster
 from secagg.keys import JointPublicKey
-from secagg.protocol.model_blob import decode_model
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.protocol.signing import sign, upload_digest
-from secagg.rpc.transport import chunks, identity
+from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.model_blob import decode_model
+from secagg.protocol.roster import Roster, load_roster
+from secagg.rpc.transport import identity
 
-REPO = Path(__file__).resolve().parents[2]
-T = TypeVar("T")
+from ._processes import REPO, Proc, ProcessGroup, _env, cli, free_port, wait_until
+from ._uploads import signed_upload, upload_requests
 
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def cli(*args: str | Path, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m secagg.cli ARGS`` to completion (bounded by ``timeout``)."""
-    return subprocess.run(
-        [sys.executable, "-m", "secagg.cli", *map(str, args)],
-        cwd=REPO,
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+__all__ = [
+    "REPO",
+    "Deployment",
+    "Harness",
+    "Proc",
+    "_env",
+    "cli",
+    "free_port",
+    "max_error",
+    "upload_requests",
+    "wait_until",
+    "weighted_mean",
+]
 
 
-def wait_until(
-    predicate: Callable[[], T],
-    *,
-    timeout: float,
-    what: str,
-    interval: float = 0.2,
-    diagnostics: Callable[[], str] | None = None,
-) -> T:
-    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    give_up = time.monotonic() + timeout
-    last: T = predicate()
-    while not last:
-        if time.monotonic() > give_up:
-            extra = f"\n{diagnostics()}" if diagnostics else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{extra}")
-        time.sleep(interval)
-        last = predicate()
-    return last
-
-
-@dataclass
-class Proc:
-    """One started process and its captured output."""
-
-    name: str
-    popen: subprocess.Popen[bytes]
-    stdout_path: Path
-    stderr_path: Path
-    files: list[IO[bytes]] = field(default_factory=list)
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def output(self) -> str:
-        """stdout + stderr captured so far."""
-        parts = []
-        for path in (self.stdout_path, self.stderr_path):
-            with contextlib.suppress(OSError):
-                parts.append(path.read_text(errors="replace"))
-        return "".join(parts)
-
-    def signal(self, sig: int) -> None:
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.popen.pid, sig)
-
-    def wait(self, timeout: float) -> int:
-        return self.popen.wait(timeout=timeout)
-
-    def close_files(self) -> None:
-        for fh in self.files:
-            with contextlib.suppress(OSError):
-                fh.close()
-        self.files.clear()
-
-
-class Deployment:
+class Deployment(ProcessGroup):
     """A deployment directory, its processes and the test's own view of the server."""
 
     def __init__(self, directory: Path, logs: Path) -> None:
+        super().__init__(logs)
         self.directory = directory
-        self.logs = logs
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.procs: dict[str, Proc] = {}
-        self.history: list[Proc] = []  # every process ever started, for the logs
+        self.layout = DeploymentLayout(directory)
         self._channels: dict[str, grpc.Channel] = {}
 
     # ------------------------------------------------------------ setup
@@ -189,30 +109,7 @@ class Deployment:
 
     @property
     def data(self) -> Path:
-        return self.directory / "server" / "data"
-
-    # ------------------------------------------------------------ processes
-    def start(self, name: str, *args: str | Path) -> Proc:
-        """Start ``python -m secagg.cli ARGS`` as party ``name``."""
-        if name in self.procs and self.procs[name].alive():
-            raise AssertionError(f"{name} is already running")
-        n = sum(1 for p in self.history if p.name == name)
-        out_path = self.logs / f"{name}.{n}.stdout"
-        err_path = self.logs / f"{name}.{n}.stderr"
-        out, err = open(out_path, "wb"), open(err_path, "wb")  # noqa: SIM115 (closed in stop)
-        popen = subprocess.Popen(
-            [sys.executable, "-m", "secagg.cli", *map(str, args)],
-            cwd=REPO,
-            env=_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-        proc = Proc(name, popen, out_path, err_path, [out, err])
-        self.procs[name] = proc
-        self.history.append(proc)
-        return proc
+        return self.layout.server_data
 
     def serve(self) -> Proc:
         proc = self.start("server", "serve", self.directory)
@@ -235,69 +132,12 @@ class Deployment:
             str(weight),
         )
 
-    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
-        """Send ``sig`` to one process and wait for it to exit; returns its exit code."""
-        proc = self.procs[name]
-        proc.signal(sig)
-        try:
-            code = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.signal(signal.SIGKILL)
-            code = proc.wait(10)
-        proc.close_files()
-        return code
-
-    def kill(self, name: str) -> None:
-        """SIGKILL one process (no chance to clean up)."""
-        self.stop(name, signal.SIGKILL)
-
-    def wait_exit(self, name: str, timeout: float) -> int:
-        proc = self.procs[name]
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(
-                f"{name} did not exit within {timeout:.0f}s\n{self.log_tail()}"
-            ) from None
-
     def stop_all(self) -> None:
-        """Terminate every process still running (SIGTERM, then SIGKILL), the server last:
-        agents whose server is gone retry for minutes before they look at SIGTERM."""
-        agents = [p for p in self.procs.values() if p.name != "server"]
-        server = [p for p in self.procs.values() if p.name == "server"]
-        for group in (agents, server):
-            # without a server, agents would sit out their retries: don't wait long for them
-            grace = 10.0 if any(p.alive() for p in server) or group is server else 2.0
-            for proc in group:
-                proc.signal(signal.SIGCONT)  # in case a test left it stopped
-                proc.signal(signal.SIGTERM)
-            give_up = time.monotonic() + grace
-            for proc in group:
-                try:
-                    proc.wait(max(0.1, give_up - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    proc.signal(signal.SIGKILL)
-                    with contextlib.suppress(subprocess.TimeoutExpired):
-                        proc.wait(10)
-                proc.close_files()
+        """Terminate every process (see :meth:`ProcessGroup.stop_all`), close the channels."""
+        super().stop_all()
         for ch in self._channels.values():
             ch.close()
         self._channels.clear()
-
-    def assert_running(self, *names: str) -> None:
-        for name in names:
-            proc = self.procs[name]
-            assert proc.alive(), (
-                f"{name} exited with {proc.popen.returncode}:\n{proc.output()[-4000:]}"
-            )
-
-    def log_tail(self, chars: int = 3000) -> str:
-        out = []
-        for proc in self.history:
-            text = proc.output()
-            if text:
-                out.append(f"----- {proc.name} (pid {proc.pid}) -----\n{text[-chars:]}")
-        return "\n".join(out)
 
     # ------------------------------------------------------------ the test's gRPC view
     def stub(self, party: str = "admin") -> pb_grpc.AggregationStub:
@@ -314,7 +154,8 @@ class Deployment:
     def round_info(self) -> pb.RoundInfo | None:
         """GetRound as the operator, or None if the server does not answer."""
         try:
-            return self.stub().GetRound(pb.Empty(), timeout=3)
+            info: pb.RoundInfo = self.stub().GetRound(pb.Empty(), timeout=3)
+            return info
         except grpc.RpcError:
             self.reset_channel()  # reconnect at once next time (no channel backoff)
             return None
@@ -357,7 +198,8 @@ class Deployment:
     def get_release(self, rnd: int) -> pb.Release | None:
         """GetRelease as the operator (None: NOT_FOUND)."""
         try:
-            return self.stub().GetRelease(pb.ReleaseQuery(round=rnd), timeout=10)
+            release: pb.Release = self.stub().GetRelease(pb.ReleaseQuery(round=rnd), timeout=10)
+            return release
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
@@ -403,7 +245,7 @@ class Deployment:
     # ------------------------------------------------------------ state on disk
     def db_rows(self, sql: str, args: tuple[object, ...] = ()) -> list[Any]:
         """Read the server's SQLite database (only while the server runs: WAL readers)."""
-        conn = sqlite3.connect(f"file:{self.data / 'state.db'}?mode=ro", uri=True, timeout=10)
+        conn = sqlite3.connect(f"file:{self.layout.database}?mode=ro", uri=True, timeout=10)
         try:
             return list(conn.execute(sql, args).fetchall())
         finally:
@@ -415,7 +257,7 @@ class Deployment:
 
     def model_of(self, release: pb.Release) -> np.ndarray:
         """The released model: the blob named by ``release.model_hash``, checked and parsed."""
-        blob = (self.data / "blobs" / release.model_hash.hex()).read_bytes()
+        blob = (self.layout.blobs / release.model_hash.hex()).read_bytes()
         assert hashlib.sha256(blob).digest() == release.model_hash
         rnd, vector = decode_model(blob, length=self.roster.policy.model_length)
         assert rnd == release.round + 1, "the model released after round r is round r+1's input"
@@ -423,11 +265,13 @@ class Deployment:
 
     def recorded_update(self, client: str, rnd: int) -> np.ndarray:
         """The plaintext vector a synthetic client trained in round ``rnd``."""
-        return np.load(self.directory / "clients" / client / "updates" / f"round-{rnd}.npy")
+        updates = self.layout.party_dir(client, "client") / "updates"
+        vector: np.ndarray = np.load(updates / f"round-{rnd}.npy")
+        return vector
 
     def verify_release(self, release: pb.Release) -> None:
         """Check the server's signature with the roster's server key (raises)."""
-        verify_release(release, self.roster)
+        verify_release(release, self.roster)  # the clients' and key holders' own check
 
     def fedavg_error(
         self, release: pb.Release, clients: Mapping[str, tuple[int, int]], rnd: int
@@ -476,31 +320,9 @@ class Deployment:
         if blob is None:
             assert vector is not None
             blob = encrypt(key or self.public_key(), vector).to_bytes()
-        header = pb.UploadHeader(
-            round=info.round,
-            client_id=client,
-            nonce=os.urandom(C.UPLOAD_NONCE_BYTES),
-            global_model_hash=info.global_model_hash,
-            weight=weight,
-            blob=pb.BlobHeader(total_size=len(blob), sha256=hashlib.sha256(blob).digest()),
-        )
-        for name, value in overrides.items():
-            if name in ("total_size", "sha256"):
-                setattr(header.blob, name, value)
-            else:
-                setattr(header, name, value)
         signer = identity(self.directory, client).signing_key()
-        header.signature = sign(
-            signer,
-            upload_digest(
-                deployment_id=self.roster.deployment_id,
-                round_number=header.round,
-                client_id=header.client_id,
-                nonce=header.nonce,
-                global_model_hash=header.global_model_hash,
-                ciphertext_hash=header.blob.sha256,
-                weight=header.weight,
-            ),
+        header = signed_upload(
+            self.roster.deployment_id, signer, client, info, blob, weight=weight, **overrides
         )
         return header, blob
 
@@ -509,13 +331,8 @@ class Deployment:
     ) -> pb.UploadReceipt:
         """Stream one upload (header, then 1 MiB chunks) over ``party``'s channel."""
         stub = stub or self.stub(party)
-        return stub.Upload(upload_requests(header, blob), timeout=120)
-
-
-def upload_requests(header: pb.UploadHeader, blob: bytes) -> Iterator[pb.UploadRequest]:
-    yield pb.UploadRequest(header=header)
-    for c in chunks(blob):
-        yield pb.UploadRequest(chunk=c)
+        receipt: pb.UploadReceipt = stub.Upload(upload_requests(header, blob), timeout=120)
+        return receipt
 
 
 def weighted_mean(vectors: Sequence[np.ndarray], weights: Sequence[int]) -> np.ndarray:

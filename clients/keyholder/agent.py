@@ -1,0 +1,185 @@
+"""The key holder's agent loop: the ceremony once, then policy-checked decryption tasks.
+
+For every task the agent either returns a partial decryption, signed as a
+:class:`~secagg.protocol.statements.PartialStatement` together with its co-signature of
+the audit-log checkpoint it was shown (:class:`~secagg.protocol.statements.CheckpointStatement`),
+or a signed :class:`~secagg.protocol.statements.RefusalStatement` whose reason is
+``"<REASON_CODE>: <text>"`` of the check that failed (:mod:`clients.keyholder.checks`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import suppress
+
+import grpc
+
+from clients.connection import Connection, blob_header, partial_stream
+from clients.keyholder.ceremony import CeremonyRelay, run_ceremony
+from clients.keyholder.checks import verified_aggregate
+from clients.keyholder.storage import KeyHolderState
+from secagg import constants as C
+from secagg.aggregate import EncryptedAggregate
+from secagg.errors import InvalidKeyMaterial, SecAggError
+from secagg.keys import JointPublicKey, KeyShare
+from secagg.proto import service_pb2 as pb
+from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.statements import (
+    CheckpointStatement,
+    PartialStatement,
+    RefusalStatement,
+    Signed,
+)
+from secagg.rpc.transport import Identity
+from secagg.threshold import partial_decrypt
+
+log = logging.getLogger("secagg.keyholder")
+
+
+class KeyHolder:
+    """One key holder's agent."""
+
+    def __init__(
+        self, me: Identity, *, passphrase: bytes | None = None, stop: threading.Event | None = None
+    ) -> None:
+        self.stop = stop or threading.Event()
+        self.me = me
+        self.roster = me.roster
+        self.params = me.roster.params
+        self.index = self.roster.keyholder_named(me.name).index
+        self.signing_key = me.signing_key()
+        layout = DeploymentLayout(me.deployment)
+        self.state = KeyHolderState(
+            layout.party_dir(me.name, "keyholder"),
+            layout.state_dir(me.name, "keyholder"),
+            passphrase=passphrase,
+        )
+        self.conn = Connection(me, stop=self.stop)
+
+    def ceremony(self, stop: threading.Event) -> KeyShare:
+        """Run the dealerless key generation through the server relay."""
+        relay = CeremonyRelay(
+            self.conn, self.roster, index=self.index, signing_key=self.signing_key
+        )
+        return run_ceremony(relay, self.me.exchange_key(), keep=self.state.save_share, stop=stop)
+
+    # ------------------------------------------------------------ decryption tasks
+    def handle(self, task: pb.DecryptionTask, share: KeyShare) -> None:
+        """Answer one task, keeping the server informed that this key holder is alive."""
+        done = threading.Event()
+
+        def heartbeat() -> None:
+            while not done.wait(C.POLL_SECONDS * 3):
+                with suppress(grpc.RpcError):
+                    self.conn.stub.GetRound(pb.Empty(), timeout=C.RPC_TIMEOUT_SECONDS)
+
+        beat = threading.Thread(target=heartbeat, daemon=True)
+        beat.start()
+        try:
+            self.answer(task, share)
+        except grpc.RpcError as exc:
+            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            log.warning(
+                "key holder %d: task %d dropped: %s", self.index, task.task_id, exc.details()
+            )
+        finally:
+            done.set()
+            beat.join()
+
+    def answer(self, task: pb.DecryptionTask, share: KeyShare) -> None:
+        """A signed partial decryption, or a signed refusal with the failed check's reason."""
+        try:
+            aggregate = verified_aggregate(
+                self.conn,
+                self.roster,
+                task,
+                decrypted=self.state.decrypted(),
+                public_key_id=share.public_key_id,
+            )
+        except SecAggError as exc:
+            self.refuse(task, f"{exc.reason}: {exc}")
+            return
+        self.send_partial(task, share, aggregate)
+
+    def refuse(self, task: pb.DecryptionTask, reason: str) -> None:
+        """Sign and report a refusal."""
+        log.warning("key holder %d refuses round %d: %s", self.index, task.round, reason)
+        refusal = Signed.create(
+            RefusalStatement(
+                deployment_id=self.roster.deployment_id,
+                round=task.round,
+                keyholder=self.index,
+                reason=reason,
+            ),
+            self.signing_key,
+        )
+        self.conn.call(
+            self.conn.stub.RefuseTask,
+            refusal.statement.to_proto(refusal.signature, task_id=task.task_id),
+        )
+
+    def send_partial(
+        self, task: pb.DecryptionTask, share: KeyShare, aggregate: EncryptedAggregate
+    ) -> None:
+        """Partially decrypt, record the decryption durably, then sign and stream the partial."""
+        part = partial_decrypt(share, aggregate, quorum=list(task.quorum))
+        self.state.remember_decryption(task.round, aggregate.digest)
+        blob = part.to_bytes()
+        partial = Signed.create(
+            PartialStatement(
+                deployment_id=self.roster.deployment_id,
+                round=task.round,
+                keyholder=self.index,
+                partial_digest=part.digest,
+                aggregate_digest=aggregate.digest,
+            ),
+            self.signing_key,
+        )
+        checkpoint = Signed.create(
+            CheckpointStatement(
+                deployment_id=self.roster.deployment_id, size=task.log_size, head=task.log_head
+            ),
+            self.signing_key,
+        )
+        header = pb.PartialHeader(
+            task_id=task.task_id,
+            round=task.round,
+            keyholder=self.index,
+            blob=blob_header(blob),
+            signature=partial.signature,
+            checkpoint_signature=checkpoint.signature,
+        )
+        self.conn.call(
+            lambda _, timeout: self.conn.stub.SubmitPartial(
+                partial_stream(header, blob), timeout=timeout
+            ),
+            None,
+            timeout=C.TRANSFER_TIMEOUT_SECONDS,
+        )
+        log.info("key holder %d: partial decryption for round %d sent", self.index, task.round)
+
+    # ------------------------------------------------------------ the loop
+    def run(self) -> None:
+        """Ceremony if needed, then answer tasks until stopped."""
+        try:
+            self._run()
+        except (grpc.RpcError, InterruptedError):
+            if not self.stop.is_set():
+                raise
+
+    def _run(self) -> None:
+        stop = self.stop
+        share = self.state.load_share(self.params) or self.ceremony(stop)
+        bundle_key = JointPublicKey.from_bytes(
+            self.conn.call(self.conn.stub.GetPublicKey, pb.Empty()).public_key, self.params
+        )
+        if bundle_key.id_bytes != share.public_key_id:
+            raise InvalidKeyMaterial("the server publishes another joint public key than ours")
+        while not stop.is_set():
+            task = self.conn.call(self.conn.stub.GetDecryptionTask, pb.Empty())
+            if task.pending:
+                self.handle(task, share)
+            else:
+                stop.wait(C.POLL_SECONDS)
