@@ -177,3 +177,15 @@ class MalformedStatement(PolicyViolation):
     """A signed statement's fields have the wrong size or form."""
 
     reason: ClassVar[str] = "MALFORMED_STATEMENT"
+
+
+class AlreadyDecrypted(PolicyViolation):
+    """The round was already decrypted (another aggregate, or a release exists)."""
+
+    reason: ClassVar[str] = "ALREADY_DECRYPTED"
+
+
+class AggregateMismatch(PolicyViolation):
+    """An aggregate is not the weighted sum of the uploads it claims to be."""
+
+    reason: ClassVar[str] = "AGGREGATE_MISMATCH"

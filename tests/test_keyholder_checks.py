@@ -22,10 +22,10 @@ from clients.keyholder.checks import check_not_decrypted, check_task
 from clients.keyholder.storage import KeyHolderState
 from secagg import constants as C
 from secagg.errors import (
+    AlreadyDecrypted,
     DuplicateContributor,
     EpsilonOverBudget,
     MixedGlobalModels,
-    ReplayDetected,
     SecAggError,
     SignatureInvalid,
     TooFewContributors,
@@ -177,7 +177,7 @@ def test_second_aggregate_of_a_decrypted_round(world: tuple[Path, Roster], tmp_p
     state.remember_decryption(1, t.aggregate_digest)
     check_not_decrypted(state.decrypted(), t)  # the same aggregate again: allowed
     state.remember_decryption(1, hashlib.sha256(b"another aggregate").digest())
-    with pytest.raises(ReplayDetected, match="already decrypted with another aggregate"):
+    with pytest.raises(AlreadyDecrypted, match="already decrypted with another aggregate"):
         check_not_decrypted(state.decrypted(), t)
     assert (tmp_path / "state" / "decrypted.json").stat().st_mode & 0o777 == 0o600
 

@@ -29,7 +29,7 @@ from clients.connection import Connection, verify_release
 from secagg import constants as C
 from secagg.aggregate import Aggregator, EncryptedAggregate
 from secagg.ciphertext import EncryptedVector
-from secagg.errors import InvalidCiphertext, ReplayDetected, SignatureInvalid, WrongRound
+from secagg.errors import AggregateMismatch, AlreadyDecrypted, SignatureInvalid, WrongRound
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.policy import check_decryption
 from secagg.protocol.roster import Roster
@@ -67,14 +67,14 @@ def check_round_closed(conn: Connection, task: pb.DecryptionTask) -> None:
 
 
 def check_not_decrypted(decrypted: Mapping[int, bytes], task: pb.DecryptionTask) -> None:
-    """No other aggregate of the round was decrypted here (raises :class:`ReplayDetected`)."""
+    """No other aggregate of the round was decrypted here (raises :class:`AlreadyDecrypted`)."""
     done = decrypted.get(task.round)
     if done is not None and done != task.aggregate_digest:
-        raise ReplayDetected(f"round {task.round} was already decrypted with another aggregate")
+        raise AlreadyDecrypted(f"round {task.round} was already decrypted with another aggregate")
 
 
 def check_not_released(conn: Connection, roster: Roster, task: pb.DecryptionTask) -> None:
-    """No validly signed release of the round exists (raises :class:`ReplayDetected`).
+    """No validly signed release of the round exists (raises :class:`AlreadyDecrypted`).
 
     A release whose signature does not verify is ignored (the server cannot block a
     decryption by presenting garbage).
@@ -91,7 +91,7 @@ def check_not_released(conn: Connection, roster: Roster, task: pb.DecryptionTask
         verify_release(release, roster)
     except SignatureInvalid:
         return
-    raise ReplayDetected(f"round {task.round} was already decrypted and released")
+    raise AlreadyDecrypted(f"round {task.round} was already decrypted and released")
 
 
 def recompute_aggregate(
@@ -106,20 +106,20 @@ def recompute_aggregate(
 
     Raises
     ------
-    InvalidCiphertext
+    AggregateMismatch
         The aggregate or a listed ciphertext does not parse, the aggregate's digest is
         not the task's, or it is not the weighted sum of the listed ciphertexts.
     """
     params = roster.params
     aggregate = EncryptedAggregate.from_bytes(conn.download(task.aggregate_hash), params)
     if aggregate.digest != task.aggregate_digest:
-        raise InvalidCiphertext("aggregate digest does not match the task")
+        raise AggregateMismatch("aggregate digest does not match the task")
     recomputed = Aggregator(params, public_key_id=public_key_id, length=aggregate.vector.length)
     for c in contributions:
         blob = conn.download(c.ciphertext_hash)
         recomputed.add(EncryptedVector.from_bytes(blob, params), c.weight)
     if recomputed.result().digest != aggregate.digest:
-        raise InvalidCiphertext("aggregate does not equal the weighted sum of the listed uploads")
+        raise AggregateMismatch("aggregate does not equal the weighted sum of the listed uploads")
     return aggregate
 
 
