@@ -14,14 +14,16 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from secagg import constants as C
-from secagg.protocol.audit_log import AuditLog
-from secagg.protocol.model_blob import decode_model
 from secagg.proto import service_pb2_grpc as pb_grpc
+from secagg.protocol.audit_log import AuditLog
+from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.model_blob import decode_model
 from secagg.rpc.transport import identity
-
+from server.audit_trail import AuditTrail
+from server.context import Context
 from server.rounds import RoundManager
 from server.service import AggregationService
-from server.store import BlobStore, Database
+from server.store import BlobStore, SqliteStore
 
 log = logging.getLogger("secagg.server")
 
@@ -37,9 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM."""
     me = identity(args.deployment, "server")
-    data = args.data or me.directory / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(data / "server.log")
+    layout = DeploymentLayout(args.deployment, args.data)
+    layout.server_data.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(layout.server_log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("secagg").addHandler(handler)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s server %(levelname)s %(message)s")
@@ -48,17 +50,16 @@ def run(args: argparse.Namespace) -> int:
         _, initial = decode_model(
             args.initial_model.read_bytes(), length=me.roster.policy.model_length
         )
-    audit = AuditLog(data / "audit.log")
-    roster_digest = hashlib.sha256((args.deployment / "roster.toml").read_bytes()).digest()
-    rounds = RoundManager(
-        Database(data / "state.db"),
-        BlobStore(data / "blobs"),
-        me.roster,
-        me.signing_key(),
-        initial,
-        audit=audit,
-        roster_digest=roster_digest,
+    roster_digest = hashlib.sha256(layout.roster.read_bytes()).digest()
+    signing_key = me.signing_key()
+    ctx = Context(
+        store=SqliteStore(layout.database, deployment_id=me.roster.deployment_id),
+        blobs=BlobStore(layout.blobs),
+        roster=me.roster,
+        audit=AuditTrail(AuditLog(layout.audit_log), me.roster, signing_key),
+        signing_key=signing_key,
     )
+    rounds = RoundManager(ctx, initial, roster_digest=roster_digest)
     rounds.recover()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
     pb_grpc.add_AggregationServicer_to_server(AggregationService(rounds), server)  # type: ignore[no-untyped-call]

@@ -1,8 +1,10 @@
 """The gRPC servicer: authenticates the peer, maps RPCs to the round manager, maps errors.
 
 Every RPC first resolves the caller's role from its certificate's common name and the
-roster; a caller in the wrong role gets PERMISSION_DENIED. Library errors become gRPC
-status codes with the error's message, so callers see *why* (e.g. ``ReplayDetected:``).
+roster; a caller in the wrong role gets PERMISSION_DENIED. Library errors cross the wire
+as rich statuses (:func:`secagg.rpc.errors.abort_with`): the status code comes from the
+error's class, the details carry its machine-readable reason, and the message keeps
+``"ClassName: text"`` so people see *why* (e.g. ``ReplayDetected: ...``).
 """
 
 from __future__ import annotations
@@ -10,53 +12,33 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 import grpc
 
 from secagg import constants as C
 from secagg.errors import (
     AuditWriteFailed,
-    DuplicateUpload,
     InvalidCiphertext,
     InvalidPartialDecryption,
     PermissionDenied,
-    PolicyViolation,
-    QuorumNotMet,
-    ReplayDetected,
     SecAggError,
-    SignatureInvalid,
     SizeLimitExceeded,
-    WeightBudgetExceeded,
 )
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
+from secagg.rpc.errors import abort_with
 from secagg.rpc.transport import chunks, join_chunks, peer_name
-
 from server.rounds import RoundManager
 
 log = logging.getLogger("secagg.server")
 T = TypeVar("T")
 
-_CODES: list[tuple[type[SecAggError], grpc.StatusCode]] = [
-    (ReplayDetected, grpc.StatusCode.ALREADY_EXISTS),
-    (DuplicateUpload, grpc.StatusCode.ALREADY_EXISTS),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (SizeLimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (SignatureInvalid, grpc.StatusCode.UNAUTHENTICATED),
-    (InvalidCiphertext, grpc.StatusCode.INVALID_ARGUMENT),
-    (InvalidPartialDecryption, grpc.StatusCode.INVALID_ARGUMENT),
-    (WeightBudgetExceeded, grpc.StatusCode.INVALID_ARGUMENT),
-    (QuorumNotMet, grpc.StatusCode.UNAVAILABLE),
-    (AuditWriteFailed, grpc.StatusCode.UNAVAILABLE),
-    (PolicyViolation, grpc.StatusCode.FAILED_PRECONDITION),
-    (SecAggError, grpc.StatusCode.INVALID_ARGUMENT),
-]
 
-
-def _abort(context: grpc.ServicerContext, exc: SecAggError) -> None:
-    code = next(c for cls, c in _CODES if isinstance(exc, cls))
-    context.abort(code, f"{type(exc).__name__}: {exc}")
+def _abort(context: grpc.ServicerContext, exc: SecAggError) -> NoReturn:
+    """Abort with the rich status of ``exc`` (see :mod:`secagg.rpc.errors`)."""
+    abort_with(context, exc)
+    raise AssertionError("unreachable") from exc
 
 
 class AggregationService(pb_grpc.AggregationServicer):
@@ -71,10 +53,7 @@ class AggregationService(pb_grpc.AggregationServicer):
         name = peer_name(context)
         role = self.roster.role_of(name) if name else None
         if role not in roles:
-            context.abort(
-                grpc.StatusCode.PERMISSION_DENIED,
-                f"PermissionDenied: {name!r} may not call this method",
-            )
+            _abort(context, PermissionDenied(f"{name!r} may not call this method"))
         assert name is not None
         return name
 
@@ -87,7 +66,6 @@ class AggregationService(pb_grpc.AggregationServicer):
         except SecAggError as exc:
             log.warning("refused %s: %s", peer_name(context), exc)
             _abort(context, exc)
-            raise AssertionError("unreachable") from exc
 
     # ------------------------------------------------------------- ceremony
     def PostCeremonyMessage(
@@ -142,7 +120,7 @@ class AggregationService(pb_grpc.AggregationServicer):
         assert first is not None
         header = first.header
         try:
-            self.rounds.precheck_upload(client, header)
+            signed = self.rounds.precheck_upload(client, header)
             try:
                 blob = join_chunks(
                     (m.chunk for m in request_iterator if m.WhichOneof("part") == "chunk"),
@@ -151,13 +129,12 @@ class AggregationService(pb_grpc.AggregationServicer):
                 )
             except ValueError as exc:
                 raise InvalidCiphertext(str(exc)) from None
-            return self.rounds.accept_upload(client, header, blob)
+            return self.rounds.accept_upload(signed, blob)
         except SecAggError as exc:
             if not isinstance(exc, AuditWriteFailed):
                 self.rounds.log_rejection(client, header, f"{type(exc).__name__}: {exc}")
             log.warning("refused upload from %s: %s", client, exc)
             _abort(context, exc)
-            raise AssertionError("unreachable") from exc
 
     def GetRelease(self, request: pb.ReleaseQuery, context: grpc.ServicerContext) -> pb.Release:
         self._caller(context, "client", "keyholder", "admin")
@@ -189,7 +166,7 @@ class AggregationService(pb_grpc.AggregationServicer):
         assert first is not None
         header = first.header
         if header.blob.total_size > C.MAX_SERIALIZED_BYTES:
-            context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "partial too large")
+            _abort(context, SizeLimitExceeded("partial too large"))
         try:
             blob = join_chunks(
                 (m.chunk for m in request_iterator if m.WhichOneof("part") == "chunk"),
@@ -197,7 +174,7 @@ class AggregationService(pb_grpc.AggregationServicer):
                 sha256=header.blob.sha256,
             )
         except ValueError as exc:
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"InvalidPartialDecryption: {exc}")
+            _abort(context, InvalidPartialDecryption(str(exc)))
         status = self._guard(context, lambda: self.rounds.submit_partial(index, header, blob))
         return pb.Ack(status=status)
 

@@ -24,17 +24,17 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asecagg/proto/service.proto\x12\x11secagg.service.v1\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"0\n\nBlobHeader\x12\x12\n\ntotal_size\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"\x1d\n\x0b\x42lobRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\"\x07\n\x05\x45mpty\"\x84\x01\n\x0f\x43\x65remonyMessage\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.secagg.service.v1.CeremonyKind\x12\x0e\n\x06sender\x18\x02 \x01(\r\x12\x11\n\trecipient\x18\x03 \x01(\r\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"N\n\x0bSealedShare\x12\x1c\n\x14\x65phemeral_public_key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"Q\n\rCeremonyQuery\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.secagg.service.v1.CeremonyKind\x12\x11\n\trecipient\x18\x02 \x01(\r\"H\n\x10\x43\x65remonyMessages\x12\x34\n\x08messages\x18\x01 \x03(\x0b\x32\".secagg.service.v1.CeremonyMessage\"_\n\x0fPublicKeyBundle\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x38\n\x0c\x65ndorsements\x18\x02 \x03(\x0b\x32\".secagg.service.v1.CeremonyMessage\"\xd1\x01\n\tRoundInfo\x12\r\n\x05round\x18\x01 \x01(\r\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.secagg.service.v1.RoundState\x12\x19\n\x11global_model_hash\x18\x03 \x01(\x0c\x12\x15\n\rpublic_key_id\x18\x04 \x01(\x0c\x12\x15\n\rdeadline_unix\x18\x05 \x01(\x01\x12\x18\n\x10\x61\x63\x63\x65pted_uploads\x18\x06 \x01(\r\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x14\n\x0cmodel_length\x18\x08 \x01(\r\"\xbb\x01\n\x0cUploadHeader\x12\r\n\x05round\x18\x01 \x01(\r\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x19\n\x11global_model_hash\x18\x04 \x01(\x0c\x12\x0e\n\x06weight\x18\x05 \x01(\x04\x12+\n\x04\x62lob\x18\x06 \x01(\x0b\x32\x1d.secagg.service.v1.BlobHeader\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x0f\n\x07\x65psilon\x18\x08 \x01(\x01\"u\n\rUploadRequest\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.secagg.service.v1.UploadHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.secagg.service.v1.ChunkH\x00\x42\x06\n\x04part\"Q\n\rUploadReceipt\x12\r\n\x05round\x18\x01 \x01(\r\x12\x17\n\x0f\x63iphertext_hash\x18\x02 \x01(\x0c\x12\x18\n\x10\x61\x63\x63\x65pted_uploads\x18\x03 \x01(\r\"\x89\x01\n\x07Release\x12\r\n\x05round\x18\x01 \x01(\r\x12\x12\n\nmodel_hash\x18\x02 \x01(\x0c\x12\x18\n\x10\x61ggregate_digest\x18\x03 \x01(\x0c\x12\x0e\n\x06quorum\x18\x04 \x03(\r\x12\x17\n\x0fpartial_digests\x18\x05 \x03(\x0c\x12\x18\n\x10server_signature\x18\x06 \x01(\x0c\"\x1d\n\x0cReleaseQuery\x12\r\n\x05round\x18\x01 \x01(\r\"Q\n\nWithdrawal\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\x98\x01\n\x0c\x43ontribution\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x19\n\x11global_model_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06weight\x18\x04 \x01(\x04\x12\x17\n\x0f\x63iphertext_hash\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x0f\n\x07\x65psilon\x18\x07 \x01(\x01\"\xdf\x01\n\x0e\x44\x65\x63ryptionTask\x12\x0f\n\x07pending\x18\x01 \x01(\x08\x12\r\n\x05round\x18\x02 \x01(\r\x12\x16\n\x0e\x61ggregate_hash\x18\x03 \x01(\x0c\x12\x18\n\x10\x61ggregate_digest\x18\x04 \x01(\x0c\x12\x36\n\rcontributions\x18\x05 \x03(\x0b\x32\x1f.secagg.service.v1.Contribution\x12\x0e\n\x06quorum\x18\x06 \x03(\r\x12\x0f\n\x07task_id\x18\x07 \x01(\x04\x12\x10\n\x08log_size\x18\x08 \x01(\x04\x12\x10\n\x08log_head\x18\t \x01(\x0c\"\xa0\x01\n\rPartialHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\r\x12\x11\n\tkeyholder\x18\x03 \x01(\r\x12+\n\x04\x62lob\x18\x04 \x01(\x0b\x32\x1d.secagg.service.v1.BlobHeader\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x1c\n\x14\x63heckpoint_signature\x18\x06 \x01(\x0c\"w\n\x0ePartialRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .secagg.service.v1.PartialHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.secagg.service.v1.ChunkH\x00\x42\x06\n\x04part\"_\n\x07Refusal\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\r\x12\x11\n\tkeyholder\x18\x03 \x01(\r\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x15\n\x03\x41\x63k\x12\x0e\n\x06status\x18\x01 \x01(\t\";\n\x16\x41\x64minDecryptionRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x12\n\nclient_ids\x18\x02 \x03(\t\"W\n\x15\x41\x64minDecryptionResult\x12,\n\x08refusals\x18\x01 \x03(\x0b\x32\x1a.secagg.service.v1.Refusal\x12\x10\n\x08released\x18\x02 \x01(\x08\"V\n\tModelBlob\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x12\n\nfloat64_le\x18\x04 \x01(\x0c*\x8b\x01\n\x0c\x43\x65remonyKind\x12\x1d\n\x19\x43\x45REMONY_KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSEED_COMMIT\x10\x01\x12\x0f\n\x0bSEED_REVEAL\x10\x02\x12\x14\n\x10KEY_CONTRIBUTION\x10\x03\x12\x13\n\x0f\x45NCRYPTED_SHARE\x10\x04\x12\x0f\n\x0b\x45NDORSEMENT\x10\x05*\x84\x01\n\nRoundState\x12\x1b\n\x17ROUND_STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x43\x45REMONY\x10\x01\x12\x0e\n\nCOLLECTING\x10\x02\x12\x0f\n\x0b\x41GGREGATING\x10\x03\x12\x0e\n\nDECRYPTING\x10\x04\x12\x0c\n\x08RELEASED\x10\x05\x12\x0c\n\x08\x46INISHED\x10\x06\x32\xcb\x07\n\x0b\x41ggregation\x12Q\n\x13PostCeremonyMessage\x12\".secagg.service.v1.CeremonyMessage\x1a\x16.secagg.service.v1.Ack\x12\\\n\x13GetCeremonyMessages\x12 .secagg.service.v1.CeremonyQuery\x1a#.secagg.service.v1.CeremonyMessages\x12L\n\x0cGetPublicKey\x12\x18.secagg.service.v1.Empty\x1a\".secagg.service.v1.PublicKeyBundle\x12\x42\n\x08GetRound\x12\x18.secagg.service.v1.Empty\x1a\x1c.secagg.service.v1.RoundInfo\x12J\n\x0c\x44ownloadBlob\x12\x1e.secagg.service.v1.BlobRequest\x1a\x18.secagg.service.v1.Chunk0\x01\x12N\n\x06Upload\x12 .secagg.service.v1.UploadRequest\x1a .secagg.service.v1.UploadReceipt(\x01\x12I\n\nGetRelease\x12\x1f.secagg.service.v1.ReleaseQuery\x1a\x1a.secagg.service.v1.Release\x12\x41\n\x08Withdraw\x12\x1d.secagg.service.v1.Withdrawal\x1a\x16.secagg.service.v1.Ack\x12P\n\x11GetDecryptionTask\x12\x18.secagg.service.v1.Empty\x1a!.secagg.service.v1.DecryptionTask\x12L\n\rSubmitPartial\x12!.secagg.service.v1.PartialRequest\x1a\x16.secagg.service.v1.Ack(\x01\x12@\n\nRefuseTask\x12\x1a.secagg.service.v1.Refusal\x1a\x16.secagg.service.v1.Ack\x12m\n\x16\x41\x64minRequestDecryption\x12).secagg.service.v1.AdminDecryptionRequest\x1a(.secagg.service.v1.AdminDecryptionResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asecagg/proto/service.proto\x12\x11secagg.service.v1\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"0\n\nBlobHeader\x12\x12\n\ntotal_size\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"\x1d\n\x0b\x42lobRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\"\x07\n\x05\x45mpty\"\x84\x01\n\x0f\x43\x65remonyMessage\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.secagg.service.v1.CeremonyKind\x12\x0e\n\x06sender\x18\x02 \x01(\r\x12\x11\n\trecipient\x18\x03 \x01(\r\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"N\n\x0bSealedShare\x12\x1c\n\x14\x65phemeral_public_key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"Q\n\rCeremonyQuery\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.secagg.service.v1.CeremonyKind\x12\x11\n\trecipient\x18\x02 \x01(\r\"H\n\x10\x43\x65remonyMessages\x12\x34\n\x08messages\x18\x01 \x03(\x0b\x32\".secagg.service.v1.CeremonyMessage\"_\n\x0fPublicKeyBundle\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x38\n\x0c\x65ndorsements\x18\x02 \x03(\x0b\x32\".secagg.service.v1.CeremonyMessage\"\xe8\x01\n\tRoundInfo\x12\r\n\x05round\x18\x01 \x01(\r\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.secagg.service.v1.RoundState\x12\x19\n\x11global_model_hash\x18\x03 \x01(\x0c\x12\x15\n\rpublic_key_id\x18\x04 \x01(\x0c\x12\x15\n\rdeadline_unix\x18\x05 \x01(\x01\x12\x18\n\x10\x61\x63\x63\x65pted_uploads\x18\x06 \x01(\r\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x14\n\x0cmodel_length\x18\x08 \x01(\r\x12\x15\n\rstatus_reason\x18\t \x01(\t\"\xbb\x01\n\x0cUploadHeader\x12\r\n\x05round\x18\x01 \x01(\r\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x19\n\x11global_model_hash\x18\x04 \x01(\x0c\x12\x0e\n\x06weight\x18\x05 \x01(\x04\x12+\n\x04\x62lob\x18\x06 \x01(\x0b\x32\x1d.secagg.service.v1.BlobHeader\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x0f\n\x07\x65psilon\x18\x08 \x01(\x01\"u\n\rUploadRequest\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.secagg.service.v1.UploadHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.secagg.service.v1.ChunkH\x00\x42\x06\n\x04part\"Q\n\rUploadReceipt\x12\r\n\x05round\x18\x01 \x01(\r\x12\x17\n\x0f\x63iphertext_hash\x18\x02 \x01(\x0c\x12\x18\n\x10\x61\x63\x63\x65pted_uploads\x18\x03 \x01(\r\"\x89\x01\n\x07Release\x12\r\n\x05round\x18\x01 \x01(\r\x12\x12\n\nmodel_hash\x18\x02 \x01(\x0c\x12\x18\n\x10\x61ggregate_digest\x18\x03 \x01(\x0c\x12\x0e\n\x06quorum\x18\x04 \x03(\r\x12\x17\n\x0fpartial_digests\x18\x05 \x03(\x0c\x12\x18\n\x10server_signature\x18\x06 \x01(\x0c\"\x1d\n\x0cReleaseQuery\x12\r\n\x05round\x18\x01 \x01(\r\"Q\n\nWithdrawal\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\x98\x01\n\x0c\x43ontribution\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x19\n\x11global_model_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06weight\x18\x04 \x01(\x04\x12\x17\n\x0f\x63iphertext_hash\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x0f\n\x07\x65psilon\x18\x07 \x01(\x01\"\xdf\x01\n\x0e\x44\x65\x63ryptionTask\x12\x0f\n\x07pending\x18\x01 \x01(\x08\x12\r\n\x05round\x18\x02 \x01(\r\x12\x16\n\x0e\x61ggregate_hash\x18\x03 \x01(\x0c\x12\x18\n\x10\x61ggregate_digest\x18\x04 \x01(\x0c\x12\x36\n\rcontributions\x18\x05 \x03(\x0b\x32\x1f.secagg.service.v1.Contribution\x12\x0e\n\x06quorum\x18\x06 \x03(\r\x12\x0f\n\x07task_id\x18\x07 \x01(\x04\x12\x10\n\x08log_size\x18\x08 \x01(\x04\x12\x10\n\x08log_head\x18\t \x01(\x0c\"\xa0\x01\n\rPartialHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\r\x12\x11\n\tkeyholder\x18\x03 \x01(\r\x12+\n\x04\x62lob\x18\x04 \x01(\x0b\x32\x1d.secagg.service.v1.BlobHeader\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x1c\n\x14\x63heckpoint_signature\x18\x06 \x01(\x0c\"w\n\x0ePartialRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .secagg.service.v1.PartialHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.secagg.service.v1.ChunkH\x00\x42\x06\n\x04part\"_\n\x07Refusal\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\r\x12\x11\n\tkeyholder\x18\x03 \x01(\r\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x15\n\x03\x41\x63k\x12\x0e\n\x06status\x18\x01 \x01(\t\";\n\x16\x41\x64minDecryptionRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x12\n\nclient_ids\x18\x02 \x03(\t\"W\n\x15\x41\x64minDecryptionResult\x12,\n\x08refusals\x18\x01 \x03(\x0b\x32\x1a.secagg.service.v1.Refusal\x12\x10\n\x08released\x18\x02 \x01(\x08\"V\n\tModelBlob\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x12\n\nfloat64_le\x18\x04 \x01(\x0c*\x8b\x01\n\x0c\x43\x65remonyKind\x12\x1d\n\x19\x43\x45REMONY_KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSEED_COMMIT\x10\x01\x12\x0f\n\x0bSEED_REVEAL\x10\x02\x12\x14\n\x10KEY_CONTRIBUTION\x10\x03\x12\x13\n\x0f\x45NCRYPTED_SHARE\x10\x04\x12\x0f\n\x0b\x45NDORSEMENT\x10\x05*\x84\x01\n\nRoundState\x12\x1b\n\x17ROUND_STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x43\x45REMONY\x10\x01\x12\x0e\n\nCOLLECTING\x10\x02\x12\x0f\n\x0b\x41GGREGATING\x10\x03\x12\x0e\n\nDECRYPTING\x10\x04\x12\x0c\n\x08RELEASED\x10\x05\x12\x0c\n\x08\x46INISHED\x10\x06\x32\xcb\x07\n\x0b\x41ggregation\x12Q\n\x13PostCeremonyMessage\x12\".secagg.service.v1.CeremonyMessage\x1a\x16.secagg.service.v1.Ack\x12\\\n\x13GetCeremonyMessages\x12 .secagg.service.v1.CeremonyQuery\x1a#.secagg.service.v1.CeremonyMessages\x12L\n\x0cGetPublicKey\x12\x18.secagg.service.v1.Empty\x1a\".secagg.service.v1.PublicKeyBundle\x12\x42\n\x08GetRound\x12\x18.secagg.service.v1.Empty\x1a\x1c.secagg.service.v1.RoundInfo\x12J\n\x0c\x44ownloadBlob\x12\x1e.secagg.service.v1.BlobRequest\x1a\x18.secagg.service.v1.Chunk0\x01\x12N\n\x06Upload\x12 .secagg.service.v1.UploadRequest\x1a .secagg.service.v1.UploadReceipt(\x01\x12I\n\nGetRelease\x12\x1f.secagg.service.v1.ReleaseQuery\x1a\x1a.secagg.service.v1.Release\x12\x41\n\x08Withdraw\x12\x1d.secagg.service.v1.Withdrawal\x1a\x16.secagg.service.v1.Ack\x12P\n\x11GetDecryptionTask\x12\x18.secagg.service.v1.Empty\x1a!.secagg.service.v1.DecryptionTask\x12L\n\rSubmitPartial\x12!.secagg.service.v1.PartialRequest\x1a\x16.secagg.service.v1.Ack(\x01\x12@\n\nRefuseTask\x12\x1a.secagg.service.v1.Refusal\x1a\x16.secagg.service.v1.Ack\x12m\n\x16\x41\x64minRequestDecryption\x12).secagg.service.v1.AdminDecryptionRequest\x1a(.secagg.service.v1.AdminDecryptionResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'secagg.proto.service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CEREMONYKIND']._serialized_start=2513
-  _globals['_CEREMONYKIND']._serialized_end=2652
-  _globals['_ROUNDSTATE']._serialized_start=2655
-  _globals['_ROUNDSTATE']._serialized_end=2787
+  _globals['_CEREMONYKIND']._serialized_start=2536
+  _globals['_CEREMONYKIND']._serialized_end=2675
+  _globals['_ROUNDSTATE']._serialized_start=2678
+  _globals['_ROUNDSTATE']._serialized_end=2810
   _globals['_CHUNK']._serialized_start=49
   _globals['_CHUNK']._serialized_end=70
   _globals['_BLOBHEADER']._serialized_start=72
@@ -54,37 +54,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PUBLICKEYBUNDLE']._serialized_start=534
   _globals['_PUBLICKEYBUNDLE']._serialized_end=629
   _globals['_ROUNDINFO']._serialized_start=632
-  _globals['_ROUNDINFO']._serialized_end=841
-  _globals['_UPLOADHEADER']._serialized_start=844
-  _globals['_UPLOADHEADER']._serialized_end=1031
-  _globals['_UPLOADREQUEST']._serialized_start=1033
-  _globals['_UPLOADREQUEST']._serialized_end=1150
-  _globals['_UPLOADRECEIPT']._serialized_start=1152
-  _globals['_UPLOADRECEIPT']._serialized_end=1233
-  _globals['_RELEASE']._serialized_start=1236
-  _globals['_RELEASE']._serialized_end=1373
-  _globals['_RELEASEQUERY']._serialized_start=1375
-  _globals['_RELEASEQUERY']._serialized_end=1404
-  _globals['_WITHDRAWAL']._serialized_start=1406
-  _globals['_WITHDRAWAL']._serialized_end=1487
-  _globals['_CONTRIBUTION']._serialized_start=1490
-  _globals['_CONTRIBUTION']._serialized_end=1642
-  _globals['_DECRYPTIONTASK']._serialized_start=1645
-  _globals['_DECRYPTIONTASK']._serialized_end=1868
-  _globals['_PARTIALHEADER']._serialized_start=1871
-  _globals['_PARTIALHEADER']._serialized_end=2031
-  _globals['_PARTIALREQUEST']._serialized_start=2033
-  _globals['_PARTIALREQUEST']._serialized_end=2152
-  _globals['_REFUSAL']._serialized_start=2154
-  _globals['_REFUSAL']._serialized_end=2249
-  _globals['_ACK']._serialized_start=2251
-  _globals['_ACK']._serialized_end=2272
-  _globals['_ADMINDECRYPTIONREQUEST']._serialized_start=2274
-  _globals['_ADMINDECRYPTIONREQUEST']._serialized_end=2333
-  _globals['_ADMINDECRYPTIONRESULT']._serialized_start=2335
-  _globals['_ADMINDECRYPTIONRESULT']._serialized_end=2422
-  _globals['_MODELBLOB']._serialized_start=2424
-  _globals['_MODELBLOB']._serialized_end=2510
-  _globals['_AGGREGATION']._serialized_start=2790
-  _globals['_AGGREGATION']._serialized_end=3761
+  _globals['_ROUNDINFO']._serialized_end=864
+  _globals['_UPLOADHEADER']._serialized_start=867
+  _globals['_UPLOADHEADER']._serialized_end=1054
+  _globals['_UPLOADREQUEST']._serialized_start=1056
+  _globals['_UPLOADREQUEST']._serialized_end=1173
+  _globals['_UPLOADRECEIPT']._serialized_start=1175
+  _globals['_UPLOADRECEIPT']._serialized_end=1256
+  _globals['_RELEASE']._serialized_start=1259
+  _globals['_RELEASE']._serialized_end=1396
+  _globals['_RELEASEQUERY']._serialized_start=1398
+  _globals['_RELEASEQUERY']._serialized_end=1427
+  _globals['_WITHDRAWAL']._serialized_start=1429
+  _globals['_WITHDRAWAL']._serialized_end=1510
+  _globals['_CONTRIBUTION']._serialized_start=1513
+  _globals['_CONTRIBUTION']._serialized_end=1665
+  _globals['_DECRYPTIONTASK']._serialized_start=1668
+  _globals['_DECRYPTIONTASK']._serialized_end=1891
+  _globals['_PARTIALHEADER']._serialized_start=1894
+  _globals['_PARTIALHEADER']._serialized_end=2054
+  _globals['_PARTIALREQUEST']._serialized_start=2056
+  _globals['_PARTIALREQUEST']._serialized_end=2175
+  _globals['_REFUSAL']._serialized_start=2177
+  _globals['_REFUSAL']._serialized_end=2272
+  _globals['_ACK']._serialized_start=2274
+  _globals['_ACK']._serialized_end=2295
+  _globals['_ADMINDECRYPTIONREQUEST']._serialized_start=2297
+  _globals['_ADMINDECRYPTIONREQUEST']._serialized_end=2356
+  _globals['_ADMINDECRYPTIONRESULT']._serialized_start=2358
+  _globals['_ADMINDECRYPTIONRESULT']._serialized_end=2445
+  _globals['_MODELBLOB']._serialized_start=2447
+  _globals['_MODELBLOB']._serialized_end=2533
+  _globals['_AGGREGATION']._serialized_start=2813
+  _globals['_AGGREGATION']._serialized_end=3784
 # @@protoc_insertion_point(module_scope)

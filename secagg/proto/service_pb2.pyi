@@ -110,7 +110,7 @@ class PublicKeyBundle(_message.Message):
     def __init__(self, public_key: _Optional[bytes] = ..., endorsements: _Optional[_Iterable[_Union[CeremonyMessage, _Mapping]]] = ...) -> None: ...
 
 class RoundInfo(_message.Message):
-    __slots__ = ("round", "state", "global_model_hash", "public_key_id", "deadline_unix", "accepted_uploads", "status", "model_length")
+    __slots__ = ("round", "state", "global_model_hash", "public_key_id", "deadline_unix", "accepted_uploads", "status", "model_length", "status_reason")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -119,6 +119,7 @@ class RoundInfo(_message.Message):
     ACCEPTED_UPLOADS_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MODEL_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    STATUS_REASON_FIELD_NUMBER: _ClassVar[int]
     round: int
     state: RoundState
     global_model_hash: bytes
@@ -127,7 +128,8 @@ class RoundInfo(_message.Message):
     accepted_uploads: int
     status: str
     model_length: int
-    def __init__(self, round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., global_model_hash: _Optional[bytes] = ..., public_key_id: _Optional[bytes] = ..., deadline_unix: _Optional[float] = ..., accepted_uploads: _Optional[int] = ..., status: _Optional[str] = ..., model_length: _Optional[int] = ...) -> None: ...
+    status_reason: str
+    def __init__(self, round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., global_model_hash: _Optional[bytes] = ..., public_key_id: _Optional[bytes] = ..., deadline_unix: _Optional[float] = ..., accepted_uploads: _Optional[int] = ..., status: _Optional[str] = ..., model_length: _Optional[int] = ..., status_reason: _Optional[str] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
     __slots__ = ("round", "client_id", "nonce", "global_model_hash", "weight", "blob", "signature", "epsilon")

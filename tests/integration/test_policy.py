@@ -1,5 +1,6 @@
 """Round and decryption policy, end to end: deadline and minimum contributors, the weight
-cap the key holders enforce, and the operator's decryption request during a round."""
+cap the server and the key holders enforce, and the operator's decryption request during a
+round."""
 
 from __future__ import annotations
 
@@ -39,8 +40,9 @@ def test_deadline_closes_round_with_min_contributors(harness: Harness) -> None:
 
 
 def test_weight_share_cap_is_enforced_by_keyholders(harness: Harness) -> None:
-    """A client holding more than max_weight_share of the weight: key holders refuse, with
-    the reason in the round status, and nothing is released."""
+    """A client holding more than max_weight_share of the weight: the server does not ask
+    for the decryption (the round keeps collecting, its status says why); an operator who
+    asks anyway is refused by the key holders themselves, and nothing is released."""
     dep = harness.create(rounds=1, max_weight_share=0.5, round_timeout=300)
     harness.start_deployment(dep)
     weights = {"c1": 100, "c2": 10, "c3": 10, "c4": 10}
@@ -49,18 +51,30 @@ def test_weight_share_cap_is_enforced_by_keyholders(harness: Harness) -> None:
     info = dep.wait_round(
         lambda i: i.status.startswith("PolicyViolation"),
         timeout=60,
-        what="a key holder's refusal",
+        what="the server's policy check of the closing set",
         alive=("server", "kh1", "kh2", "kh3"),
     )
-    assert info.state == pb.DECRYPTING and info.accepted_uploads == 4, info
-    assert "a client holds 100/130 of the weight; cap 0.5" in info.status, info
+    assert info.state == pb.COLLECTING and info.accepted_uploads == 4, info
+    assert info.status == (
+        "PolicyViolation: WEIGHT_SHARE_EXCEEDED: a client holds 100/130 of the weight; cap 0.5"
+    ), info
+    assert info.status_reason == "WEIGHT_SHARE_EXCEEDED", info
     status = dep.admin_status()  # the operator sees the reason
-    assert status["status"].startswith("PolicyViolation: key holder"), status
+    assert status["state"] == "COLLECTING", status
     assert status["status"].endswith("a client holds 100/130 of the weight; cap 0.5"), status
+    assert dep.db_rows("SELECT COUNT(*) FROM tasks")[0][0] == 0  # nobody was asked
+    # the key holders enforce the cap themselves: the operator's request is refused
+    result = dep.admin_request_decryption(1, ["c1", "c2", "c3", "c4"])
+    assert result["released"] is False, result
+    assert result["refusals"], result
+    assert all("cap 0.5" in r["reason"] for r in result["refusals"]), result
     time.sleep(2)
     assert dep.get_release(1) is None and dep.db_release(1) is None
     refusals = dep.db_rows("SELECT keyholder, reason FROM refusals")
     assert refusals and all("cap 0.5" in reason for _, reason in refusals), refusals
+    info = dep.round_info()
+    assert info is not None and info.state == pb.COLLECTING, info
+    assert info.status.startswith("PolicyViolation: WEIGHT_SHARE_EXCEEDED"), info
     dep.assert_running("server", "kh1", "kh2", "kh3")
 
 

@@ -1,0 +1,216 @@
+"""The in-memory store: the :class:`~server.store.base.Store` contract without a disk.
+
+For tests and experiments; nothing survives the process. A transaction snapshots the
+state and restores it if the block raises, so it is all-or-nothing like SQLite's.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from secagg.proto import service_pb2 as pb
+from secagg.protocol.statements import Signed, WithdrawalStatement
+from server.state import Round, Task, TaskState, Upload
+from server.store.base import PartialRecord, RefusalRecord, Store, StoreConflict
+
+
+class MemoryStore(Store):
+    """Dictionaries guarded by a re-entrant lock."""
+
+    def __init__(self, *, deployment_id: str) -> None:
+        super().__init__(deployment_id=deployment_id)
+        self._ceremony: dict[tuple[int, int, int], pb.CeremonyMessage] = {}
+        self._rounds: dict[int, Round] = {}
+        self._uploads: dict[tuple[int, str], Upload] = {}
+        self._nonces: set[tuple[str, bytes]] = set()
+        self._withdrawals: dict[str, Signed[WithdrawalStatement]] = {}
+        self._tasks: dict[int, Task] = {}
+        self._next_task = 1
+        self._partials: dict[tuple[int, int], PartialRecord] = {}
+        self._refusals: dict[tuple[int, int], RefusalRecord] = {}
+
+    _STATE = (
+        "_ceremony",
+        "_rounds",
+        "_uploads",
+        "_nonces",
+        "_withdrawals",
+        "_tasks",
+        "_next_task",
+        "_partials",
+        "_refusals",
+    )
+
+    @contextmanager
+    def _outermost(self) -> Iterator[None]:
+        """Snapshot the containers; restore them if the block raises."""
+        snapshot: dict[str, Any] = {name: copy.copy(getattr(self, name)) for name in self._STATE}
+        try:
+            yield
+        except BaseException:
+            for name, value in snapshot.items():
+                setattr(self, name, value)
+            raise
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    # ------------------------------------------------------------------ ceremony
+    def ceremony_messages(
+        self, kind: int, recipient: int | None = None
+    ) -> list[pb.CeremonyMessage]:
+        """See :class:`Store`."""
+        with self._lock:
+            found = [
+                m
+                for (k, _, r), m in self._ceremony.items()
+                if k == kind and (recipient is None or r == recipient)
+            ]
+        out = []
+        for m in sorted(found, key=lambda m: (m.sender, m.recipient)):
+            copy_ = pb.CeremonyMessage()
+            copy_.CopyFrom(m)
+            out.append(copy_)
+        return out
+
+    def add_ceremony_message(self, msg: pb.CeremonyMessage) -> None:
+        """See :class:`Store`."""
+        with self.transaction():
+            key = (msg.kind, msg.sender, msg.recipient)
+            if key in self._ceremony:
+                raise StoreConflict(f"ceremony message {key} exists")
+            stored = pb.CeremonyMessage()
+            stored.CopyFrom(msg)
+            self._ceremony[key] = stored
+
+    # ------------------------------------------------------------------ rounds
+    def current_round(self) -> Round | None:
+        """See :class:`Store`."""
+        with self._lock:
+            return self._rounds[max(self._rounds)] if self._rounds else None
+
+    def round(self, number: int) -> Round | None:
+        """See :class:`Store`."""
+        with self._lock:
+            return self._rounds.get(number)
+
+    def put_round(self, rnd: Round) -> None:
+        """See :class:`Store`."""
+        with self.transaction():
+            self._rounds[rnd.number] = rnd
+
+    # ------------------------------------------------------------------ uploads
+    def uploads(self, round_number: int) -> list[Upload]:
+        """See :class:`Store`."""
+        with self._lock:
+            found = [u for (r, _), u in self._uploads.items() if r == round_number]
+        return sorted(found, key=lambda u: u.statement.client_id)
+
+    def upload_count(self, round_number: int) -> int:
+        """See :class:`Store`."""
+        with self._lock:
+            return sum(1 for r, _ in self._uploads if r == round_number)
+
+    def has_upload(self, round_number: int, client_id: str) -> bool:
+        """See :class:`Store`."""
+        with self._lock:
+            return (round_number, client_id) in self._uploads
+
+    def nonce_seen(self, client_id: str, nonce: bytes) -> bool:
+        """See :class:`Store`."""
+        with self._lock:
+            return (client_id, nonce) in self._nonces
+
+    def add_upload(self, upload: Upload) -> None:
+        """See :class:`Store`."""
+        s = upload.statement
+        with self.transaction():
+            if (s.client_id, s.nonce) in self._nonces or (s.round, s.client_id) in self._uploads:
+                raise StoreConflict(f"upload of {s.client_id} in round {s.round} exists")
+            self._nonces.add((s.client_id, s.nonce))
+            self._uploads[(s.round, s.client_id)] = upload
+
+    # ------------------------------------------------------------------ withdrawals
+    def withdrawal(self, client_id: str) -> Signed[WithdrawalStatement] | None:
+        """See :class:`Store`."""
+        with self._lock:
+            return self._withdrawals.get(client_id)
+
+    def withdrawals(self) -> list[Signed[WithdrawalStatement]]:
+        """See :class:`Store`."""
+        with self._lock:
+            return [self._withdrawals[c] for c in sorted(self._withdrawals)]
+
+    def add_withdrawal(self, signed: Signed[WithdrawalStatement]) -> bool:
+        """See :class:`Store`."""
+        with self.transaction():
+            if signed.statement.client_id in self._withdrawals:
+                return False
+            self._withdrawals[signed.statement.client_id] = signed
+            return True
+
+    # ------------------------------------------------------------------ tasks
+    def add_task(self, task: Task) -> Task:
+        """See :class:`Store`."""
+        with self.transaction():
+            stored = dataclasses.replace(task, task_id=self._next_task)
+            self._tasks[stored.task_id] = stored
+            self._next_task += 1
+            return stored
+
+    def put_task(self, task: Task) -> None:
+        """See :class:`Store`."""
+        with self.transaction():
+            if task.task_id not in self._tasks:
+                raise KeyError(f"no task {task.task_id}")
+            self._tasks[task.task_id] = task
+
+    def task(self, task_id: int) -> Task | None:
+        """See :class:`Store`."""
+        with self._lock:
+            return self._tasks.get(task_id)
+
+    def tasks(
+        self, *, state: TaskState | None = None, round_number: int | None = None
+    ) -> list[Task]:
+        """See :class:`Store`."""
+        with self._lock:
+            return [
+                t
+                for _, t in sorted(self._tasks.items())
+                if (state is None or t.state is state)
+                and (round_number is None or t.round == round_number)
+            ]
+
+    # ------------------------------------------------------------------ answers
+    def partials(self, task_id: int) -> list[PartialRecord]:
+        """See :class:`Store`."""
+        with self._lock:
+            return [p for (t, _), p in sorted(self._partials.items()) if t == task_id]
+
+    def add_partial(self, record: PartialRecord) -> bool:
+        """See :class:`Store`."""
+        with self.transaction():
+            key = (record.task_id, record.keyholder)
+            if key in self._partials:
+                return False
+            self._partials[key] = record
+            return True
+
+    def refusals(self, task_id: int) -> list[RefusalRecord]:
+        """See :class:`Store`."""
+        with self._lock:
+            return [r for (t, _), r in sorted(self._refusals.items()) if t == task_id]
+
+    def add_refusal(self, record: RefusalRecord) -> bool:
+        """See :class:`Store`."""
+        with self.transaction():
+            key = (record.task_id, record.keyholder)
+            if key in self._refusals:
+                return False
+            self._refusals[key] = record
+            return True

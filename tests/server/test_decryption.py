@@ -1,0 +1,206 @@
+"""Closing, decryption tasks, partials, refusals and the release, in-process.
+
+Key holders are played by the test with the real threshold decryption; liveness is an
+injected clock. The server's policy check of the closing set is tested here too: a set
+that breaks the weight-share cap keeps the round collecting and creates no task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+import secagg
+from secagg.aggregate import EncryptedAggregate
+from secagg.errors import PermissionDenied, PolicyViolation, SignatureInvalid
+from secagg.proto import service_pb2 as pb
+from secagg.protocol.model_blob import decode_model
+from secagg.protocol.statements import (
+    CheckpointStatement,
+    PartialStatement,
+    RefusalStatement,
+    ReleaseStatement,
+    Signed,
+)
+from server.state import TaskState
+from server.store import Store
+
+from .conftest import CLIENTS, LENGTH, Server, World, make_server
+from .test_uploads import send, snapshot
+
+
+def _fill(server: Server, weights: dict[str, int]) -> dict[str, np.ndarray]:
+    vectors = {}
+    for client, weight in weights.items():
+        header, blob, vector = server.world.upload(client, server.info(), weight=weight)
+        send(server, client, header, blob)
+        vectors[client] = vector
+    return vectors
+
+
+def _answer(
+    server: Server, task: pb.DecryptionTask, keyholder: int, *, tamper: bool = False
+) -> tuple[pb.PartialHeader, bytes]:
+    """What key holder ``keyholder`` sends for ``task``."""
+    world = server.world
+    aggregate = EncryptedAggregate.from_bytes(
+        server.ctx.blobs.get(task.aggregate_hash), world.roster.params
+    )
+    share = world.keys.shares[keyholder - 1]
+    part = secagg.partial_decrypt(share, aggregate, quorum=task.quorum)
+    blob = part.to_bytes()
+    key = world.keyholder_keys[keyholder]
+    statement = PartialStatement(
+        "test-deployment", task.round, keyholder, part.digest, task.aggregate_digest
+    )
+    checkpoint = CheckpointStatement("test-deployment", task.log_size, task.log_head)
+    signature = Signed.create(statement, key).signature
+    if tamper:
+        signature = bytes([signature[0] ^ 1]) + signature[1:]
+    header = pb.PartialHeader(
+        task_id=task.task_id,
+        round=task.round,
+        keyholder=keyholder,
+        blob=pb.BlobHeader(total_size=len(blob), sha256=hashlib.sha256(blob).digest()),
+        signature=signature,
+        checkpoint_signature=Signed.create(checkpoint, key).signature,
+    )
+    return header, blob
+
+
+def _weighted_mean(vectors: dict[str, np.ndarray], weights: dict[str, int]) -> np.ndarray:
+    return np.average(
+        np.stack([vectors[c] for c in weights]), axis=0, weights=list(weights.values())
+    )
+
+
+def test_full_round_releases_the_weighted_mean(server: Server) -> None:
+    weights = {"c1": 10, "c2": 25, "c3": 7, "c4": 58}
+    vectors = _fill(server, weights)
+    info = server.info()  # everyone uploaded: closed, but no key holder is live yet
+    assert info.state == pb.DECRYPTING
+    assert info.status.startswith("QuorumNotMet: 0 of 3 key holders reachable; threshold 2")
+    assert info.status_reason == "QUORUM_NOT_MET"
+    for k in (1, 2, 3):
+        server.manager.seen(k)
+    task = server.manager.task_for(1)
+    assert task.pending and list(task.quorum) == [1, 2] and len(task.contributions) == 4
+    assert server.info().status == "decrypting with key holders [1, 2]"
+    assert not server.manager.task_for(3).pending
+    for k in (1, 2):
+        header, blob = _answer(server, task, k)
+        assert server.manager.submit_partial(k, header, blob) == "accepted"
+    rel = server.manager.release(1)
+    assert rel is not None and list(rel.quorum) == [1, 2]
+    ReleaseStatement.from_proto("test-deployment", rel).verify(server.world.roster)
+    _, model = decode_model(server.ctx.blobs.get(rel.model_hash), length=LENGTH)
+    assert np.abs(model - _weighted_mean(vectors, weights)).max() < 1e-6
+    info = server.info()
+    assert (
+        info.round == 2 and info.state == pb.COLLECTING and info.global_model_hash == rel.model_hash
+    )
+    assert server.audit_types()[-4:] == ["partial", "release", "checkpoint", "round_open"]
+
+
+def test_a_new_quorum_replaces_a_silent_key_holder(server: Server) -> None:
+    _fill(server, {c: 10 for c in CLIENTS})
+    server.manager.seen(1)
+    server.manager.seen(2)
+    first = server.manager.task_for(2)
+    assert list(first.quorum) == [1, 2]
+    header, blob = _answer(server, first, 2)
+    server.manager.submit_partial(2, header, blob)
+    server.monotonic.advance(5.0)  # key holder 1 last polled 5 s ago: no longer live
+    server.manager.seen(2)
+    second = server.manager.task_for(3)
+    assert list(second.quorum) == [2, 3] and second.task_id != first.task_id
+    assert server.ctx.store.task(first.task_id).state is TaskState.SUPERSEDED  # type: ignore[union-attr]
+    for k in (2, 3):
+        header, blob = _answer(server, second, k)
+        server.manager.submit_partial(k, header, blob)
+    assert server.manager.release(1) is not None
+
+
+def test_the_release_survives_a_restart_between_partials(
+    server: Server, store: Store, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    _fill(server, {c: 10 for c in CLIENTS})
+    for k in (1, 2):
+        server.manager.seen(k)
+    task = server.manager.task_for(1)
+    header, blob = _answer(server, task, 1)
+    server.manager.submit_partial(1, header, blob)
+    again = make_server(server.world, store, tmp_path, live=(1, 2))  # both re-read from disk
+    header, blob = _answer(again, task, 2)
+    again.manager.submit_partial(2, header, blob)
+    assert again.manager.release(1) is not None and again.info().round == 2
+
+
+def test_partial_guards(server: Server) -> None:
+    _fill(server, {c: 10 for c in CLIENTS})
+    for k in (1, 2, 3):
+        server.manager.seen(k)
+    task = server.manager.task_for(1)
+    header, blob = _answer(server, task, 1)
+    with pytest.raises(PermissionDenied):
+        server.manager.submit_partial(2, header, blob)  # another key holder's partial
+    header, blob = _answer(server, task, 1, tamper=True)
+    with pytest.raises(SignatureInvalid):
+        server.manager.submit_partial(1, header, blob)
+    outsider = pb.DecryptionTask()
+    outsider.CopyFrom(task)
+    outsider.quorum[:] = [1, 3]
+    header, blob = _answer(server, outsider, 3)
+    with pytest.raises(PermissionDenied, match="not in the task's quorum"):
+        server.manager.submit_partial(3, header, blob)
+    assert server.ctx.store.partials(task.task_id) == []
+
+
+def test_a_refusal_is_the_round_status(server: Server) -> None:
+    _fill(server, {c: 10 for c in CLIENTS})
+    for k in (1, 2):
+        server.manager.seen(k)
+    task = server.manager.task_for(1)
+    statement = RefusalStatement("test-deployment", task.round, 1, "it looks wrong")
+    signed = Signed.create(statement, server.world.keyholder_keys[1])
+    server.manager.refuse(1, statement.to_proto(signed.signature, task_id=task.task_id))
+    info = server.info()
+    assert info.status == "PolicyViolation: key holder 1 refused: it looks wrong"
+    assert info.status_reason == "KEYHOLDER_REFUSED"
+    assert server.manager.task_for(1).pending is False
+    assert server.manager.release(1) is None
+
+
+def test_weight_share_violation_keeps_the_round_collecting(
+    world: World, store: Store, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    server = make_server(world.with_policy(max_weight_share=0.5), store, tmp_path)
+    for k in (1, 2, 3):
+        server.manager.seen(k)
+    _fill(server, {"c1": 100, "c2": 10, "c3": 10, "c4": 10})
+    info = server.info()
+    assert info.state == pb.COLLECTING and info.accepted_uploads == 4
+    assert info.status == (
+        "PolicyViolation: WEIGHT_SHARE_EXCEEDED: a client holds 100/130 of the weight; cap 0.5"
+    )
+    assert info.status_reason == "WEIGHT_SHARE_EXCEEDED"
+    before = snapshot(server)
+    server.manager.tick()
+    assert snapshot(server) == before  # nothing else happens, however often it ticks
+    assert store.tasks() == [] and not server.manager.task_for(1).pending
+    assert "aggregate" not in server.audit_types()
+    # the operator may still ask: the server passes it on unchecked, key holders decide
+    task_id = server.manager.admin_task(1, list(CLIENTS))
+    operator_task = server.manager.task_for(1)
+    assert operator_task.task_id == task_id and len(operator_task.contributions) == 4
+    assert server.info().state == pb.COLLECTING
+
+
+def test_operator_requests(server: Server) -> None:
+    _fill(server, {"c1": 10, "c2": 10})
+    with pytest.raises(PolicyViolation, match="QuorumNotMet"):
+        server.manager.admin_task(1, ["c1"])
+    with pytest.raises(PolicyViolation, match="no uploads"):
+        server.manager.admin_task(1, ["c9"])
