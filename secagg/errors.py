@@ -142,7 +142,6 @@ class WeightShareExceeded(PolicyViolation):
     reason: ClassVar[str] = "WEIGHT_SHARE_EXCEEDED"
 
 
-
 class MixedGlobalModels(PolicyViolation):
     """Contributors trained from different global models."""
 

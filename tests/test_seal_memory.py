@@ -1,4 +1,4 @@
-"""Direct access to SEAL coefficient arrays (secagg._internal.seal_memory) against SEAL's own files."""
+"""Direct access to SEAL coefficient arrays (secagg._internal.seal_memory) vs SEAL's files."""
 
 from __future__ import annotations
 

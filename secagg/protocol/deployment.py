@@ -199,5 +199,3 @@ def init_deployment(
     }
     layout.roster.write_text(tomli_w.dumps(document))
     return load_roster(directory)
-
-

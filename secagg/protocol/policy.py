@@ -104,8 +104,7 @@ def check_decryption(
         raise DuplicateContributor("the same client is listed twice")
     if len(clients) < policy.min_contributors:
         raise TooFewContributors(
-            f"{len(clients)} contributor(s); the policy requires at least "
-            f"{policy.min_contributors}"
+            f"{len(clients)} contributor(s); the policy requires at least {policy.min_contributors}"
         )
     if len({c.global_model_hash for c in contributions}) != 1:
         raise MixedGlobalModels("contributors trained from different global models")

@@ -90,7 +90,9 @@ class Signed(Generic[S]):
 
     def verify_by(self, party: Party, *, who: str | None = None) -> S:
         """Check the signature under ``party``'s key (for statements anyone may co-sign)."""
-        verify(party.signing_public_key, self.signature, self.statement.digest(), who=who or party.name)
+        verify(
+            party.signing_public_key, self.signature, self.statement.digest(), who=who or party.name
+        )
         return self.statement
 
 
@@ -132,8 +134,12 @@ class UploadStatement(Statement):
     epsilon: float = 0.0
 
     def __post_init__(self) -> None:
-        _require(len(self.nonce) == C.UPLOAD_NONCE_BYTES, f"nonce must be {C.UPLOAD_NONCE_BYTES} bytes")
-        _require(len(self.global_model_hash) == C.DIGEST_BYTES, "global model hash must be 32 bytes")
+        _require(
+            len(self.nonce) == C.UPLOAD_NONCE_BYTES, f"nonce must be {C.UPLOAD_NONCE_BYTES} bytes"
+        )
+        _require(
+            len(self.global_model_hash) == C.DIGEST_BYTES, "global model hash must be 32 bytes"
+        )
         _require(len(self.ciphertext_hash) == C.DIGEST_BYTES, "ciphertext hash must be 32 bytes")
 
     def digest(self) -> bytes:
@@ -360,7 +366,11 @@ class RefusalStatement(Statement):
     def digest(self) -> bytes:
         """See :class:`Statement`."""
         return digest_of(
-            self.DOMAIN, self.deployment_id.encode(), self.round, self.keyholder, self.reason.encode()
+            self.DOMAIN,
+            self.deployment_id.encode(),
+            self.round,
+            self.keyholder,
+            self.reason.encode(),
         )
 
     def signer(self, roster: Roster) -> Party:

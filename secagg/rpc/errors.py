@@ -77,7 +77,7 @@ def reason_of(error: grpc.RpcError) -> str | None:
         return None
     for detail in status.details:
         info = error_details_pb2.ErrorInfo()
-        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR) and detail.Unpack(info):
-            if info.domain == DOMAIN:
-                return str(info.reason)
+        is_info = detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR) and detail.Unpack(info)
+        if is_info and info.domain == DOMAIN:
+            return str(info.reason)
     return None

@@ -23,7 +23,9 @@ def test_policy_reports_every_problem_at_once() -> None:
 
 def test_cli_defaults_come_from_the_policy_type() -> None:
     parser = cli.build_parser()
-    args = parser.parse_args(["init", "d", "--clients", "2", "--keyholders", "3", "--threshold", "2"])
+    args = parser.parse_args(
+        ["init", "d", "--clients", "2", "--keyholders", "3", "--threshold", "2"]
+    )
     assert args.rounds == Policy.default_of("rounds")
     assert args.max_weight_share == Policy.default_of("max_weight_share")
     assert args.round_timeout == Policy.default_of("round_timeout_seconds")

@@ -63,8 +63,17 @@ def _violations(roster: Roster) -> dict[str, tuple[type[SecAggError], list[Uploa
 
 
 @pytest.mark.parametrize(
-    "rule", ["too few", "duplicate", "mixed models", "weight share", "epsilon", "zero weight",
-             "total weight", "round"]
+    "rule",
+    [
+        "too few",
+        "duplicate",
+        "mixed models",
+        "weight share",
+        "epsilon",
+        "zero weight",
+        "total weight",
+        "round",
+    ],
 )
 def test_each_rule_raises_its_own_error(roster: Roster, rule: str) -> None:
     error, contributions = _violations(roster)[rule]
