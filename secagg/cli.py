@@ -45,22 +45,26 @@ def _audit(args: argparse.Namespace) -> int:
     return verify_main(args.directory, as_json=args.json, data=args.data)
 
 
+#: ``init_deployment`` keyword <- ``secagg init`` option (argparse destination).
+_INIT_OPTIONS = {
+    "clients": "clients",
+    "keyholders": "keyholders",
+    "threshold": "threshold",
+    "min_contributors": "min_contributors",
+    "max_weight_share": "max_weight_share",
+    "rounds": "rounds",
+    "round_timeout_seconds": "round_timeout",
+    "model_length": "model_length",
+    "server_address": "address",
+    "epsilon_budget": "epsilon_budget",
+}
+
+
 def _init(args: argparse.Namespace) -> int:
     from secagg.protocol.deployment import init_deployment
 
-    roster = init_deployment(
-        args.directory,
-        clients=args.clients,
-        keyholders=args.keyholders,
-        threshold=args.threshold,
-        min_contributors=args.min_contributors,
-        max_weight_share=args.max_weight_share,
-        rounds=args.rounds,
-        round_timeout_seconds=args.round_timeout,
-        model_length=args.model_length,
-        server_address=args.address,
-        epsilon_budget=args.epsilon_budget,
-    )
+    options = {keyword: getattr(args, dest) for keyword, dest in _INIT_OPTIONS.items()}
+    roster = init_deployment(args.directory, **options)
     print(
         f"deployment {roster.deployment_id} in {args.directory}: {len(roster.clients)} clients, "
         f"{roster.policy.keyholders} key holders (threshold {roster.policy.threshold})"

@@ -15,10 +15,8 @@ ciphertext payloads, key material or model values.
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar, Union
+from typing import Any, ClassVar, Generic, TypeVar
 
 from secagg.protocol.statements import (
     CeremonyStatement,
@@ -27,71 +25,15 @@ from secagg.protocol.statements import (
     RefusalStatement,
     ReleaseStatement,
     Signed,
+    Statement,
     UploadStatement,
     WithdrawalStatement,
 )
+from secagg.protocol.typed_json import from_json, to_json
 
 E = TypeVar("E", bound="AuditEntry")
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, tuple):
-        return [_encode(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    return value
-
-
-def _decode(value: Any, hint: Any, where: str) -> Any:
-    origin = typing.get_origin(hint)
-    if hint is bytes:
-        if not isinstance(value, str) or bytes.fromhex(value).hex() != value:
-            raise ValueError(f"{where} must be lower-case hex")
-        return bytes.fromhex(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where} must be a boolean")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where} must be an integer")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"{where} must be a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where} must be a string")
-        return value
-    if origin is tuple:
-        (item, _ellipsis) = typing.get_args(hint)
-        if not isinstance(value, list):
-            raise ValueError(f"{where} must be a list")
-        return tuple(_decode(v, item, f"{where}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{where} must be an object")
-        return dict(value)
-    if origin in (Union, types.UnionType):
-        raise TypeError(f"{where}: union fields are not supported")
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return _from_fields(hint, value, where)
-    raise TypeError(f"{where}: unsupported field type {hint!r}")
-
-
-def _from_fields(cls: type[Any], data: Any, where: str) -> Any:
-    if not isinstance(data, dict):
-        raise ValueError(f"{where} must be an object")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    missing = [n for n in names if n not in data]
-    extra = sorted(set(data) - set(names))
-    if missing or extra:
-        raise ValueError(f"{where}: missing fields {missing}, unexpected fields {extra}")
-    return cls(**{n: _decode(data[n], hints[n], f"{where}.{n}") for n in names})
+S = TypeVar("S", bound=Statement)
+SE = TypeVar("SE", bound="SignedEntry[Any]")
 
 
 @dataclass(frozen=True)
@@ -102,14 +44,47 @@ class AuditEntry:
 
     def to_data(self) -> dict[str, Any]:
         """The entry's ``data`` object (JSON-ready)."""
-        encoded = _encode(self)
+        encoded = to_json(self)
         assert isinstance(encoded, dict)
         return encoded
 
     @classmethod
     def from_data(cls: type[E], data: Any) -> E:
         """Parse and type-check a ``data`` object; raises ValueError naming the bad field."""
-        return typing.cast(E, _from_fields(cls, data, cls.TYPE))
+        return from_json(cls, data, cls.TYPE)
+
+
+class SignedEntry(AuditEntry, Generic[S]):
+    """An entry recording one signed statement: its fields (some renamed) and signature.
+
+    Subclasses name the statement type (``STATEMENT``), the entry field holding
+    the signature (``SIGNATURE``) and the statement fields the entry stores under another
+    name (``RENAMED``, statement field -> entry field). Entry fields that are not part of
+    the statement (e.g. ``task_id``) are passed to :meth:`of` as keywords.
+    """
+
+    STATEMENT: ClassVar[type[Any]]
+    SIGNATURE: ClassVar[str] = "signature"
+    RENAMED: ClassVar[dict[str, str]] = {}
+
+    def signed(self, deployment_id: str) -> Signed[S]:
+        """The signed statement (raises MalformedStatement on bad field sizes)."""
+        kind = self.STATEMENT
+        names = [f.name for f in dataclasses.fields(kind) if f.name != "deployment_id"]
+        values = {n: getattr(self, self.RENAMED.get(n, n)) for n in names}
+        return Signed(kind(deployment_id=deployment_id, **values), getattr(self, self.SIGNATURE))
+
+    @classmethod
+    def of(cls: type[SE], signed: Signed[S], **extra: Any) -> SE:
+        """The entry recording ``signed`` (``extra``: entry fields the statement lacks)."""
+        stored_as = {entry: field for field, entry in cls.RENAMED.items()}
+        values = dict(extra)
+        for f in dataclasses.fields(cls):
+            if f.name == cls.SIGNATURE:
+                values[f.name] = signed.signature
+            elif f.name not in values:
+                values[f.name] = getattr(signed.statement, stored_as.get(f.name, f.name))
+        return cls(**values)
 
 
 # ----------------------------------------------------------------------------- deployment
@@ -169,10 +144,12 @@ class RoundOpenEntry(AuditEntry):
 
 
 @dataclass(frozen=True)
-class UploadEntry(AuditEntry):
+class UploadEntry(SignedEntry[UploadStatement]):
     """An accepted upload: the client's signed statement."""
 
+    STATEMENT: ClassVar[type[Any]] = UploadStatement
     TYPE: ClassVar[str] = "upload"
+    RENAMED: ClassVar[dict[str, str]] = {"client_id": "client"}
     round: int
     client: str
     nonce: bytes
@@ -181,35 +158,6 @@ class UploadEntry(AuditEntry):
     ciphertext_hash: bytes
     epsilon: float
     signature: bytes
-
-    @classmethod
-    def of(cls, signed: Signed[UploadStatement]) -> UploadEntry:
-        """The entry recording this signed upload."""
-        s = signed.statement
-        return cls(
-            s.round,
-            s.client_id,
-            s.nonce,
-            s.global_model_hash,
-            s.weight,
-            s.ciphertext_hash,
-            s.epsilon,
-            signed.signature,
-        )
-
-    def signed(self, deployment_id: str) -> Signed[UploadStatement]:
-        """The signed statement (raises MalformedStatement on bad field sizes)."""
-        statement = UploadStatement(
-            deployment_id=deployment_id,
-            round=self.round,
-            client_id=self.client,
-            nonce=self.nonce,
-            global_model_hash=self.global_model_hash,
-            ciphertext_hash=self.ciphertext_hash,
-            weight=self.weight,
-            epsilon=self.epsilon,
-        )
-        return Signed(statement, self.signature)
 
 
 @dataclass(frozen=True)
@@ -224,19 +172,16 @@ class UploadRejectedEntry(AuditEntry):
 
 
 @dataclass(frozen=True)
-class WithdrawalEntry(AuditEntry):
+class WithdrawalEntry(SignedEntry[WithdrawalStatement]):
     """A client's signed withdrawal."""
 
+    STATEMENT: ClassVar[type[Any]] = WithdrawalStatement
     TYPE: ClassVar[str] = "withdrawal"
+    RENAMED: ClassVar[dict[str, str]] = {"client_id": "client"}
     client: str
     round: int
     reason: str
     signature: bytes
-
-    def signed(self, deployment_id: str) -> Signed[WithdrawalStatement]:
-        """The signed statement."""
-        statement = WithdrawalStatement(deployment_id, self.client, self.round, self.reason)
-        return Signed(statement, self.signature)
 
 
 @dataclass(frozen=True)
@@ -278,9 +223,10 @@ class DecryptionRequestEntry(AuditEntry):
 
 
 @dataclass(frozen=True)
-class PartialEntry(AuditEntry):
+class PartialEntry(SignedEntry[PartialStatement]):
     """A key holder's signed partial decryption and its co-signature of a checkpoint."""
 
+    STATEMENT: ClassVar[type[Any]] = PartialStatement
     TYPE: ClassVar[str] = "partial"
     round: int
     task_id: int
@@ -293,13 +239,6 @@ class PartialEntry(AuditEntry):
     checkpoint_head: bytes
     checkpoint_signature: bytes
 
-    def signed(self, deployment_id: str) -> Signed[PartialStatement]:
-        """The signed partial statement."""
-        statement = PartialStatement(
-            deployment_id, self.round, self.keyholder, self.partial_digest, self.aggregate_digest
-        )
-        return Signed(statement, self.signature)
-
     def signed_checkpoint(self, deployment_id: str) -> Signed[CheckpointStatement]:
         """The checkpoint the key holder co-signed."""
         statement = CheckpointStatement(deployment_id, self.checkpoint_size, self.checkpoint_head)
@@ -307,9 +246,10 @@ class PartialEntry(AuditEntry):
 
 
 @dataclass(frozen=True)
-class RefusalEntry(AuditEntry):
+class RefusalEntry(SignedEntry[RefusalStatement]):
     """A key holder's signed refusal of a task."""
 
+    STATEMENT: ClassVar[type[Any]] = RefusalStatement
     TYPE: ClassVar[str] = "refusal"
     round: int
     task_id: int
@@ -317,17 +257,14 @@ class RefusalEntry(AuditEntry):
     reason: str
     signature: bytes
 
-    def signed(self, deployment_id: str) -> Signed[RefusalStatement]:
-        """The signed refusal."""
-        statement = RefusalStatement(deployment_id, self.round, self.keyholder, self.reason)
-        return Signed(statement, self.signature)
-
 
 @dataclass(frozen=True)
-class ReleaseEntry(AuditEntry):
+class ReleaseEntry(SignedEntry[ReleaseStatement]):
     """The server's signed release of a round's model."""
 
+    STATEMENT: ClassVar[type[Any]] = ReleaseStatement
     TYPE: ClassVar[str] = "release"
+    SIGNATURE: ClassVar[str] = "server_signature"
     round: int
     task_id: int
     model_hash: bytes
@@ -336,47 +273,17 @@ class ReleaseEntry(AuditEntry):
     partial_digests: tuple[bytes, ...]
     server_signature: bytes
 
-    @classmethod
-    def of(cls, signed: Signed[ReleaseStatement], *, task_id: int) -> ReleaseEntry:
-        """The entry recording this signed release."""
-        s = signed.statement
-        return cls(
-            s.round,
-            task_id,
-            s.model_hash,
-            s.aggregate_digest,
-            s.quorum,
-            s.partial_digests,
-            signed.signature,
-        )
-
-    def signed(self, deployment_id: str) -> Signed[ReleaseStatement]:
-        """The signed release statement."""
-        statement = ReleaseStatement(
-            deployment_id,
-            self.round,
-            self.model_hash,
-            self.aggregate_digest,
-            self.quorum,
-            self.partial_digests,
-        )
-        return Signed(statement, self.server_signature)
-
 
 @dataclass(frozen=True)
-class CheckpointEntry(AuditEntry):
+class CheckpointEntry(SignedEntry[CheckpointStatement]):
     """The server's signed checkpoint of the log's size and head."""
 
+    STATEMENT: ClassVar[type[Any]] = CheckpointStatement
     TYPE: ClassVar[str] = "checkpoint"
+    SIGNATURE: ClassVar[str] = "server_signature"
     size: int
     head: bytes
     server_signature: bytes
-
-    def signed(self, deployment_id: str) -> Signed[CheckpointStatement]:
-        """The signed checkpoint."""
-        return Signed(
-            CheckpointStatement(deployment_id, self.size, self.head), self.server_signature
-        )
 
 
 ENTRY_TYPES: dict[str, type[AuditEntry]] = {
