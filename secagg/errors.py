@@ -55,10 +55,6 @@ class QuorumNotMet(SecAggError):
     reason: ClassVar[str] = "QUORUM_NOT_MET"
 
 
-class WeightBudgetExceeded(SecAggError, ValueError):
-    """Aggregation weights are negative, all zero, or exceed the parameter budget."""
-
-    reason: ClassVar[str] = "WEIGHT_BUDGET_EXCEEDED"
 
 
 class SignatureInvalid(SecAggError):
@@ -77,6 +73,17 @@ class PolicyViolation(SecAggError):
     """A protocol rule (minimum contributors, weight cap, ...) refused an operation."""
 
     reason: ClassVar[str] = "POLICY_VIOLATION"
+
+
+class WeightBudgetExceeded(PolicyViolation, ValueError):
+    """Aggregation weights are negative, all zero, or exceed the parameter budget.
+
+    A policy rule too (:mod:`secagg.protocol.policy` raises it for a weight outside
+    ``1..max_total_weight``), so every enforcer that catches :class:`PolicyViolation`
+    catches it.
+    """
+
+    reason: ClassVar[str] = "WEIGHT_BUDGET_EXCEEDED"
 
 
 class PermissionDenied(PolicyViolation):

@@ -1,0 +1,195 @@
+"""One policy, three enforcers: the server, the key holder and ``secagg audit verify``.
+
+For every rule of :mod:`secagg.protocol.policy` the same violating contributor set, with
+real signatures, goes to
+
+* the server's close decision (:func:`server.state.review_collecting`, what the server
+  runs before it asks for a decryption): the round does not close, and its status
+  carries the rule's reason code;
+* the key holder's task check (:func:`clients.keyholder.checks.check_task`, what it runs
+  before it answers): it raises the rule's error;
+* the offline verifier, on an audit log recording those uploads and that aggregate: it
+  reports the aggregate entry with the rule's reason code.
+
+All three must name the same reason.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from clients.keyholder.checks import check_task
+from secagg.errors import (
+    DuplicateContributor,
+    EpsilonOverBudget,
+    MixedGlobalModels,
+    RoundOutOfRange,
+    SecAggError,
+    TooFewContributors,
+    WeightBudgetExceeded,
+    WeightShareExceeded,
+)
+from secagg.proto import service_pb2 as pb
+from secagg.protocol.audit_entries import (
+    AggregateEntry,
+    AggregateInput,
+    CeremonyEntry,
+    PublicKeyEntry,
+    RosterEntry,
+    RoundOpenEntry,
+    UploadEntry,
+)
+from secagg.protocol.audit_log import AuditLog
+from secagg.protocol.audit_verify import verify_log
+from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.roster import Roster
+from secagg.protocol.statements import CeremonyStatement, Signed, UploadStatement
+from secagg.rpc.transport import Identity
+from server.state import open_round, review_collecting
+
+MODEL = hashlib.sha256(b"global model").digest()
+Uploads = list[UploadStatement]
+
+
+def _uploads(roster: Roster, weights: dict[str, int], round_number: int = 1) -> Uploads:
+    return [
+        UploadStatement(
+            deployment_id=roster.deployment_id,
+            round=round_number,
+            client_id=name,
+            nonce=bytes([n + 1]) * 16,
+            global_model_hash=MODEL,
+            ciphertext_hash=hashlib.sha256(f"{name}/{n}".encode()).digest(),
+            weight=weight,
+            epsilon=1.0,
+        )
+        for n, (name, weight) in enumerate(weights.items())
+    ]
+
+
+def _duplicate(roster: Roster) -> Uploads:
+    two = _uploads(roster, {"c1": 10, "c2": 10})
+    return [*two, replace(two[0], nonce=bytes([9]) * 16, ciphertext_hash=bytes(32))]
+
+
+#: rule -> (error the key holder raises, violating contributor set)
+RULES: dict[str, tuple[type[SecAggError], Callable[[Roster], Uploads]]] = {
+    "too few contributors": (TooFewContributors, lambda r: _uploads(r, {"c1": 10})),
+    "duplicate contributor": (DuplicateContributor, _duplicate),
+    "mixed global models": (
+        MixedGlobalModels,
+        lambda r: [
+            *_uploads(r, {"c1": 10, "c2": 10}),
+            replace(_uploads(r, {"c3": 10})[0], global_model_hash=bytes(32)),
+        ],
+    ),
+    "weight share": (WeightShareExceeded, lambda r: _uploads(r, {"c1": 100, "c2": 10, "c3": 10})),
+    "epsilon over budget": (
+        EpsilonOverBudget,
+        lambda r: [*_uploads(r, {"c1": 10}), replace(_uploads(r, {"c2": 10})[0], epsilon=3.5)],
+    ),
+    "zero weight": (WeightBudgetExceeded, lambda r: _uploads(r, {"c1": 10, "c2": 0, "c3": 10})),
+    "round beyond the policy": (
+        RoundOutOfRange,
+        lambda r: _uploads(r, {"c1": 10, "c2": 10}, round_number=r.policy.rounds + 1),
+    ),
+}
+
+
+def _sign(uploads: Uploads, parties: dict[str, Identity]) -> list[Signed[UploadStatement]]:
+    return [Signed.create(u, parties[u.client_id].signing_key()) for u in uploads]
+
+
+def _server_reason(roster: Roster, uploads: Uploads) -> str:
+    """What the server's close decision says about a due round with these uploads."""
+    rnd = open_round(uploads[0].round, MODEL, policy=roster.policy, now=0.0)
+    verdict = review_collecting(
+        rnd, uploads, active=(), policy=roster.policy, params=roster.params, now=rnd.deadline
+    )
+    assert not verdict.close, "the server would ask for a decryption the policy forbids"
+    return verdict.status.reason
+
+
+def _keyholder_reason(roster: Roster, signed: list[Signed[UploadStatement]]) -> str:
+    task = pb.DecryptionTask(
+        pending=True,
+        round=signed[0].statement.round,
+        contributions=[s.statement.to_contribution(s.signature) for s in signed],
+    )
+    with pytest.raises(SecAggError) as info:
+        check_task(roster, task)
+    return info.value.reason
+
+
+def _verifier_errors(
+    directory: Path,
+    roster: Roster,
+    parties: dict[str, Identity],
+    signed: list[Signed[UploadStatement]],
+) -> list[str]:
+    """Record a log of these uploads and their aggregate; the verifier's error lines."""
+    layout = DeploymentLayout(directory)
+    layout.audit_log.unlink(missing_ok=True)
+    log, dep = AuditLog(layout.audit_log), roster.deployment_id
+    roster_hash = hashlib.sha256(layout.roster.read_bytes()).digest()
+    log.record(RosterEntry(dep, roster_hash, roster.params.id, roster.policy.as_dict()))
+    key_id = hashlib.sha256(b"joint public key").digest()
+    for kh in roster.keyholders:
+        body = CeremonyStatement.of_body(
+            dep, kind=pb.ENDORSEMENT, sender=kh.index, recipient=0, body=key_id
+        )
+        sig = Signed.create(body, parties[kh.name].signing_key()).signature
+        log.record(CeremonyEntry("ENDORSEMENT", kh.index, 0, body.body_sha256, key_id, sig))
+    log.record(PublicKeyEntry(key_id, roster.policy.keyholders, roster.policy.threshold))
+    rnd = signed[0].statement.round
+    log.record(RoundOpenEntry(rnd, MODEL))
+    for s in signed:
+        log.record(UploadEntry.of(s))
+    inputs = tuple(
+        AggregateInput(s.statement.client_id, s.statement.ciphertext_hash, s.statement.weight)
+        for s in signed
+    )
+    total = sum(i.weight for i in inputs)
+    seq, _ = log.record(AggregateEntry(rnd, bytes(32), bytes(32), total, inputs))
+    report = verify_log(directory)
+    return [e for e in report.errors if e.startswith(f"entry {seq} (aggregate): ")]
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_server_keyholder_and_verifier_refuse_with_the_same_reason(
+    rule: str, roster: Roster, parties: dict[str, Identity], deployment: Path
+) -> None:
+    error, build = RULES[rule]
+    uploads = build(roster)
+    signed = _sign(uploads, parties)
+
+    server = _server_reason(roster, uploads)
+    keyholder = _keyholder_reason(roster, signed)
+    verifier = _verifier_errors(deployment, roster, parties, signed)
+
+    assert server == keyholder == error.reason, (server, keyholder, error.reason)
+    assert any(f": {error.reason}: " in line for line in verifier), verifier
+
+
+def test_an_acceptable_set_passes_all_three(
+    roster: Roster, parties: dict[str, Identity], deployment: Path
+) -> None:
+    uploads = _uploads(roster, {"c1": 10, "c2": 10, "c3": 10})
+    signed = _sign(uploads, parties)
+    rnd = open_round(1, MODEL, policy=roster.policy, now=0.0)
+    verdict = review_collecting(
+        rnd, uploads, active=(), policy=roster.policy, params=roster.params, now=rnd.deadline
+    )
+    assert verdict.close
+    task = pb.DecryptionTask(
+        pending=True,
+        round=1,
+        contributions=[s.statement.to_contribution(s.signature) for s in signed],
+    )
+    assert check_task(roster, task) == uploads
+    assert _verifier_errors(deployment, roster, parties, signed) == []
