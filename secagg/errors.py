@@ -55,8 +55,6 @@ class QuorumNotMet(SecAggError):
     reason: ClassVar[str] = "QUORUM_NOT_MET"
 
 
-
-
 class SignatureInvalid(SecAggError):
     """A signature does not verify under the signer's roster key."""
 
