@@ -10,6 +10,7 @@ refuses the operation and rolls the rows back.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -30,13 +31,13 @@ log = logging.getLogger("secagg.server")
 MAX_REASON_CHARS = 500
 
 
+@dataclass(eq=False)
 class AuditTrail:
-    """Writes the server's audit entries."""
+    """Writes the server's audit entries to ``audit``; signs checkpoints with ``signing_key``."""
 
-    def __init__(self, audit: AuditLog, roster: Roster, signing_key: Ed25519PrivateKey) -> None:
-        self.audit = audit
-        self.roster = roster
-        self.signing_key = signing_key
+    audit: AuditLog
+    roster: Roster
+    signing_key: Ed25519PrivateKey
 
     @property
     def size(self) -> int:

@@ -78,7 +78,7 @@ class Releases:
         part_hash = self.ctx.blobs.put(blob, sha256=header.blob.sha256)
         record = PartialRecord(task.task_id, keyholder, part_hash, part.digest, header.signature)
         with self.ctx.store.transaction():
-            if self.ctx.store.add_partial(record):
+            if self.ctx.store.add_answer(record):
                 self.ctx.audit.record(
                     PartialEntry(
                         round=task.round,
@@ -109,7 +109,7 @@ class Releases:
         signed.verify(self.ctx.roster)
         record = RefusalRecord(task.task_id, keyholder, refusal.reason, refusal.signature)
         with self.ctx.store.transaction():
-            if self.ctx.store.add_refusal(record):
+            if self.ctx.store.add_answer(record):
                 self.ctx.audit.record(
                     RefusalEntry(
                         task.round, task.task_id, keyholder, refusal.reason, refusal.signature
@@ -121,7 +121,7 @@ class Releases:
 
     def _maybe_release(self, task: Task) -> None:
         store, parsed = self.ctx.store, self.ctx.parsed
-        records = store.partials(task.task_id)
+        records = store.answers(task.task_id, PartialRecord)
         if not quorum_complete(task, {r.keyholder for r in records}):
             return
         cur = store.current_round()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator
-from typing import NoReturn, TypeVar
+from typing import NoReturn, Protocol, TypeVar
 
 import grpc
 
@@ -33,6 +33,28 @@ from server.rounds import RoundManager
 
 log = logging.getLogger("secagg.server")
 T = TypeVar("T")
+
+
+class _BlobHeader(Protocol):
+    """A stream's header: it announces the blob that follows (size and SHA-256)."""
+
+    @property
+    def blob(self) -> pb.BlobHeader: ...
+
+
+H = TypeVar("H", bound=_BlobHeader, covariant=True)
+
+
+class _StreamedRequest(Protocol[H]):
+    """One message of an Upload or SubmitPartial stream: a header, then chunks."""
+
+    @property
+    def header(self) -> H: ...
+
+    @property
+    def chunk(self) -> pb.Chunk: ...
+
+    def WhichOneof(self, oneof_group: str) -> str | None: ...
 
 
 def _abort(context: grpc.ServicerContext, exc: SecAggError) -> NoReturn:
@@ -66,6 +88,28 @@ class AggregationService(pb_grpc.AggregationServicer):
         except SecAggError as exc:
             log.warning("refused %s: %s", peer_name(context), exc)
             _abort(context, exc)
+
+    @staticmethod
+    def _stream_header(requests: Iterator[_StreamedRequest[H]], context: grpc.ServicerContext) -> H:
+        """The header that must open a client stream (INVALID_ARGUMENT otherwise)."""
+        first = next(requests, None)
+        if first is None or first.WhichOneof("part") != "header":
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be the header")
+        assert first is not None
+        return first.header
+
+    @staticmethod
+    def _stream_blob(requests: Iterator[_StreamedRequest[H]], header: _BlobHeader) -> bytes:
+        """The rest of a stream joined into the blob its header announced.
+
+        Raises ValueError if the chunks overflow, fall short of or do not hash to the
+        announced blob (see :func:`~secagg.rpc.transport.join_chunks`).
+        """
+        return join_chunks(
+            (m.chunk for m in requests if m.WhichOneof("part") == "chunk"),
+            expected_size=header.blob.total_size,
+            sha256=header.blob.sha256,
+        )
 
     # ------------------------------------------------------------- ceremony
     def PostCeremonyMessage(
@@ -114,19 +158,11 @@ class AggregationService(pb_grpc.AggregationServicer):
         self, request_iterator: Iterator[pb.UploadRequest], context: grpc.ServicerContext
     ) -> pb.UploadReceipt:
         client = self._caller(context, "client")
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "header":
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be the header")
-        assert first is not None
-        header = first.header
+        header = self._stream_header(request_iterator, context)
         try:
             signed = self.rounds.precheck_upload(client, header)
             try:
-                blob = join_chunks(
-                    (m.chunk for m in request_iterator if m.WhichOneof("part") == "chunk"),
-                    expected_size=header.blob.total_size,
-                    sha256=header.blob.sha256,
-                )
+                blob = self._stream_blob(request_iterator, header)
             except ValueError as exc:
                 raise InvalidCiphertext(str(exc)) from None
             return self.rounds.accept_upload(signed, blob)
@@ -160,19 +196,11 @@ class AggregationService(pb_grpc.AggregationServicer):
         self, request_iterator: Iterator[pb.PartialRequest], context: grpc.ServicerContext
     ) -> pb.Ack:
         index = self._keyholder_index(self._caller(context, "keyholder"))
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "header":
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first message must be the header")
-        assert first is not None
-        header = first.header
+        header = self._stream_header(request_iterator, context)
         if header.blob.total_size > C.MAX_SERIALIZED_BYTES:
             _abort(context, SizeLimitExceeded("partial too large"))
         try:
-            blob = join_chunks(
-                (m.chunk for m in request_iterator if m.WhichOneof("part") == "chunk"),
-                expected_size=header.blob.total_size,
-                sha256=header.blob.sha256,
-            )
+            blob = self._stream_blob(request_iterator, header)
         except ValueError as exc:
             _abort(context, InvalidPartialDecryption(str(exc)))
         status = self._guard(context, lambda: self.rounds.submit_partial(index, header, blob))

@@ -33,6 +33,7 @@ from secagg.protocol.status import RoundStatus
 from server.context import Context
 from server.liveness import Liveness
 from server.state import Round, RoundState, Task, TaskState, choose_quorum, quorum_lost
+from server.store.base import PartialRecord, RefusalRecord
 
 log = logging.getLogger("secagg.server")
 
@@ -100,7 +101,7 @@ class Tasks:
         for task in store.tasks(state=TaskState.OPEN, round_number=rnd.number):
             if task.operator:
                 continue
-            answered = {p.keyholder for p in store.partials(task.task_id)}
+            answered = {p.keyholder for p in store.answers(task.task_id, PartialRecord)}
             if not quorum_lost(task, answered, live):
                 return
             store.set_task_state(task.task_id, TaskState.SUPERSEDED)
@@ -170,7 +171,7 @@ class Tasks:
             raise PolicyViolation(f"no decryption task {task_id}")
         refusals = [
             pb.Refusal(task_id=task_id, keyholder=r.keyholder, reason=r.reason)
-            for r in store.refusals(task_id)
+            for r in store.answers(task_id, RefusalRecord)
         ]
         rnd = store.round(task.round)
         released = rnd is not None and rnd.release is not None

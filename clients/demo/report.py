@@ -56,6 +56,14 @@ def validate_summary(summary: dict[str, Any]) -> None:
         raise ValueError("summary.json misses or breaks: " + ", ".join(sorted(set(problems))))
 
 
+def _save(plt: Any, fig: Any, path: Path) -> str:
+    """Lay out ``fig``, write it to ``path`` as a PNG, close it; return the file name."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
+
+
 def plot(summary: dict[str, Any], out: Path) -> list[str]:
     """Write the PNG plots; return their file names."""
     import matplotlib
@@ -80,10 +88,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[str]:
     ax.set(xlabel="round", ylabel="test accuracy", title="Accuracy per round", ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "accuracy.png", dpi=110)
-    names.append("accuracy.png")
-    plt.close(fig)
+    names.append(_save(plt, fig, out / "accuracy.png"))
 
     fig, ax = plt.subplots(figsize=(7, 4))
     clients = sorted({c for r in summary["rounds"] for c in r["epsilon"]})
@@ -99,20 +104,14 @@ def plot(summary: dict[str, Any], out: Path) -> list[str]:
     )
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "epsilon.png", dpi=110)
-    names.append("epsilon.png")
-    plt.close(fig)
+    names.append(_save(plt, fig, out / "epsilon.png"))
 
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
     a1.bar(rounds, [r["upload_bytes"] / 1e6 for r in summary["rounds"]])
     a1.set(xlabel="round", ylabel="MB uploaded", title="Encrypted upload volume")
     a2.bar(rounds, [r["seconds"] for r in summary["rounds"]], color="tab:orange")
     a2.set(xlabel="round", ylabel="seconds", title="Wall time per round")
-    fig.tight_layout()
-    fig.savefig(out / "cost.png", dpi=110)
-    names.append("cost.png")
-    plt.close(fig)
+    names.append(_save(plt, fig, out / "cost.png"))
     return names
 
 

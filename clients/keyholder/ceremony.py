@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from dataclasses import KW_ONLY, dataclass
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -40,16 +41,19 @@ from secagg.protocol.statements import CeremonyStatement, Signed
 log = logging.getLogger("secagg.keyholder")
 
 
+@dataclass(eq=False)
 class CeremonyRelay:
-    """Signed ceremony messages posted to and collected from the server."""
+    """Signed ceremony messages posted to and collected from the server.
 
-    def __init__(
-        self, conn: Connection, roster: Roster, *, index: int, signing_key: Ed25519PrivateKey
-    ) -> None:
-        self.conn = conn
-        self.roster = roster
-        self.index = index
-        self.signing_key = signing_key
+    Messages go out as key holder ``index``, signed with ``signing_key``; received ones
+    are verified against ``roster``.
+    """
+
+    conn: Connection
+    roster: Roster
+    _: KW_ONLY
+    index: int
+    signing_key: Ed25519PrivateKey
 
     def post(self, kind: pb.CeremonyKind, body: bytes, recipient: int = 0) -> None:
         """Sign and post one message."""

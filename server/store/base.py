@@ -24,6 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import TypeAlias, TypeVar
 
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.statements import Signed, WithdrawalStatement
@@ -53,6 +54,12 @@ class RefusalRecord:
     keyholder: int
     reason: str
     signature: bytes
+
+
+#: A key holder's answer to a decryption task: its partial or its refusal.
+Answer: TypeAlias = PartialRecord | RefusalRecord
+#: One kind of answer, for methods that take the kind and return records of it.
+AnswerT = TypeVar("AnswerT", PartialRecord, RefusalRecord)
 
 
 class Store(ABC):
@@ -168,26 +175,21 @@ class Store(ABC):
 
     # ------------------------------------------------------------------ answers
     @abstractmethod
-    def partials(self, task_id: int) -> list[PartialRecord]:
-        """A task's partials, ordered by key holder."""
+    def answers(self, task_id: int, kind: type[AnswerT]) -> list[AnswerT]:
+        """A task's answers of one kind (its partials or its refusals), by key holder."""
 
     @abstractmethod
-    def add_partial(self, record: PartialRecord) -> bool:
-        """Record a partial; False (and no change) if this key holder already answered."""
+    def add_answer(self, record: Answer) -> bool:
+        """Record a partial or a refusal.
 
-    @abstractmethod
-    def refusals(self, task_id: int) -> list[RefusalRecord]:
-        """A task's refusals, ordered by key holder."""
-
-    @abstractmethod
-    def add_refusal(self, record: RefusalRecord) -> bool:
-        """Record a refusal; False (and no change) if this key holder already refused."""
+        Returns False (and changes nothing) if this key holder already sent an answer of
+        the same kind for the task; a partial and a refusal are kept apart.
+        """
 
     def answered(self, task_id: int) -> set[int]:
         """Key holders that sent a partial or a refusal for the task."""
-        return {p.keyholder for p in self.partials(task_id)} | {
-            r.keyholder for r in self.refusals(task_id)
-        }
+        partials = {p.keyholder for p in self.answers(task_id, PartialRecord)}
+        return partials | {r.keyholder for r in self.answers(task_id, RefusalRecord)}
 
     def set_task_state(self, task_id: int, state: TaskState) -> None:
         """Move a task to another state."""

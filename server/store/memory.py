@@ -15,7 +15,7 @@ from typing import Any
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.statements import Signed, WithdrawalStatement
 from server.state import Round, Task, TaskState, Upload
-from server.store.base import PartialRecord, RefusalRecord, Store, StoreConflict
+from server.store.base import Answer, AnswerT, Store, StoreConflict
 
 
 class MemoryStore(Store):
@@ -30,8 +30,8 @@ class MemoryStore(Store):
         self._withdrawals: dict[str, Signed[WithdrawalStatement]] = {}
         self._tasks: dict[int, Task] = {}
         self._next_task = 1
-        self._partials: dict[tuple[int, int], PartialRecord] = {}
-        self._refusals: dict[tuple[int, int], RefusalRecord] = {}
+        #: Keyed by (kind of answer, task id, key holder).
+        self._answers: dict[tuple[type[Answer], int, int], Answer] = {}
 
     _STATE = (
         "_ceremony",
@@ -41,8 +41,7 @@ class MemoryStore(Store):
         "_withdrawals",
         "_tasks",
         "_next_task",
-        "_partials",
-        "_refusals",
+        "_answers",
     )
 
     @contextmanager
@@ -187,30 +186,19 @@ class MemoryStore(Store):
             ]
 
     # ------------------------------------------------------------------ answers
-    def partials(self, task_id: int) -> list[PartialRecord]:
+    def answers(self, task_id: int, kind: type[AnswerT]) -> list[AnswerT]:
         """See :class:`Store`."""
         with self._lock:
-            return [p for (t, _), p in sorted(self._partials.items()) if t == task_id]
+            found = [
+                a for a in self._answers.values() if isinstance(a, kind) and a.task_id == task_id
+            ]
+        return sorted(found, key=lambda a: a.keyholder)
 
-    def add_partial(self, record: PartialRecord) -> bool:
+    def add_answer(self, record: Answer) -> bool:
         """See :class:`Store`."""
         with self.transaction():
-            key = (record.task_id, record.keyholder)
-            if key in self._partials:
+            key = (type(record), record.task_id, record.keyholder)
+            if key in self._answers:
                 return False
-            self._partials[key] = record
-            return True
-
-    def refusals(self, task_id: int) -> list[RefusalRecord]:
-        """See :class:`Store`."""
-        with self._lock:
-            return [r for (t, _), r in sorted(self._refusals.items()) if t == task_id]
-
-    def add_refusal(self, record: RefusalRecord) -> bool:
-        """See :class:`Store`."""
-        with self.transaction():
-            key = (record.task_id, record.keyholder)
-            if key in self._refusals:
-                return False
-            self._refusals[key] = record
+            self._answers[key] = record
             return True

@@ -8,6 +8,7 @@ plain SQL: ``rounds``, ``uploads``, ``nonces``, ``withdrawals``, ``tasks``, ``pa
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +18,9 @@ from typing import Any
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.statements import Signed, WithdrawalStatement
 from server.state import Round, Task, TaskState, Upload
-from server.store.base import PartialRecord, RefusalRecord, Store, StoreConflict
+from server.store.base import Answer, AnswerT, Store, StoreConflict
 from server.store.sqlite_rows import (
+    ANSWER_TABLES,
     ROUND_COLUMNS,
     SCHEMA,
     UPLOAD_COLUMNS,
@@ -229,44 +231,21 @@ class SqliteStore(Store):
         ]
 
     # ------------------------------------------------------------------ answers
-    def partials(self, task_id: int) -> list[PartialRecord]:
+    def answers(self, task_id: int, kind: type[AnswerT]) -> list[AnswerT]:
         """See :class:`Store`."""
+        columns = ", ".join(field.name for field in dataclasses.fields(kind))
         rows = self._rows(
-            "SELECT task_id, keyholder, partial_hash, partial_digest, signature FROM partials"
-            " WHERE task_id=? ORDER BY keyholder",
+            f"SELECT {columns} FROM {ANSWER_TABLES[kind]} WHERE task_id=? ORDER BY keyholder",
             (task_id,),
         )
-        return [
-            PartialRecord(int(t), int(k), bytes(h), bytes(d), bytes(s)) for t, k, h, d, s in rows
-        ]
+        return [kind(*row) for row in rows]
 
-    def add_partial(self, record: PartialRecord) -> bool:
+    def add_answer(self, record: Answer) -> bool:
         """See :class:`Store`."""
+        values = dataclasses.astuple(record)
+        placeholders = ", ".join("?" * len(values))
         cur = self._write(
-            "INSERT OR IGNORE INTO partials VALUES (?, ?, ?, ?, ?)",
-            (
-                record.task_id,
-                record.keyholder,
-                record.partial_hash,
-                record.partial_digest,
-                record.signature,
-            ),
-        )
-        return cur.rowcount == 1
-
-    def refusals(self, task_id: int) -> list[RefusalRecord]:
-        """See :class:`Store`."""
-        rows = self._rows(
-            "SELECT task_id, keyholder, reason, signature FROM refusals"
-            " WHERE task_id=? ORDER BY keyholder",
-            (task_id,),
-        )
-        return [RefusalRecord(int(t), int(k), str(r), bytes(s)) for t, k, r, s in rows]
-
-    def add_refusal(self, record: RefusalRecord) -> bool:
-        """See :class:`Store`."""
-        cur = self._write(
-            "INSERT OR IGNORE INTO refusals VALUES (?, ?, ?, ?)",
-            (record.task_id, record.keyholder, record.reason, record.signature),
+            f"INSERT OR IGNORE INTO {ANSWER_TABLES[type(record)]} VALUES ({placeholders})",
+            values,
         )
         return cur.rowcount == 1

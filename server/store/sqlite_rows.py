@@ -12,6 +12,7 @@ from secagg.proto import service_pb2 as pb
 from secagg.protocol.statements import Signed, UploadStatement, WithdrawalStatement
 from secagg.protocol.status import RoundStatus, StatusKind
 from server.state import Round, RoundState, Task, TaskState, Upload
+from server.store.base import Answer, PartialRecord, RefusalRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
@@ -43,6 +44,9 @@ CREATE TABLE IF NOT EXISTS refusals(
     task_id INTEGER NOT NULL, keyholder INTEGER NOT NULL, reason TEXT NOT NULL,
     signature BLOB NOT NULL, PRIMARY KEY(task_id, keyholder));
 """
+
+#: The table of each kind of answer; its columns are the record's fields, in order.
+ANSWER_TABLES: dict[type[Answer], str] = {PartialRecord: "partials", RefusalRecord: "refusals"}
 
 ROUND_COLUMNS = (
     "round, state, global_model_hash, opened_at, deadline, aggregate_hash, aggregate_digest,"

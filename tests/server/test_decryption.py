@@ -26,6 +26,7 @@ from secagg.protocol.statements import (
 )
 from server.state import TaskState
 from server.store import Store
+from server.store.base import PartialRecord
 
 from .conftest import CLIENTS, LENGTH, Server, World, make_server
 from .test_uploads import send, snapshot
@@ -155,7 +156,7 @@ def test_partial_guards(server: Server) -> None:
     header, blob = _answer(server, outsider, 3)
     with pytest.raises(PermissionDenied, match="not in the task's quorum"):
         server.manager.submit_partial(3, header, blob)
-    assert server.ctx.store.partials(task.task_id) == []
+    assert server.ctx.store.answers(task.task_id, PartialRecord) == []
 
 
 def test_a_refusal_is_the_round_status(server: Server) -> None:

@@ -151,16 +151,26 @@ def test_task_round_trips_its_contributions(store: Store) -> None:
 def test_partials_and_refusals(store: Store) -> None:
     task = store.add_task(_task())
     p2 = PartialRecord(task.task_id, 2, H1, H2, b"sig2")
-    assert store.add_partial(p2) is True
-    assert store.add_partial(PartialRecord(task.task_id, 2, H2, H1, b"other")) is False
-    assert store.add_partial(PartialRecord(task.task_id, 1, H2, H1, b"sig1")) is True
-    assert [p.keyholder for p in store.partials(task.task_id)] == [1, 2]
-    assert store.partials(task.task_id)[1] == p2
+    assert store.add_answer(p2) is True
+    assert store.add_answer(PartialRecord(task.task_id, 2, H2, H1, b"other")) is False
+    assert store.add_answer(PartialRecord(task.task_id, 1, H2, H1, b"sig1")) is True
+    assert [p.keyholder for p in store.answers(task.task_id, PartialRecord)] == [1, 2]
+    assert store.answers(task.task_id, PartialRecord)[1] == p2
     refusal = RefusalRecord(task.task_id, 3, "cap 0.5", b"sig3")
-    assert store.add_refusal(refusal) is True and store.add_refusal(refusal) is False
-    assert store.refusals(task.task_id) == [refusal]
+    assert store.add_answer(refusal) is True and store.add_answer(refusal) is False
+    assert store.answers(task.task_id, RefusalRecord) == [refusal]
     assert store.answered(task.task_id) == {1, 2, 3}
-    assert store.partials(task.task_id + 1) == [] and store.refusals(task.task_id + 1) == []
+    assert store.answers(task.task_id + 1, PartialRecord) == []
+    assert store.answers(task.task_id + 1, RefusalRecord) == []
+
+
+def test_a_partial_and_a_refusal_are_kept_apart(store: Store) -> None:
+    task = store.add_task(_task())
+    refusal = RefusalRecord(task.task_id, 2, "cap 0.5", b"sig2")
+    assert store.add_answer(PartialRecord(task.task_id, 2, H1, H2, b"sig2")) is True
+    assert store.add_answer(refusal) is True
+    assert store.answers(task.task_id, RefusalRecord) == [refusal]
+    assert store.answered(task.task_id) == {2}
 
 
 def test_ceremony_messages(store: Store) -> None:
