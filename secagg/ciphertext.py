@@ -8,15 +8,22 @@ fixed-point value per plaintext coefficient (:mod:`secagg.encoding`). SEAL encry
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 import tenseal.sealapi as seal
 
 from secagg import constants as C
-from secagg._internal.envelope import digest_of, parse, require
-from secagg._internal.modarith import U64, pack60, packed_size, unpack60
+from secagg._internal.envelope import (
+    Envelope,
+    parse,
+    require,
+    require_reduced,
+    unpack_residues,
+)
+from secagg._internal.modarith import U64, packed_size
 from secagg._internal.seal_backend import backend_for
 from secagg.encoding import as_vector, encode
 from secagg.errors import InvalidCiphertext
@@ -31,9 +38,13 @@ def ciphertext_count(params: Parameters, length: int) -> int:
 
 
 @dataclass(frozen=True, eq=False)
-class EncryptedVector:
-    """An encrypted float vector: residues of shape ``(ciphertexts, 2, data primes, N)``."""
+class EncryptedVector(Envelope[core_pb2.EncryptedVector]):
+    """An encrypted float vector: residues of shape ``(ciphertexts, 2, data primes, N)``.
 
+    Its :attr:`digest` binds parameters, public key, length and every residue.
+    """
+
+    DOMAIN: ClassVar[bytes] = C.DOMAIN_CIPHERTEXT
     params: Parameters
     public_key_id: bytes
     length: int
@@ -47,32 +58,15 @@ class EncryptedVector:
     def __len__(self) -> int:
         return self.length
 
-    @cached_property
-    def _payload(self) -> bytes:
-        return pack60(self.residues)
+    def _digested_header(self) -> tuple[int | bytes, ...]:
+        return (self.public_key_id, self.length, self.ciphertext_count)
 
-    @cached_property
-    def digest(self) -> bytes:
-        """SHA-256 content digest (binds parameters, public key, length and every residue)."""
-        return _vector_digest(
-            self.params, self.public_key_id, self.length, self.ciphertext_count, self._payload
-        )
-
-    def to_message(self) -> core_pb2.EncryptedVector:
-        """The protobuf form."""
+    def _header_message(self) -> core_pb2.EncryptedVector:
         return core_pb2.EncryptedVector(
-            format_version=C.FORMAT_VERSION,
-            params_id=self.params.id_bytes,
             public_key_id=self.public_key_id,
             length=self.length,
             ciphertext_count=self.ciphertext_count,
-            payload=self._payload,
-            digest=self.digest,
         )
-
-    def to_bytes(self) -> bytes:
-        """Serialize as an ``EncryptedVector`` protobuf message."""
-        return self.to_message().SerializeToString()
 
     @classmethod
     def from_bytes(
@@ -95,62 +89,33 @@ class EncryptedVector:
     @classmethod
     def from_message(cls, msg: core_pb2.EncryptedVector, params: Parameters) -> EncryptedVector:
         """Validate an already parsed message (see :meth:`from_bytes`)."""
-        require(
-            msg.format_version == C.FORMAT_VERSION, InvalidCiphertext, "unsupported format version"
-        )
-        require(
-            msg.params_id == params.id_bytes,
-            InvalidCiphertext,
-            "ciphertext is for other parameters",
-        )
-        require(
-            len(msg.public_key_id) == C.DIGEST_BYTES, InvalidCiphertext, "missing public key id"
-        )
-        require(
-            1 <= msg.length <= C.MAX_VECTOR_LENGTH,
-            InvalidCiphertext,
-            f"invalid vector length {msg.length}",
-        )
+        err = InvalidCiphertext
+        require(msg.format_version == C.FORMAT_VERSION, err, "unsupported format version")
+        require(msg.params_id == params.id_bytes, err, "ciphertext is for other parameters")
+        require(len(msg.public_key_id) == C.DIGEST_BYTES, err, "missing public key id")
+        require(1 <= msg.length <= C.MAX_VECTOR_LENGTH, err, f"invalid vector length {msg.length}")
         count = ciphertext_count(params, msg.length)
-        require(
-            msg.ciphertext_count == count,
-            InvalidCiphertext,
-            "ciphertext count does not match the length",
-        )
-        n, L = params.poly_modulus_degree, len(params.data_primes)
-        values = count * 2 * L * n
-        require(
-            len(msg.payload) == packed_size(values),
-            InvalidCiphertext,
-            f"payload of {len(msg.payload)} bytes; {packed_size(values)} expected for "
+        require(msg.ciphertext_count == count, err, "ciphertext count does not match the length")
+        L = len(params.data_primes)
+        shape = (count, 2, L, params.poly_modulus_degree)
+        payload = bytes(msg.payload)
+        residues = unpack_residues(
+            payload,
+            shape,
+            err,
+            f"payload of {len(payload)} bytes; {packed_size(math.prod(shape))} expected for "
             f"{count} ciphertexts at the data level ({L} primes)",
         )
-        payload = bytes(msg.payload)
-        expected = _vector_digest(params, bytes(msg.public_key_id), msg.length, count, payload)
-        require(
-            expected == msg.digest,
-            InvalidCiphertext,
-            "digest mismatch: data corrupted or truncated",
-        )
-        residues = unpack60(payload, values).reshape(count, 2, L, n)
-        _check_ciphertext_residues(residues, params)
         vec = cls(params, bytes(msg.public_key_id), msg.length, residues)
-        vec.__dict__["_payload"] = payload  # cached_property: reuse the validated bytes
+        vec._adopt_payload(payload)
+        require(vec.digest == msg.digest, err, "digest mismatch: data corrupted or truncated")
+        require_reduced(residues, params.data_primes, err, "residue not reduced modulo its prime")
+        require(
+            bool(residues[:, 1].any(axis=(1, 2)).all()),
+            err,
+            "transparent ciphertext (c1 = 0) refused",
+        )
         return vec
-
-
-def _vector_digest(
-    params: Parameters, public_key_id: bytes, length: int, count: int, payload: bytes
-) -> bytes:
-    return digest_of(C.DOMAIN_CIPHERTEXT, params.id_bytes, public_key_id, length, count, payload)
-
-
-def _check_ciphertext_residues(residues: U64, params: Parameters) -> None:
-    bounds = np.asarray(params.data_primes, dtype=np.uint64).reshape(1, 1, -1, 1)
-    if (residues >= bounds).any():
-        raise InvalidCiphertext("residue not reduced modulo its prime")
-    if not residues[:, 1].any(axis=(1, 2)).all():
-        raise InvalidCiphertext("transparent ciphertext (c1 = 0) refused")
 
 
 def encrypt(public_key: JointPublicKey, vector: object) -> EncryptedVector:

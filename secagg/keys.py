@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
-
-import numpy as np
+from typing import TYPE_CHECKING, ClassVar, TypeVar
 
 from secagg import constants as C
-from secagg._internal.envelope import digest_of, parse, require
-from secagg._internal.modarith import U64, pack60, packed_size, unpack60
+from secagg._internal.envelope import (
+    Envelope,
+    parse,
+    require,
+    require_reduced,
+    unpack_residues,
+)
+from secagg._internal.modarith import U64
 from secagg.errors import InvalidKeyMaterial
 from secagg.params import Parameters
 from secagg.proto import core_pb2
@@ -27,36 +31,51 @@ from secagg.proto import core_pb2
 if TYPE_CHECKING:
     import tenseal.sealapi as seal
 
+#: Size cap of a serialized public key or key share.
+_MAX_KEY_BYTES = 64 * 1024**2
 
-def _check_residues(residues: U64, primes: tuple[int, ...], what: str) -> None:
-    bounds = np.asarray(primes, dtype=np.uint64).reshape(-1, 1)
-    if (residues >= bounds).any():
-        raise InvalidKeyMaterial(f"{what} has a residue not reduced modulo its prime")
+_KeyMessage = TypeVar("_KeyMessage", core_pb2.JointPublicKey, core_pb2.KeyShare)
+
+
+def _parse_key_message(
+    message_type: type[_KeyMessage], blob: bytes, params: Parameters, what: str
+) -> _KeyMessage:
+    """The stages both kinds of key material share: size cap, parse, version, parameter id."""
+    msg = parse(message_type, blob, InvalidKeyMaterial, _MAX_KEY_BYTES)
+    require(msg.params_id == params.id_bytes, InvalidKeyMaterial, f"{what} is for other parameters")
+    return msg
+
+
+def _key_residues(
+    payload: bytes, shape: tuple[int, ...], primes: tuple[int, ...], what: str
+) -> U64:
+    """The payload stage both kinds of key material share: exact length, reduced residues."""
+    err = InvalidKeyMaterial
+    residues = unpack_residues(payload, shape, err, f"{what} payload has the wrong length")
+    require_reduced(residues, primes, err, f"{what} has a residue not reduced modulo its prime")
+    return residues
 
 
 @dataclass(frozen=True, eq=False)
-class JointPublicKey:
+class JointPublicKey(Envelope[core_pb2.JointPublicKey]):
     """The joint BFV public key ``(sum_i b_i, a)``, NTT form, at SEAL's key level."""
 
+    DOMAIN: ClassVar[bytes] = C.DOMAIN_PUBLIC_KEY_ID
     params: Parameters
     keyholders: int
     threshold: int
     residues: U64 = field(repr=False)  # (2, key primes, N)
 
-    @cached_property
-    def _payload(self) -> bytes:
-        return pack60(self.residues)
+    def _digested_header(self) -> tuple[int | bytes, ...]:
+        return (self.keyholders, self.threshold)
 
-    @cached_property
+    def _header_message(self) -> core_pb2.JointPublicKey:
+        return core_pb2.JointPublicKey(keyholders=self.keyholders, threshold=self.threshold)
+
+    @property
     def id_bytes(self) -> bytes:
         """Digest identifying this key (binds parameters, n, t and the key itself)."""
-        return digest_of(
-            C.DOMAIN_PUBLIC_KEY_ID,
-            self.params.id_bytes,
-            self.keyholders,
-            self.threshold,
-            self._payload,
-        )
+        return self.digest
 
     @property
     def id(self) -> str:
@@ -73,50 +92,30 @@ class JointPublicKey:
         backend = backend_for(self.params)
         return seal.Encryptor(backend.context, backend.to_public_key(self.residues))
 
-    def to_bytes(self) -> bytes:
-        """Serialize as a ``JointPublicKey`` protobuf message."""
-        return core_pb2.JointPublicKey(
-            format_version=C.FORMAT_VERSION,
-            params_id=self.params.id_bytes,
-            keyholders=self.keyholders,
-            threshold=self.threshold,
-            payload=self._payload,
-            digest=self.id_bytes,
-        ).SerializeToString()
-
     @classmethod
     def from_bytes(cls, blob: bytes, params: Parameters) -> JointPublicKey:
         """Parse and validate; raises :class:`InvalidKeyMaterial`."""
-        msg = parse(core_pb2.JointPublicKey, blob, InvalidKeyMaterial, 64 * 1024**2)
-        require(
-            msg.params_id == params.id_bytes,
-            InvalidKeyMaterial,
-            "public key is for other parameters",
-        )
+        err = InvalidKeyMaterial
+        msg = _parse_key_message(core_pb2.JointPublicKey, blob, params, "public key")
         require(
             1 <= msg.threshold <= msg.keyholders <= params.max_keyholders,
-            InvalidKeyMaterial,
+            err,
             "public key has an invalid threshold or key-holder count",
         )
-        n, k = params.poly_modulus_degree, len(params.coeff_modulus)
-        require(
-            len(msg.payload) == packed_size(2 * k * n),
-            InvalidKeyMaterial,
-            "public key payload has the wrong length",
-        )
-        residues = unpack60(msg.payload, 2 * k * n).reshape(2, k, n)
-        _check_residues(
-            residues.transpose(1, 0, 2).reshape(k, -1), params.coeff_modulus, "public key"
-        )
+        shape = (2, len(params.coeff_modulus), params.poly_modulus_degree)
+        payload = bytes(msg.payload)
+        residues = _key_residues(payload, shape, params.coeff_modulus, "public key")
         key = cls(params, msg.keyholders, msg.threshold, residues)
-        require(key.id_bytes == msg.digest, InvalidKeyMaterial, "public key digest mismatch")
+        key._adopt_payload(payload)
+        require(key.id_bytes == msg.digest, err, "public key digest mismatch")
         return key
 
 
 @dataclass(frozen=True, eq=False)
-class KeyShare:
+class KeyShare(Envelope[core_pb2.KeyShare]):
     """Key holder ``index``'s Shamir share ``S_index`` of the joint secret (NTT, data primes)."""
 
+    DOMAIN: ClassVar[bytes] = b"secagg/key-share/v1"
     params: Parameters
     index: int
     keyholders: int
@@ -124,62 +123,40 @@ class KeyShare:
     public_key_id: bytes
     residues: U64 = field(repr=False)  # (data primes, N)
 
-    def to_bytes(self) -> bytes:
-        """Serialize (secret!) as a ``KeyShare`` protobuf message."""
-        payload = pack60(self.residues)
+    def _digested_header(self) -> tuple[int | bytes, ...]:
+        return (self.public_key_id, self.index, self.keyholders, self.threshold)
+
+    def _header_message(self) -> core_pb2.KeyShare:
         return core_pb2.KeyShare(
-            format_version=C.FORMAT_VERSION,
-            params_id=self.params.id_bytes,
             public_key_id=self.public_key_id,
             index=self.index,
             keyholders=self.keyholders,
             threshold=self.threshold,
-            payload=payload,
-            digest=self._digest(payload),
-        ).SerializeToString()
-
-    def _digest(self, payload: bytes) -> bytes:
-        return digest_of(
-            b"secagg/key-share/v1",
-            self.params.id_bytes,
-            self.public_key_id,
-            self.index,
-            self.keyholders,
-            self.threshold,
-            payload,
         )
+
+    def to_bytes(self) -> bytes:
+        """Serialize (secret!) as a ``KeyShare`` protobuf message."""
+        return super().to_bytes()
 
     @classmethod
     def from_bytes(cls, blob: bytes, params: Parameters) -> KeyShare:
         """Parse and validate; raises :class:`InvalidKeyMaterial`."""
-        msg = parse(core_pb2.KeyShare, blob, InvalidKeyMaterial, 64 * 1024**2)
-        require(
-            msg.params_id == params.id_bytes,
-            InvalidKeyMaterial,
-            "key share is for other parameters",
-        )
+        err = InvalidKeyMaterial
+        msg = _parse_key_message(core_pb2.KeyShare, blob, params, "key share")
         require(
             1 <= msg.threshold <= msg.keyholders <= params.max_keyholders
             and 1 <= msg.index <= msg.keyholders,
-            InvalidKeyMaterial,
+            err,
             "key share has an invalid index, threshold or key-holder count",
         )
-        n, L = params.poly_modulus_degree, len(params.data_primes)
-        require(
-            len(msg.payload) == packed_size(L * n),
-            InvalidKeyMaterial,
-            "key share payload has the wrong length",
-        )
-        residues = unpack60(msg.payload, L * n).reshape(L, n)
-        _check_residues(residues, params.data_primes, "key share")
+        shape = (len(params.data_primes), params.poly_modulus_degree)
+        payload = bytes(msg.payload)
+        residues = _key_residues(payload, shape, params.data_primes, "key share")
         share = cls(
             params, msg.index, msg.keyholders, msg.threshold, bytes(msg.public_key_id), residues
         )
-        require(
-            share._digest(msg.payload) == msg.digest,
-            InvalidKeyMaterial,
-            "key share digest mismatch",
-        )
+        share._adopt_payload(payload)
+        require(share.digest == msg.digest, err, "key share digest mismatch")
         return share
 
 

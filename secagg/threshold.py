@@ -39,13 +39,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from typing import ClassVar
 
 import numpy as np
 
 from secagg import constants as C
-from secagg._internal.envelope import digest_of, parse, require
-from secagg._internal.modarith import U64, add_mod, mul_mod, pack60, packed_size, unpack60
+from secagg._internal.envelope import (
+    Envelope,
+    parse,
+    require,
+    require_reduced,
+    unpack_residues,
+)
+from secagg._internal.modarith import U64, add_mod, mul_mod
 from secagg._internal.sampling import flooding_noise
 from secagg._internal.seal_backend import backend_for
 from secagg._internal.shamir import lagrange_at_zero
@@ -58,9 +64,13 @@ from secagg.proto import core_pb2
 
 
 @dataclass(frozen=True, eq=False)
-class PartialDecryption:
-    """Key holder ``keyholder_index``'s flooded share of one aggregate's decryption."""
+class PartialDecryption(Envelope[core_pb2.PartialDecryption]):
+    """Key holder ``keyholder_index``'s flooded share of one aggregate's decryption.
 
+    Its :attr:`digest` covers every field: it is what the key holder signs.
+    """
+
+    DOMAIN: ClassVar[bytes] = C.DOMAIN_PARTIAL
     params: Parameters
     public_key_id: bytes
     aggregate_digest: bytes
@@ -69,74 +79,43 @@ class PartialDecryption:
     quorum: tuple[int, ...]
     residues: U64 = field(repr=False)  # (ciphertexts, data primes, N)
 
-    @cached_property
-    def _payload(self) -> bytes:
-        return pack60(self.residues)
-
-    @cached_property
-    def digest(self) -> bytes:
-        """SHA-256 over every field (what a key holder signs)."""
-        return _partial_digest(
-            self.params,
+    def _digested_header(self) -> tuple[int | bytes, ...]:
+        return (
             self.public_key_id,
             self.aggregate_digest,
             self.keyholder_index,
             self.threshold,
-            self.quorum,
+            b"".join(i.to_bytes(4, "little") for i in self.quorum),
             int(self.residues.shape[0]),
-            self._payload,
         )
 
-    def to_bytes(self) -> bytes:
-        """Serialize as a ``PartialDecryption`` protobuf message."""
+    def _header_message(self) -> core_pb2.PartialDecryption:  # fields in core.proto order
         return core_pb2.PartialDecryption(
-            format_version=C.FORMAT_VERSION,
-            params_id=self.params.id_bytes,
             public_key_id=self.public_key_id,
             aggregate_digest=self.aggregate_digest,
             keyholder_index=self.keyholder_index,
-            threshold=self.threshold,
             quorum=list(self.quorum),
+            threshold=self.threshold,
             ciphertext_count=int(self.residues.shape[0]),
-            payload=self._payload,
-            digest=self.digest,
-        ).SerializeToString()
+        )
 
     @classmethod
     def from_bytes(
         cls, blob: bytes, params: Parameters, *, max_bytes: int | None = None
     ) -> PartialDecryption:
         """Parse and validate; raises :class:`InvalidPartialDecryption`."""
-        msg = parse(core_pb2.PartialDecryption, blob, InvalidPartialDecryption, max_bytes)
         err = InvalidPartialDecryption
+        msg = parse(core_pb2.PartialDecryption, blob, err, max_bytes)
         require(msg.params_id == params.id_bytes, err, "partial is for other parameters")
         require(len(msg.aggregate_digest) == C.DIGEST_BYTES, err, "missing aggregate digest")
         quorum = tuple(msg.quorum)
         _check_quorum(quorum, msg.threshold, params.max_keyholders, err, short=err)
         require(msg.keyholder_index in quorum, err, "key holder is not in its quorum")
-        n, L = params.poly_modulus_degree, len(params.data_primes)
-        count = msg.ciphertext_count
-        require(
-            1 <= count <= C.MAX_VECTOR_LENGTH // n + 1
-            and len(msg.payload) == packed_size(count * L * n),
-            err,
-            "partial payload has the wrong length",
-        )
+        n, count = params.poly_modulus_degree, msg.ciphertext_count
+        wrong_length = "partial payload has the wrong length"
+        require(1 <= count <= C.MAX_VECTOR_LENGTH // n + 1, err, wrong_length)
         payload = bytes(msg.payload)
-        expected = _partial_digest(
-            params,
-            bytes(msg.public_key_id),
-            bytes(msg.aggregate_digest),
-            msg.keyholder_index,
-            msg.threshold,
-            quorum,
-            count,
-            payload,
-        )
-        require(expected == msg.digest, err, "partial digest mismatch")
-        residues = unpack60(payload, count * L * n).reshape(count, L, n)
-        bounds = np.asarray(params.data_primes, dtype=np.uint64).reshape(1, -1, 1)
-        require(not (residues >= bounds).any(), err, "partial residue not reduced")
+        residues = unpack_residues(payload, (count, len(params.data_primes), n), err, wrong_length)
         part = cls(
             params,
             bytes(msg.public_key_id),
@@ -146,31 +125,10 @@ class PartialDecryption:
             quorum,
             residues,
         )
-        part.__dict__["_payload"] = payload
+        part._adopt_payload(payload)
+        require(part.digest == msg.digest, err, "partial digest mismatch")
+        require_reduced(residues, params.data_primes, err, "partial residue not reduced")
         return part
-
-
-def _partial_digest(
-    params: Parameters,
-    public_key_id: bytes,
-    aggregate_digest: bytes,
-    index: int,
-    threshold: int,
-    quorum: tuple[int, ...],
-    count: int,
-    payload: bytes,
-) -> bytes:
-    return digest_of(
-        C.DOMAIN_PARTIAL,
-        params.id_bytes,
-        public_key_id,
-        aggregate_digest,
-        index,
-        threshold,
-        b"".join(i.to_bytes(4, "little") for i in quorum),
-        count,
-        payload,
-    )
 
 
 def _check_quorum(

@@ -4,18 +4,33 @@ Not part of the public API. Parsing at the trust boundary goes in stages: size c
 protobuf parse, then field checks by the caller, then the digest. Digests are SHA-256
 over a domain tag and a fixed little-endian encoding of the header fields, then the
 payload; ``digest_of`` is the one place that defines those byte strings.
+
+The field checks every residue-carrying envelope shares live here too: the exact
+payload length (:func:`unpack_residues`) and the residue ranges (:func:`require_reduced`).
+Each takes the caller's error class and message, so every envelope keeps its own precise
+error. :class:`Envelope` is the one definition of what those envelopes share on the way
+out: the common fields, the packed payload and the digest.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import struct
-from typing import TypeVar
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, ClassVar, Generic, Protocol, TypeVar
 
+import numpy as np
 from google.protobuf.message import DecodeError, Message
 
 from secagg import constants as C
+from secagg._internal.modarith import U64, pack60, packed_size, unpack60
 from secagg.errors import SecAggError
+
+if TYPE_CHECKING:
+    from secagg.params import Parameters
 
 M = TypeVar("M", bound=Message)
 
@@ -64,3 +79,100 @@ def require(condition: bool, error: type[SecAggError], message: str) -> None:
     """Raise ``error(message)`` unless ``condition`` holds."""
     if not condition:
         raise error(message)
+
+
+def unpack_residues(
+    payload: bytes, shape: tuple[int, ...], error: type[SecAggError], message: str
+) -> U64:
+    """Stage 3: ``payload`` must hold exactly ``prod(shape)`` packed residues; unpack them.
+
+    Notes
+    -----
+    The residues are not yet range-checked: call :func:`require_reduced` before using
+    them in any arithmetic.
+    """
+    count = math.prod(shape)
+    require(len(payload) == packed_size(count), error, message)
+    return unpack60(payload, count).reshape(shape)
+
+
+def require_reduced(
+    residues: U64, primes: Sequence[int], error: type[SecAggError], message: str
+) -> None:
+    """Raise ``error(message)`` unless every residue is below its prime.
+
+    ``residues`` run over ``primes`` along their second-to-last axis (the layout of
+    every envelope: ``(..., primes, N)``).
+    """
+    bounds = np.asarray(primes, dtype=np.uint64).reshape(-1, 1)
+    require(not (residues >= bounds).any(), error, message)
+
+
+class _EnvelopeMessage(Protocol):
+    """The fields every residue-carrying protobuf envelope has."""
+
+    format_version: int
+    params_id: bytes
+    payload: bytes
+    digest: bytes
+
+    def SerializeToString(self) -> bytes: ...  # noqa: N802 (protobuf's name)
+
+
+W = TypeVar("W", bound=_EnvelopeMessage)
+
+
+class Envelope(ABC, Generic[W]):
+    """Base of the envelopes that carry packed residues (key, share, ciphertext, partial).
+
+    Every such message has ``format_version``, ``params_id``, its own header fields,
+    ``payload`` (``residues`` packed 60 bits each) and ``digest``, which is
+    ``digest_of(DOMAIN, params id, *header, payload)``. A subclass names its ``DOMAIN``
+    and states its header once for the digest (:meth:`_digested_header`) and once for
+    the protobuf (:meth:`_header_message`); this class adds the common fields.
+
+    Notes
+    -----
+    The packed payload is computed once. A parser that has validated the wire bytes
+    hands them over with :meth:`_adopt_payload`, then compares :attr:`digest` with the
+    claimed one before it trusts the residues any further.
+    """
+
+    DOMAIN: ClassVar[bytes]
+    params: Parameters
+    residues: U64
+
+    @abstractmethod
+    def _digested_header(self) -> tuple[int | bytes, ...]:
+        """The header fields hashed between the parameter id and the payload, in order."""
+
+    @abstractmethod
+    def _header_message(self) -> W:
+        """A protobuf message with this envelope's own header fields set."""
+
+    @cached_property
+    def _payload(self) -> bytes:
+        return pack60(self.residues)
+
+    def _adopt_payload(self, payload: bytes) -> None:
+        """Use ``payload`` (the validated wire bytes of ``residues``) as the packed form."""
+        self.__dict__["_payload"] = payload
+
+    @cached_property
+    def digest(self) -> bytes:
+        """SHA-256 over the domain tag, the parameter id, the header and the payload."""
+        header = self._digested_header()
+        return digest_of(self.DOMAIN, self.params.id_bytes, *header, self._payload)
+
+    def to_message(self) -> W:
+        """The protobuf form."""
+        msg = self._header_message()
+        msg.format_version = C.FORMAT_VERSION
+        msg.params_id = self.params.id_bytes
+        msg.payload = self._payload
+        msg.digest = self.digest
+        return msg
+
+    def to_bytes(self) -> bytes:
+        """Serialize as the protobuf message."""
+        return self.to_message().SerializeToString()

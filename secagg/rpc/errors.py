@@ -31,25 +31,26 @@ from secagg.errors import (
 #: The reason domain of every secagg error.
 DOMAIN = "secagg"
 
-_CODES: list[tuple[type[SecAggError], grpc.StatusCode]] = [
-    (ReplayDetected, grpc.StatusCode.ALREADY_EXISTS),
-    (DuplicateUpload, grpc.StatusCode.ALREADY_EXISTS),
-    (PermissionDenied, grpc.StatusCode.PERMISSION_DENIED),
-    (SizeLimitExceeded, grpc.StatusCode.RESOURCE_EXHAUSTED),
-    (SignatureInvalid, grpc.StatusCode.UNAUTHENTICATED),
-    (InvalidCiphertext, grpc.StatusCode.INVALID_ARGUMENT),
-    (InvalidPartialDecryption, grpc.StatusCode.INVALID_ARGUMENT),
-    (WeightBudgetExceeded, grpc.StatusCode.INVALID_ARGUMENT),
-    (QuorumNotMet, grpc.StatusCode.UNAVAILABLE),
-    (AuditWriteFailed, grpc.StatusCode.UNAVAILABLE),
-    (PolicyViolation, grpc.StatusCode.FAILED_PRECONDITION),
-    (SecAggError, grpc.StatusCode.INVALID_ARGUMENT),
-]
+#: The status code of each error class; the first row whose classes match wins, so more
+#: specific classes come first and ``SecAggError`` catches the rest.
+_CODES: tuple[tuple[grpc.StatusCode, tuple[type[SecAggError], ...]], ...] = (
+    (grpc.StatusCode.ALREADY_EXISTS, (ReplayDetected, DuplicateUpload)),
+    (grpc.StatusCode.PERMISSION_DENIED, (PermissionDenied,)),
+    (grpc.StatusCode.RESOURCE_EXHAUSTED, (SizeLimitExceeded,)),
+    (grpc.StatusCode.UNAUTHENTICATED, (SignatureInvalid,)),
+    (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        (InvalidCiphertext, InvalidPartialDecryption, WeightBudgetExceeded),
+    ),
+    (grpc.StatusCode.UNAVAILABLE, (QuorumNotMet, AuditWriteFailed)),
+    (grpc.StatusCode.FAILED_PRECONDITION, (PolicyViolation,)),
+    (grpc.StatusCode.INVALID_ARGUMENT, (SecAggError,)),
+)
 
 
 def status_code_of(exc: SecAggError) -> grpc.StatusCode:
     """The gRPC status code an error crosses the wire with."""
-    return next(code for cls, code in _CODES if isinstance(exc, cls))
+    return next(code for code, classes in _CODES if isinstance(exc, classes))
 
 
 def to_status(exc: SecAggError) -> grpc.Status:
