@@ -105,6 +105,14 @@ class TrainingClient:
         return verify_public_key_bundle(bundle, self.roster)
 
     def _checked_model(self, info: pb.RoundInfo) -> bytes:
+        """The round's global model, after checking where it comes from.
+
+        Round 1's model must be the one the roster fixes (its SHA-256); a later round's
+        must be the model of the previous round's signed release. The download itself
+        checks the bytes against the hash.
+        """
+        if info.round == 1 and info.global_model_hash != self.roster.initial_model_hash:
+            raise SignatureInvalid("round 1's global model is not the roster's initial model")
         if info.round > 1:
             rel = self.conn.call(self.conn.stub.GetRelease, pb.ReleaseQuery(round=info.round - 1))
             if verify_release(rel, self.roster).model_hash != info.global_model_hash:

@@ -62,8 +62,13 @@ _INIT_OPTIONS = {
 
 def _init(args: argparse.Namespace) -> int:
     from secagg.protocol.deployment import init_deployment
+    from secagg.protocol.model_blob import decode_model
 
     options = {keyword: getattr(args, dest) for keyword, dest in _INIT_OPTIONS.items()}
+    if args.initial_model is not None:
+        _, options["initial_model"] = decode_model(
+            args.initial_model.read_bytes(), length=args.model_length
+        )
     roster = init_deployment(args.directory, **options)
     print(
         f"deployment {roster.deployment_id} in {args.directory}: {len(roster.clients)} clients, "
@@ -98,6 +103,11 @@ def _library_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     i.add_argument("--model-length", type=int, default=Policy.default_of("model_length"))
     i.add_argument("--address", default=C.DEFAULT_SERVER_ADDRESS)
+    i.add_argument(
+        "--initial-model",
+        type=Path,
+        help="round 1's model (ModelBlob file); default zeros. Its SHA-256 goes in the roster",
+    )
     i.add_argument(
         "--epsilon-budget",
         type=float,

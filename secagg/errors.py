@@ -153,6 +153,12 @@ class MixedGlobalModels(PolicyViolation):
     reason: ClassVar[str] = "MIXED_GLOBAL_MODELS"
 
 
+class UnexpectedGlobalModel(PolicyViolation):
+    """Round 1's contributors trained from another model than the roster's initial model."""
+
+    reason: ClassVar[str] = "UNEXPECTED_GLOBAL_MODEL"
+
+
 class EpsilonOverBudget(PolicyViolation):
     """A client reports a privacy loss outside the deployment's budget."""
 

@@ -33,7 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("deployment", type=Path, help="deployment directory (secagg init)")
     parser.add_argument("--address", help="listen address (default: the roster's)")
     parser.add_argument("--data", type=Path, help="state directory (default DIR/server/data)")
-    parser.add_argument("--initial-model", type=Path, help="ModelBlob file of round 1's model")
+    parser.add_argument(
+        "--initial-model",
+        type=Path,
+        help="round 1's model (default: DIR/initial_model.bin); must match the roster's hash",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,11 +49,8 @@ def run(args: argparse.Namespace) -> int:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logging.getLogger("secagg").addHandler(handler)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s server %(levelname)s %(message)s")
-    initial = None
-    if args.initial_model:
-        _, initial = decode_model(
-            args.initial_model.read_bytes(), length=me.roster.policy.model_length
-        )
+    model_file = args.initial_model or layout.initial_model
+    _, initial = decode_model(model_file.read_bytes(), length=me.roster.policy.model_length)
     roster_digest = hashlib.sha256(layout.roster.read_bytes()).digest()
     signing_key = me.signing_key()
     ctx = Context(

@@ -18,6 +18,7 @@ and commits are serialized.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 
@@ -25,7 +26,7 @@ import numpy as np
 
 from secagg.ciphertext import EncryptedVector
 from secagg.encoding import F64
-from secagg.errors import PermissionDenied, PolicyViolation
+from secagg.errors import ConfigError, PermissionDenied, PolicyViolation
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import (
@@ -77,6 +78,9 @@ class RoundManager:
         self.initial_model = np.zeros(length) if initial_model is None else initial_model
         if self.initial_model.shape != (length,):
             raise PolicyViolation(f"initial model must have length {length}")
+        digest = hashlib.sha256(encode_model(1, self.initial_model)).digest()
+        if digest != ctx.roster.initial_model_hash:
+            raise ConfigError("the initial model is not the one the roster fixes (its SHA-256)")
 
     # ------------------------------------------------------------------ queries
     @property
@@ -172,6 +176,7 @@ class RoundManager:
             active=active,
             policy=self.ctx.policy,
             params=self.ctx.params,
+            initial_model_hash=self.ctx.roster.initial_model_hash,
             now=self.ctx.clock(),
         )
         if not verdict.close:

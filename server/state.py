@@ -199,6 +199,7 @@ def review_collecting(
     active: Collection[str],
     policy: Policy,
     params: Parameters,
+    initial_model_hash: bytes,
     now: float,
 ) -> Verdict:
     """Whether a COLLECTING round closes now.
@@ -214,7 +215,7 @@ def review_collecting(
     if len(uploads) < policy.min_contributors:
         return Verdict(False, RoundStatus.waiting(len(uploads), policy.min_contributors))
     try:
-        check_decryption(policy, params, rnd.number, uploads)
+        check_decryption(policy, params, rnd.number, uploads, initial_model_hash=initial_model_hash)
     except PolicyViolation as exc:
         return Verdict(False, RoundStatus.violation(exc))
     return Verdict(True, RoundStatus.decrypting_uploads(len(uploads)))

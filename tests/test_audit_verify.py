@@ -112,7 +112,7 @@ def write_log(
         sig = Signed.create(endorsement, key(kh.name)).signature
         record(CeremonyEntry("ENDORSEMENT", kh.index, 0, endorsement.body_sha256, pk_id, sig))
     record(PublicKeyEntry(pk_id, len(roster.keyholders), roster.policy.threshold))
-    model = _h("model 1")
+    model = roster.initial_model_hash
     record(RoundOpenEntry(1, model))
     uploads = []
     for n, (client, weight) in enumerate(weights.items()):

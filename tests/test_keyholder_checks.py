@@ -74,7 +74,7 @@ def contribution(
             round=1,
             client_id=client,
             nonce=os.urandom(C.UPLOAD_NONCE_BYTES),
-            global_model_hash=MODEL,
+            global_model_hash=roster.initial_model_hash,
             ciphertext_hash=hashlib.sha256(client.encode()).digest(),
             weight=weight,
         ),
@@ -111,7 +111,9 @@ def test_valid_task_passes(world: tuple[Path, Roster]) -> None:
     t = task(*(contribution(world, c) for c in ("c1", "c2", "c3")))
     statements = check_task(world[1], t)
     assert [s.client_id for s in statements] == ["c1", "c2", "c3"]
-    assert all(s.round == 1 and s.global_model_hash == MODEL for s in statements)
+    assert all(
+        s.round == 1 and s.global_model_hash == world[1].initial_model_hash for s in statements
+    )
 
 
 def test_too_few_contributors(world: tuple[Path, Roster]) -> None:

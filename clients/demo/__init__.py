@@ -29,7 +29,6 @@ from clients.demo import baselines, progress, report
 from clients.demo.processes import Processes, free_port
 from secagg.protocol.deployment import init_deployment
 from secagg.protocol.layout import DeploymentLayout
-from secagg.protocol.model_blob import encode_model
 from secagg.protocol.roster import Roster
 
 
@@ -85,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         noise_seed=args.seed,
     )
     length = model_length(config.hidden)
+    initial = baselines.initial_vector(config.hidden, args.seed)
     roster = init_deployment(
         layout.root,
         clients=args.clients,
@@ -96,9 +96,9 @@ def run(args: argparse.Namespace) -> int:
         model_length=length,
         server_address=f"127.0.0.1:{free_port()}",
         epsilon_budget=args.epsilon,
+        initial_model=initial,
     )
-    initial = baselines.initial_vector(config.hidden, args.seed)
-    (out / "initial_model.bin").write_bytes(encode_model(1, initial))
+    shutil.copyfile(layout.initial_model, out / "initial_model.bin")
     horizons = dict(item.split("=") for item in args.budget_rounds.split(",") if item)
     federation = load_federation(clients=args.clients, alpha=args.alpha, seed=args.seed)
     params = roster.params.describe()
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     procs = Processes(out / "logs")
     rows: list[dict[str, Any]] = []
     try:
-        _start_parties(procs, args, layout, roster, horizons, out / "initial_model.bin")
+        _start_parties(procs, args, layout, roster, horizons)
         rows = progress.follow(
             layout,
             roster.clients,
@@ -206,11 +206,10 @@ def _start_parties(
     layout: DeploymentLayout,
     roster: Roster,
     horizons: dict[str, str],
-    initial_model: Path,
 ) -> None:
     """Start the server, then every key holder and every DP training client."""
     dep = str(layout.root)
-    procs.start("server", "serve", dep, "--initial-model", str(initial_model))
+    procs.start("server", "serve", dep)
     time.sleep(0.5)
     for i in range(1, args.keyholders + 1):
         procs.start(f"kh{i}", "keyholder", dep, "--index", str(i))

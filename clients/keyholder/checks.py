@@ -55,7 +55,13 @@ def check_task(roster: Roster, task: pb.DecryptionTask) -> list[UploadStatement]
         UploadStatement.from_contribution(roster.deployment_id, task.round, c).verify(roster)
         for c in task.contributions
     ]
-    check_decryption(roster.policy, roster.params, task.round, statements)
+    check_decryption(
+        roster.policy,
+        roster.params,
+        task.round,
+        statements,
+        initial_model_hash=roster.initial_model_hash,
+    )
     return statements
 
 

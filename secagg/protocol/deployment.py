@@ -2,7 +2,9 @@
 
 ``secagg init DIR`` (:func:`init_deployment`) writes a deployment directory::
 
-    DIR/roster.toml                     public: parties, public keys, policy, parameters
+    DIR/roster.toml                     public: parties, public keys, policy, parameters,
+                                        the initial model's SHA-256
+    DIR/initial_model.bin               public: round 1's global model (ModelBlob)
     DIR/ca/ca.pem, ca.key               the deployment CA (keep ca.key offline)
     DIR/server/                         tls.pem, tls.key, signing.key
     DIR/keyholders/kh<i>/               tls.pem, tls.key, signing.key, exchange.key, storage.key
@@ -19,12 +21,14 @@ The roster itself (:class:`Roster`, :class:`Policy`, :func:`load_roster`) lives 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import ipaddress
 import os
 import secrets
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import tomli_w
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,9 +38,11 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.x509.oid import NameOID
 
 from secagg import constants as C
+from secagg.encoding import F64
 from secagg.errors import ConfigError
 from secagg.params import Parameters
 from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.model_blob import encode_model
 from secagg.protocol.roster import ADMIN_NAME, Policy, Roster, load_roster
 
 _RAW = serialization.Encoding.Raw
@@ -110,11 +116,14 @@ def init_deployment(
     server_address: str = C.DEFAULT_SERVER_ADDRESS,
     max_upload_bytes: int | None = None,
     epsilon_budget: float = Policy.default_of("epsilon_budget"),
+    initial_model: F64 | None = None,
 ) -> Roster:
     """Write a new deployment directory and return its roster.
 
     Everything is validated before the first file is written, so a refused call leaves
-    no half-written directory.
+    no half-written directory. ``initial_model`` (default: zeros) becomes round 1's global
+    model: written to :attr:`DeploymentLayout.initial_model` and fixed in the roster by
+    its SHA-256, so no server can start the federation from a model of its choosing.
 
     Raises
     ------
@@ -149,6 +158,10 @@ def init_deployment(
     )
     if policy.min_contributors > clients:
         raise ConfigError("min_contributors exceeds the number of clients")
+    model = np.zeros(model_length) if initial_model is None else np.asarray(initial_model)
+    if model.shape != (model_length,) or not np.all(np.isfinite(model)):
+        raise ConfigError(f"the initial model must be {model_length} finite values")
+    initial_blob = encode_model(1, model)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = _certificate("secagg-ca", ca_key, ca_key, None, is_ca=True)
     _write_private(layout.ca_key, _pem_key(ca_key))
@@ -190,12 +203,17 @@ def init_deployment(
         sig, _ = make(f"c{i}", "client")
         client_entries.append({"name": f"c{i}", "signing_public_key": sig.hex()})
     document: dict[str, Any] = {
-        "deployment": {"id": secrets.token_hex(8), "server_address": server_address},
+        "deployment": {
+            "id": secrets.token_hex(8),
+            "server_address": server_address,
+            "initial_model_sha256": hashlib.sha256(initial_blob).hexdigest(),
+        },
         "parameters": {"id": params.id},
         "policy": policy.as_dict(),
         "server": {"name": "server", "signing_public_key": server_sig.hex()},
         "keyholders": kh_entries,
         "clients": client_entries,
     }
+    layout.initial_model.write_bytes(initial_blob)
     layout.roster.write_text(tomli_w.dumps(document))
     return load_roster(directory)

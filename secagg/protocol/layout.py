@@ -45,6 +45,11 @@ class DeploymentLayout:
         return self.root / "ca" / "ca.pem"
 
     @property
+    def initial_model(self) -> Path:
+        """Round 1's global model (a ``ModelBlob``; public, its hash is in the roster)."""
+        return self.root / "initial_model.bin"
+
+    @property
     def ca_key(self) -> Path:
         """The deployment CA's private key (keep offline)."""
         return self.root / "ca" / "ca.key"

@@ -26,6 +26,7 @@ from secagg.errors import (
     RoundOutOfRange,
     SizeLimitExceeded,
     TooFewContributors,
+    UnexpectedGlobalModel,
     WeightBudgetExceeded,
     WeightShareExceeded,
 )
@@ -75,11 +76,14 @@ def check_decryption(
     params: Parameters,
     round_number: int,
     contributions: Sequence[UploadStatement],
+    *,
+    initial_model_hash: bytes,
 ) -> None:
     """The rules a contributor set must meet before its aggregate may be decrypted.
 
     Every contribution must also pass :func:`check_upload` and belong to
-    ``round_number``.
+    ``round_number``; in round 1 every contributor must have trained from the roster's
+    initial model (``initial_model_hash``).
 
     Raises
     ------
@@ -89,6 +93,8 @@ def check_decryption(
         Fewer distinct clients than ``policy.min_contributors``.
     MixedGlobalModels
         Contributors trained from different global models.
+    UnexpectedGlobalModel
+        Round 1 contributors trained from another model than the roster's initial one.
     WeightShareExceeded
         One client holds more than ``policy.max_weight_share`` of the total weight.
     WeightBudgetExceeded
@@ -108,6 +114,8 @@ def check_decryption(
         )
     if len({c.global_model_hash for c in contributions}) != 1:
         raise MixedGlobalModels("contributors trained from different global models")
+    if round_number == 1 and contributions[0].global_model_hash != initial_model_hash:
+        raise UnexpectedGlobalModel("round 1 did not start from the roster's initial model")
     total = sum(c.weight for c in contributions)
     if total > params.max_total_weight:
         raise WeightBudgetExceeded(

@@ -97,6 +97,7 @@ class Roster:
 
     deployment_id: str
     server_address: str
+    initial_model_hash: bytes
     params: Parameters
     policy: Policy
     server: Party
@@ -255,6 +256,7 @@ def load_roster(directory: Path) -> Roster:
     return Roster(
         deployment_id=dep.text("id"),
         server_address=dep.text("server_address"),
+        initial_model_hash=dep.key("initial_model_sha256"),
         params=params,
         policy=policy,
         server=server,

@@ -31,6 +31,7 @@ from secagg.errors import (
     RoundOutOfRange,
     SecAggError,
     TooFewContributors,
+    UnexpectedGlobalModel,
     WeightBudgetExceeded,
     WeightShareExceeded,
 )
@@ -52,7 +53,6 @@ from secagg.protocol.statements import CeremonyStatement, Signed, UploadStatemen
 from secagg.rpc.transport import Identity
 from server.state import open_round, review_collecting
 
-MODEL = hashlib.sha256(b"global model").digest()
 Uploads = list[UploadStatement]
 
 
@@ -63,7 +63,7 @@ def _uploads(roster: Roster, weights: dict[str, int], round_number: int = 1) -> 
             round=round_number,
             client_id=name,
             nonce=bytes([n + 1]) * 16,
-            global_model_hash=MODEL,
+            global_model_hash=roster.initial_model_hash,
             ciphertext_hash=hashlib.sha256(f"{name}/{n}".encode()).digest(),
             weight=weight,
             epsilon=1.0,
@@ -88,6 +88,12 @@ RULES: dict[str, tuple[type[SecAggError], Callable[[Roster], Uploads]]] = {
             replace(_uploads(r, {"c3": 10})[0], global_model_hash=bytes(32)),
         ],
     ),
+    "unexpected initial model": (
+        UnexpectedGlobalModel,
+        lambda r: [
+            replace(u, global_model_hash=bytes(32)) for u in _uploads(r, {"c1": 1, "c2": 1})
+        ],
+    ),
     "weight share": (WeightShareExceeded, lambda r: _uploads(r, {"c1": 100, "c2": 10, "c3": 10})),
     "epsilon over budget": (
         EpsilonOverBudget,
@@ -107,9 +113,15 @@ def _sign(uploads: Uploads, parties: dict[str, Identity]) -> list[Signed[UploadS
 
 def _server_reason(roster: Roster, uploads: Uploads) -> str:
     """What the server's close decision says about a due round with these uploads."""
-    rnd = open_round(uploads[0].round, MODEL, policy=roster.policy, now=0.0)
+    rnd = open_round(uploads[0].round, uploads[0].global_model_hash, policy=roster.policy, now=0.0)
     verdict = review_collecting(
-        rnd, uploads, active=(), policy=roster.policy, params=roster.params, now=rnd.deadline
+        rnd,
+        uploads,
+        active=(),
+        policy=roster.policy,
+        params=roster.params,
+        initial_model_hash=roster.initial_model_hash,
+        now=rnd.deadline,
     )
     assert not verdict.close, "the server would ask for a decryption the policy forbids"
     return verdict.status.reason
@@ -147,7 +159,7 @@ def _verifier_errors(
         log.record(CeremonyEntry("ENDORSEMENT", kh.index, 0, body.body_sha256, key_id, sig))
     log.record(PublicKeyEntry(key_id, roster.policy.keyholders, roster.policy.threshold))
     rnd = signed[0].statement.round
-    log.record(RoundOpenEntry(rnd, MODEL))
+    log.record(RoundOpenEntry(rnd, roster.initial_model_hash))
     for s in signed:
         log.record(UploadEntry.of(s))
     inputs = tuple(
@@ -181,9 +193,15 @@ def test_an_acceptable_set_passes_all_three(
 ) -> None:
     uploads = _uploads(roster, {"c1": 10, "c2": 10, "c3": 10})
     signed = _sign(uploads, parties)
-    rnd = open_round(1, MODEL, policy=roster.policy, now=0.0)
+    rnd = open_round(1, roster.initial_model_hash, policy=roster.policy, now=0.0)
     verdict = review_collecting(
-        rnd, uploads, active=(), policy=roster.policy, params=roster.params, now=rnd.deadline
+        rnd,
+        uploads,
+        active=(),
+        policy=roster.policy,
+        params=roster.params,
+        initial_model_hash=roster.initial_model_hash,
+        now=rnd.deadline,
     )
     assert verdict.close
     task = pb.DecryptionTask(

@@ -22,8 +22,6 @@ from secagg.protocol.policy import check_decryption, check_upload
 from secagg.protocol.roster import Roster
 from secagg.protocol.statements import UploadStatement
 
-MODEL = hashlib.sha256(b"model").digest()
-
 
 def _set(roster: Roster, weights: dict[str, int]) -> list[UploadStatement]:
     return [
@@ -32,7 +30,7 @@ def _set(roster: Roster, weights: dict[str, int]) -> list[UploadStatement]:
             round=1,
             client_id=name,
             nonce=bytes([n]) * 16,
-            global_model_hash=MODEL,
+            global_model_hash=roster.initial_model_hash,
             ciphertext_hash=hashlib.sha256(name.encode()).digest(),
             weight=w,
             epsilon=1.0,
@@ -42,7 +40,10 @@ def _set(roster: Roster, weights: dict[str, int]) -> list[UploadStatement]:
 
 
 def test_an_acceptable_set_passes(roster: Roster) -> None:
-    check_decryption(roster.policy, roster.params, 1, _set(roster, {"c1": 10, "c2": 10}))
+    acceptable = _set(roster, {"c1": 10, "c2": 10})
+    check_decryption(
+        roster.policy, roster.params, 1, acceptable, initial_model_hash=roster.initial_model_hash
+    )
 
 
 def _violations(roster: Roster) -> dict[str, tuple[type[SecAggError], list[UploadStatement]]]:
@@ -78,7 +79,13 @@ def _violations(roster: Roster) -> dict[str, tuple[type[SecAggError], list[Uploa
 def test_each_rule_raises_its_own_error(roster: Roster, rule: str) -> None:
     error, contributions = _violations(roster)[rule]
     with pytest.raises(error) as info:
-        check_decryption(roster.policy, roster.params, 1, contributions)
+        check_decryption(
+            roster.policy,
+            roster.params,
+            1,
+            contributions,
+            initial_model_hash=roster.initial_model_hash,
+        )
     assert info.value.reason == error.reason and info.value.reason.isupper()
 
 
@@ -86,7 +93,13 @@ def test_rounds_beyond_the_policy_are_refused(roster: Roster) -> None:
     late = _set(roster, {"c1": 1, "c2": 1})
     late = [replace(c, round=roster.policy.rounds + 1) for c in late]
     with pytest.raises(RoundOutOfRange):
-        check_decryption(roster.policy, roster.params, roster.policy.rounds + 1, late)
+        check_decryption(
+            roster.policy,
+            roster.params,
+            roster.policy.rounds + 1,
+            late,
+            initial_model_hash=roster.initial_model_hash,
+        )
 
 
 def test_upload_size_cap(roster: Roster) -> None:

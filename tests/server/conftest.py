@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 import secagg
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_log import AuditLog
+from secagg.protocol.model_blob import encode_model
 from secagg.protocol.roster import Party, Policy, Roster
 from secagg.protocol.statements import Signed, UploadStatement
 from server.audit_trail import AuditTrail
@@ -113,6 +114,7 @@ def world() -> World:
     roster = Roster(
         deployment_id=DEPLOYMENT,
         server_address="localhost:0",
+        initial_model_hash=hashlib.sha256(encode_model(1, np.zeros(LENGTH))).digest(),
         params=params,
         policy=Policy(threshold=2, keyholders=3, rounds=2, model_length=LENGTH),
         server=Party("server", "server", _raw(server_key)),

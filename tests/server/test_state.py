@@ -48,7 +48,13 @@ def test_not_due_before_the_deadline(world: World) -> None:
     rnd = open_round(1, MODEL, policy=world.roster.policy, now=0.0)
     ups = _uploads({"c1": 10, "c2": 10})
     verdict = review_collecting(
-        rnd, ups, active=CLIENTS, policy=world.roster.policy, params=world.roster.params, now=1.0
+        rnd,
+        ups,
+        active=CLIENTS,
+        policy=world.roster.policy,
+        params=world.roster.params,
+        initial_model_hash=MODEL,
+        now=1.0,
     )
     assert not verdict.close and verdict.status == rnd.status
 
@@ -63,6 +69,7 @@ def test_deadline_with_too_few_contributors_waits(world: World) -> None:
         active=CLIENTS,
         policy=policy,
         params=world.roster.params,
+        initial_model_hash=MODEL,
         now=late,
     )
     assert not verdict.close
@@ -75,10 +82,22 @@ def test_deadline_with_min_contributors_closes(world: World) -> None:
     rnd = open_round(1, MODEL, policy=policy, now=0.0)
     ups = _uploads({"c1": 5, "c2": 7})
     early = review_collecting(
-        rnd, ups, active=CLIENTS, policy=policy, params=world.roster.params, now=rnd.deadline - 1
+        rnd,
+        ups,
+        active=CLIENTS,
+        policy=policy,
+        params=world.roster.params,
+        initial_model_hash=MODEL,
+        now=rnd.deadline - 1,
     )
     due = review_collecting(
-        rnd, ups, active=CLIENTS, policy=policy, params=world.roster.params, now=rnd.deadline
+        rnd,
+        ups,
+        active=CLIENTS,
+        policy=policy,
+        params=world.roster.params,
+        initial_model_hash=MODEL,
+        now=rnd.deadline,
     )
     assert not early.close and due.close
     assert str(due.status) == "decrypting 2 uploads"
@@ -89,7 +108,13 @@ def test_everyone_uploaded_closes_before_the_deadline(world: World) -> None:
     rnd = open_round(1, MODEL, policy=policy, now=0.0)
     ups = _uploads({c: 10 for c in CLIENTS})
     verdict = review_collecting(
-        rnd, ups, active=CLIENTS, policy=policy, params=world.roster.params, now=1.0
+        rnd,
+        ups,
+        active=CLIENTS,
+        policy=policy,
+        params=world.roster.params,
+        initial_model_hash=MODEL,
+        now=1.0,
     )
     assert verdict.close
 
@@ -101,7 +126,13 @@ def test_withdrawn_clients_are_not_waited_for(world: World) -> None:
     assert active == {"c1", "c2"}  # c1 withdrew after uploading: still counted
     ups = _uploads({"c1": 10, "c2": 10})
     verdict = review_collecting(
-        rnd, ups, active=active, policy=policy, params=world.roster.params, now=1.0
+        rnd,
+        ups,
+        active=active,
+        policy=policy,
+        params=world.roster.params,
+        initial_model_hash=MODEL,
+        now=1.0,
     )
     assert verdict.close
 
@@ -111,7 +142,13 @@ def test_weight_share_violation_keeps_collecting_with_the_reason(world: World) -
     rnd = open_round(1, MODEL, policy=capped.policy, now=0.0)
     ups = _uploads({"c1": 100, "c2": 10, "c3": 10, "c4": 10})
     verdict = review_collecting(
-        rnd, ups, active=CLIENTS, policy=capped.policy, params=capped.params, now=1.0
+        rnd,
+        ups,
+        active=CLIENTS,
+        policy=capped.policy,
+        params=capped.params,
+        initial_model_hash=MODEL,
+        now=1.0,
     )
     assert not verdict.close
     assert verdict.status.kind is StatusKind.POLICY_VIOLATION

@@ -21,8 +21,10 @@ from .recompute import recompute_aggregate
 
 
 def check_round_open(v: Verification, at: At, entry: RoundOpenEntry) -> None:
-    """A round after the first starts from the model the previous round released."""
+    """Round 1 starts from the roster's initial model, later ones from the last release."""
     r = entry.round
+    if r == 1 and entry.global_model_hash != v.roster.initial_model_hash:
+        v.fail(at, "round 1 starts from another model than the roster's initial model")
     if r > 1 and v.seen.released.get(r - 1) != entry.global_model_hash:
         v.fail(at, f"round {r} starts from a model that round {r - 1} did not release")
     v.seen.round_model[r] = entry.global_model_hash
@@ -79,7 +81,11 @@ def check_aggregate(v: Verification, at: At, entry: AggregateEntry) -> None:
         v.fail(at, "total weight does not match the inputs")
     contributors = [accepted[i.client] for i in entry.inputs if i.client in accepted]
     policy, params = v.roster.policy, v.roster.params
-    v.policy(at, lambda: check_decryption(policy, params, r, contributors))
+    initial = v.roster.initial_model_hash
+    v.policy(
+        at,
+        lambda: check_decryption(policy, params, r, contributors, initial_model_hash=initial),
+    )
     report = v.round(r)
     report.contributors, report.total_weight = len(listed), total
     v.seen.aggregates[r] = entry
