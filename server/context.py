@@ -21,6 +21,7 @@ from secagg.protocol.roster import Policy, Roster
 from secagg.protocol.status import RoundStatus
 from secagg.threshold import PartialDecryption
 from server.audit_trail import AuditTrail
+from server.faults import Faults
 from server.state import with_status
 from server.store import BlobStore, Store
 
@@ -76,7 +77,7 @@ class Parsed:
 
 @dataclass
 class Context:
-    """The server's shared collaborators."""
+    """The server's shared collaborators (``faults``: test-only crash points, none by default)."""
 
     store: Store
     blobs: BlobStore
@@ -84,6 +85,7 @@ class Context:
     audit: AuditTrail
     signing_key: Ed25519PrivateKey
     clock: Callable[[], float] = time.time
+    faults: Faults = field(default_factory=Faults)
     parsed: Parsed = field(init=False)
 
     def __post_init__(self) -> None:

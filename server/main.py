@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
@@ -21,6 +22,7 @@ from secagg.protocol.model_blob import decode_model
 from secagg.rpc.transport import identity
 from server.audit_trail import AuditTrail
 from server.context import Context
+from server.faults import Faults
 from server.rounds import RoundManager
 from server.service import AggregationService
 from server.store import BlobStore, SqliteStore
@@ -53,12 +55,14 @@ def run(args: argparse.Namespace) -> int:
     _, initial = decode_model(model_file.read_bytes(), length=me.roster.policy.model_length)
     roster_digest = hashlib.sha256(layout.roster.read_bytes()).digest()
     signing_key = me.signing_key()
+    faults = Faults.from_environment(os.environ)  # test-only; nothing armed when unset
     ctx = Context(
         store=SqliteStore(layout.database, deployment_id=me.roster.deployment_id),
         blobs=BlobStore(layout.blobs),
         roster=me.roster,
         audit=AuditTrail(AuditLog(layout.audit_log), me.roster, signing_key),
         signing_key=signing_key,
+        faults=faults,
     )
     rounds = RoundManager(ctx, initial, roster_digest=roster_digest)
     rounds.recover()

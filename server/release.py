@@ -7,13 +7,16 @@ of the audit checkpoint it was shown; the parsed partial stays in memory
 the partials are combined with the round's aggregate (still in memory), the model is
 stored, the server signs a :class:`~secagg.protocol.statements.ReleaseStatement` and a
 checkpoint, and the next round opens.
+
+A crash between the commit of the last partial and the release is repaired by
+:meth:`Releases.finish_answered`, which the manager runs on start and on every tick.
 """
 
 from __future__ import annotations
 
 import logging
 
-from secagg.errors import PermissionDenied, PolicyViolation
+from secagg.errors import PermissionDenied, PolicyViolation, SecAggError
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import PartialEntry, RefusalEntry, ReleaseEntry, RoundOpenEntry
 from secagg.protocol.model_blob import encode_model
@@ -27,6 +30,7 @@ from secagg.protocol.statements import (
 from secagg.protocol.status import RoundStatus
 from secagg.threshold import PartialDecryption, combine
 from server.context import Context
+from server.faults import FaultPoint
 from server.state import RoundState, Task, TaskState, after_release, quorum_complete, released
 from server.store.base import PartialRecord, RefusalRecord
 from server.tasks import Tasks
@@ -40,6 +44,7 @@ class Releases:
     def __init__(self, ctx: Context, tasks: Tasks) -> None:
         self.ctx = ctx
         self.tasks = tasks
+        self._unfinishable: set[int] = set()  # task ids whose partials failed to combine
 
     def parse(self, blob: bytes) -> PartialDecryption:
         """Parse a partial (call outside the lock); raises InvalidPartialDecryption."""
@@ -95,7 +100,9 @@ class Releases:
                 )
         self.ctx.parsed.keep_partial(task.task_id, part)
         log.info("round %d: partial decryption from key holder %d", task.round, keyholder)
-        self._maybe_release(task)
+        if self._complete(task):
+            self.ctx.faults.reach(FaultPoint.KILL_AFTER_LAST_PARTIAL)
+            self._finish(task)
         return "accepted"
 
     def refuse(self, keyholder: int, refusal: pb.Refusal) -> None:
@@ -119,11 +126,55 @@ class Releases:
         if not task.operator:
             self.ctx.set_status(task.round, RoundStatus.refused(keyholder, refusal.reason))
 
-    def _maybe_release(self, task: Task) -> None:
+    # ------------------------------------------------------------------ finishing
+    def finish_answered(self) -> None:
+        """Finish every open task whose whole quorum has answered (recovery; idempotent).
+
+        A crash after the commit of a task's last partial and before its release leaves
+        the task open with all its partials stored, and nothing else would finish it: its
+        key holders answered and are not asked again. The manager calls this on start and
+        on every tick. A finished task is no longer open, so a second call finds nothing.
+
+        Notes
+        -----
+        Partials that cannot be combined are reported once (the log, and the round's
+        status for a regular task) and left alone, so one bad task neither fails every
+        tick nor keeps key holders from polling.
+        """
+        store = self.ctx.store
+        for task in store.tasks(state=TaskState.OPEN):
+            if task.task_id in self._unfinishable or not self._complete(task):
+                continue
+            log.warning(
+                "round %d: task %d has all its partials but was not finished; finishing it",
+                task.round,
+                task.task_id,
+            )
+            try:
+                self._finish(task)
+            except SecAggError as exc:
+                self._unfinishable.add(task.task_id)
+                log.error("round %d: task %d cannot be finished: %s", task.round, task.task_id, exc)
+                if not task.operator:
+                    self.ctx.set_status(task.round, RoundStatus.violation(exc))
+
+    def _complete(self, task: Task) -> bool:
+        records = self.ctx.store.answers(task.task_id, PartialRecord)
+        return quorum_complete(task, {r.keyholder for r in records})
+
+    def _finish(self, task: Task) -> None:
+        """Combine a complete task's partials; release the round if the task decrypts it.
+
+        Security
+        --------
+        Call with the manager's lock held, on an OPEN task. The release, its audit
+        entries, the completion of the round's tasks and the next round's opening are
+        committed in one transaction, so a round is released at most once: afterwards its
+        tasks are no longer open, and a stale task finds another current round and only
+        completes.
+        """
         store, parsed = self.ctx.store, self.ctx.parsed
         records = store.answers(task.task_id, PartialRecord)
-        if not quorum_complete(task, {r.keyholder for r in records}):
-            return
         cur = store.current_round()
         assert cur is not None
         official = (

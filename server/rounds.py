@@ -4,7 +4,8 @@
 nothing itself: :mod:`server.state` decides (pure functions), :mod:`server.uploads`,
 :mod:`server.tasks` and :mod:`server.release` act, :mod:`server.store` persists and
 :mod:`server.audit_trail` records. Every transition commits to the store before it takes
-effect, so a restarted server resumes where it stopped (:meth:`RoundManager.recover`).
+effect, so a restarted server resumes where it stopped (:meth:`RoundManager.recover`),
+including a round whose partials were all stored but not yet released.
 
 The server never holds key material. It asks a quorum of live key holders for partial
 decryptions, combines them, signs the release and opens the next round.
@@ -127,7 +128,11 @@ class RoundManager:
 
     # ------------------------------------------------------------------ lifecycle
     def recover(self) -> None:
-        """Rebuild in-memory state after a (re)start."""
+        """Rebuild in-memory state after a (re)start and finish what a crash interrupted.
+
+        A task whose partials were all stored before the crash is combined and its round
+        released here, before the server serves anything (:meth:`Releases.finish_answered`).
+        """
         with self.lock:
             self.ctx.audit.start(self.roster_digest)
             cur = self.ctx.store.current_round()
@@ -139,6 +144,7 @@ class RoundManager:
     def tick(self) -> None:
         """Advance the state machine (called periodically and after every event)."""
         with self.lock:
+            self.releases.finish_answered()
             cur = self.ctx.store.current_round()
             if cur is None:
                 self._open_first_round()

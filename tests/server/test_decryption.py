@@ -8,6 +8,7 @@ that breaks the weight-share cap keeps the round collecting and creates no task.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -24,6 +25,7 @@ from secagg.protocol.statements import (
     ReleaseStatement,
     Signed,
 )
+from secagg.threshold import PartialDecryption
 from server.state import TaskState
 from server.store import Store
 from server.store.base import PartialRecord
@@ -42,15 +44,22 @@ def _fill(server: Server, weights: dict[str, int]) -> dict[str, np.ndarray]:
 
 
 def _answer(
-    server: Server, task: pb.DecryptionTask, keyholder: int, *, tamper: bool = False
+    server: Server,
+    task: pb.DecryptionTask,
+    keyholder: int,
+    *,
+    tamper: bool = False,
+    mangle: Callable[[PartialDecryption], PartialDecryption] | None = None,
 ) -> tuple[pb.PartialHeader, bytes]:
-    """What key holder ``keyholder`` sends for ``task``."""
+    """What key holder ``keyholder`` sends for ``task`` (``mangle``: a dishonest one's)."""
     world = server.world
     aggregate = EncryptedAggregate.from_bytes(
         server.ctx.blobs.get(task.aggregate_hash), world.roster.params
     )
     share = world.keys.shares[keyholder - 1]
     part = secagg.partial_decrypt(share, aggregate, quorum=task.quorum)
+    if mangle is not None:
+        part = mangle(part)
     blob = part.to_bytes()
     key = world.keyholder_keys[keyholder]
     statement = PartialStatement(

@@ -1,0 +1,90 @@
+"""TEST-ONLY fault points: make the server crash at a chosen step, deterministically.
+
+The crash-recovery tests need the server to die in a window a few microseconds wide
+(e.g. after the last partial of a task is committed and before the release). A fault
+point names such a window; the environment variable :data:`FAULT_ENV` arms one of them
+for the life of the process, read once by ``secagg serve`` at start::
+
+    SECAGG_FAULT=kill-after-last-partial secagg serve DIR
+
+When the server reaches an armed point it SIGKILLs itself: no cleanup, no flush, exactly
+what a power cut or the OOM killer does. Unset (the only setting for a real deployment)
+nothing is armed and :meth:`Faults.reach` does nothing.
+
+Security
+--------
+An armed fault point is a denial of service by design. It is never set by the project's
+own tooling outside the integration tests; a server that starts with one logs a loud
+warning, and an unknown value refuses to start (a typo must not silently disarm a test).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import Enum
+
+from secagg.errors import ConfigError
+
+log = logging.getLogger("secagg.server")
+
+#: The environment variable that arms a fault point (test-only).
+FAULT_ENV = "SECAGG_FAULT"
+
+
+class FaultPoint(Enum):
+    """Steps where a test can make the server crash (the value is :data:`FAULT_ENV`'s)."""
+
+    #: The last partial of a task is committed (store and audit log); nothing is released.
+    KILL_AFTER_LAST_PARTIAL = "kill-after-last-partial"
+
+
+def sigkill_self() -> None:
+    """Die at once, as a crash would (SIGKILL cannot be caught)."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Faults:
+    """The fault point armed in this process (none by default) and how it crashes.
+
+    ``crash`` is :func:`sigkill_self` for a real server; in-process tests pass a function
+    that raises, and then drop the manager as the crash would.
+    """
+
+    armed: FaultPoint | None = None
+    crash: Callable[[], None] = sigkill_self
+
+    @classmethod
+    def from_environment(cls, environ: Mapping[str, str]) -> Faults:
+        """The fault point :data:`FAULT_ENV` arms (none if unset or empty).
+
+        Raises
+        ------
+        ConfigError
+            The variable names no fault point.
+        """
+        value = environ.get(FAULT_ENV, "")
+        if not value:
+            return cls()
+        try:
+            point = FaultPoint(value)
+        except ValueError:
+            known = ", ".join(p.value for p in FaultPoint)
+            raise ConfigError(f"{FAULT_ENV}={value!r} names no fault point ({known})") from None
+        log.warning(
+            "TEST-ONLY FAULT POINT ARMED (%s=%s): this server will SIGKILL itself at that "
+            "step. Never run a deployment like this.",
+            FAULT_ENV,
+            point.value,
+        )
+        return cls(point)
+
+    def reach(self, point: FaultPoint) -> None:
+        """Crash here if ``point`` is the armed one; otherwise do nothing."""
+        if self.armed is point:
+            log.warning("TEST-ONLY fault point %s reached: crashing now", point.value)
+            self.crash()
