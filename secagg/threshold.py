@@ -204,6 +204,40 @@ def _partial_decrypt_unchecked(
     )
 
 
+def check_partial(aggregate: EncryptedAggregate, partial: PartialDecryption) -> None:
+    """Check that ``partial`` can take part in decrypting ``aggregate``; raises otherwise.
+
+    The checks ``combine`` makes of each partial on its own: same aggregate, key and
+    parameter set, the key holder inside its quorum, one residue row per ciphertext
+    and prime. A service calls it before it stores a partial, so a malformed one is
+    refused at once instead of wedging the round at combination time.
+
+    Raises
+    ------
+    InvalidPartialDecryption
+        The partial is for another aggregate, key or parameter set, names a quorum
+        without its own key holder, or has the wrong shape.
+    """
+    p = partial
+    if p.aggregate_digest != aggregate.digest:
+        raise InvalidPartialDecryption(
+            f"partial from key holder {p.keyholder_index} is for another aggregate"
+        )
+    if (
+        p.params.id_bytes != aggregate.params.id_bytes
+        or p.public_key_id != aggregate.vector.public_key_id
+    ):
+        raise InvalidPartialDecryption(
+            f"partial from key holder {p.keyholder_index} is for another key or parameter set"
+        )
+    if p.keyholder_index not in p.quorum:
+        raise InvalidPartialDecryption(
+            f"key holder {p.keyholder_index} is not in the partial's quorum {list(p.quorum)}"
+        )
+    if p.residues.shape != aggregate.vector.residues[:, 1].shape:
+        raise InvalidPartialDecryption("partial has the wrong shape")
+
+
 def combine(
     aggregate: EncryptedAggregate, partials: Sequence[PartialDecryption], *, mean: bool = True
 ) -> F64:
@@ -225,25 +259,9 @@ def combine(
     first = partials[0]
     by_index: dict[int, PartialDecryption] = {}
     for p in partials:
-        if p.aggregate_digest != aggregate.digest:
-            raise InvalidPartialDecryption(
-                f"partial from key holder {p.keyholder_index} is for another aggregate"
-            )
-        if (
-            p.params.id_bytes != aggregate.params.id_bytes
-            or p.public_key_id != aggregate.vector.public_key_id
-        ):
-            raise InvalidPartialDecryption(
-                f"partial from key holder {p.keyholder_index} is for another key or parameter set"
-            )
+        check_partial(aggregate, p)
         if p.quorum != first.quorum or p.threshold != first.threshold:
             raise InvalidPartialDecryption("partials were computed for different quorums")
-        if p.keyholder_index not in p.quorum:
-            raise InvalidPartialDecryption(
-                f"key holder {p.keyholder_index} is not in the partial's quorum {list(p.quorum)}"
-            )
-        if p.residues.shape != aggregate.vector.residues[:, 1].shape:
-            raise InvalidPartialDecryption("partial has the wrong shape")
         by_index[p.keyholder_index] = p
     if len(by_index) < first.threshold:
         raise QuorumNotMet(

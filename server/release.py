@@ -28,7 +28,7 @@ from secagg.protocol.statements import (
     Signed,
 )
 from secagg.protocol.status import RoundStatus
-from secagg.threshold import PartialDecryption, combine
+from secagg.threshold import PartialDecryption, check_partial, combine
 from server.context import Context
 from server.faults import FaultPoint
 from server.state import RoundState, Task, TaskState, after_release, quorum_complete, released
@@ -72,6 +72,7 @@ class Releases:
             or tuple(part.quorum) != task.quorum
         ):
             raise PolicyViolation("partial does not answer this task")
+        check_partial(self.ctx.parsed.aggregate(task.aggregate_hash), part)
         statement = PartialStatement(
             roster.deployment_id, task.round, keyholder, part.digest, task.aggregate_digest
         )

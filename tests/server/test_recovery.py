@@ -148,17 +148,39 @@ def _one_row_too_many(part: PartialDecryption) -> PartialDecryption:
     return dataclasses.replace(part, residues=residues)
 
 
-def test_partials_that_cannot_be_combined_are_reported_once(
-    server: Server, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Recovery does not crash-loop on a committed partial that ``combine`` refuses.
-
-    (That such a partial is committed at all is issue 10 item 4, not repaired here.)
-    """
-    task, _ = _first_partial(server)
+def test_a_wrong_shape_partial_is_refused_before_it_is_stored(server: Server) -> None:
+    """Issue 10 item 4: a malformed partial never reaches the store, so it cannot wedge."""
+    task, vectors = _first_partial(server)
     header, blob = _answer(server, task, 2, mangle=_one_row_too_many)
     with pytest.raises(InvalidPartialDecryption, match="wrong shape"):
         server.manager.submit_partial(2, header, blob)
+    stored = server.ctx.store.answers(task.task_id, PartialRecord)
+    assert [r.keyholder for r in stored] == [1]
+    assert server.audit_types().count("partial") == 1
+    header, blob = _answer(server, task, 2)  # the honest answer still completes the round
+    assert server.manager.submit_partial(2, header, blob) == "accepted"
+    rel = server.manager.release(1)
+    assert rel is not None
+    _, model = decode_model(server.ctx.blobs.get(rel.model_hash), length=LENGTH)
+    assert np.abs(model - _weighted_mean(vectors, WEIGHTS)).max() < 1e-6
+
+
+def test_partials_that_cannot_be_combined_are_reported_once(
+    server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Recovery does not crash-loop on a stored partial that ``combine`` refuses.
+
+    The server now refuses such a partial before storing it (test above); one can still
+    be in a store written by an earlier version, so it is put there directly here.
+    """
+    task, _ = _first_partial(server)
+    header, blob = _answer(server, task, 2, mangle=_one_row_too_many)
+    part = PartialDecryption.from_bytes(blob, server.world.roster.params)
+    blob_hash = server.ctx.blobs.put(blob)
+    with server.ctx.store.transaction():
+        server.ctx.store.add_answer(
+            PartialRecord(task.task_id, 2, blob_hash, part.digest, header.signature)
+        )
     with caplog.at_level(logging.ERROR, logger="secagg.server"):
         for _ in range(3):
             server.manager.tick()  # neither raises nor retries
