@@ -57,6 +57,8 @@ _INIT_OPTIONS = {
     "model_length": "model_length",
     "server_address": "address",
     "epsilon_budget": "epsilon_budget",
+    "min_weight": "min_weight",
+    "max_client_weight": "max_client_weight",
 }
 
 
@@ -113,6 +115,18 @@ def _library_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=float,
         default=Policy.default_of("epsilon_budget"),
         help="largest epsilon a client may report",
+    )
+    i.add_argument(
+        "--min-weight",
+        type=int,
+        default=Policy.default_of("min_weight"),
+        help="smallest weight (sample count) one upload may carry",
+    )
+    i.add_argument(
+        "--max-client-weight",
+        type=int,
+        help="largest weight one upload may carry; default: the weight budget // clients, "
+        "so that all clients together always fit",
     )
     i.set_defaults(func=_init)
 

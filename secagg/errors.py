@@ -108,6 +108,17 @@ class ReplayDetected(PolicyViolation):
     reason: ClassVar[str] = "REPLAY_DETECTED"
 
 
+class ReplayedCiphertext(ReplayDetected):
+    """A key holder already decrypted over this ciphertext, as part of another aggregate.
+
+    Raised by the key holder (its own durable record, not a stateless policy rule) when
+    a task lists a ciphertext it decrypted in an earlier round, or in another aggregate
+    of this round: decrypting it again would let the server difference two releases.
+    """
+
+    reason: ClassVar[str] = "REPLAYED_CIPHERTEXT"
+
+
 class PrivacyBudgetExhausted(SecAggError):
     """Another round of training would exceed the client's differential-privacy budget."""
 
@@ -139,6 +150,17 @@ class DuplicateContributor(PolicyViolation):
     """The same client is listed twice in one contributor set."""
 
     reason: ClassVar[str] = "DUPLICATE_CONTRIBUTOR"
+
+
+class DuplicateCiphertext(PolicyViolation):
+    """The same ciphertext is listed twice in one contributor set.
+
+    A colluding client that signs the victim's ciphertext as its own upload would
+    otherwise count as a second contributor, so that an aggregate of "two clients" is
+    the victim's update alone.
+    """
+
+    reason: ClassVar[str] = "DUPLICATE_CIPHERTEXT"
 
 
 class WeightShareExceeded(PolicyViolation):

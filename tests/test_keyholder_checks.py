@@ -19,6 +19,7 @@ import pytest
 
 from clients.keyholder.agent import KeyHolder
 from clients.keyholder.checks import check_not_decrypted, check_task
+from clients.keyholder.record import Decryption, DecryptionRecord
 from clients.keyholder.storage import KeyHolderState
 from secagg import constants as C
 from secagg.errors import (
@@ -174,13 +175,14 @@ def test_unknown_client(world: tuple[Path, Roster]) -> None:
 
 def test_second_aggregate_of_a_decrypted_round(world: tuple[Path, Roster], tmp_path: Path) -> None:
     state = KeyHolderState(tmp_path, tmp_path / "state")
+    record = DecryptionRecord(state.state_dir)
     t = task(contribution(world, "c1"), contribution(world, "c2"))
-    check_not_decrypted(state.decrypted(), t)  # nothing decrypted yet
-    state.remember_decryption(1, t.aggregate_digest)
-    check_not_decrypted(state.decrypted(), t)  # the same aggregate again: allowed
-    state.remember_decryption(1, hashlib.sha256(b"another aggregate").digest())
+    check_not_decrypted(record.decrypted(), t)  # nothing decrypted yet
+    record.remember(Decryption(1, t.aggregate_digest), ())
+    check_not_decrypted(record.decrypted(), t)  # the same aggregate again: allowed
+    record.remember(Decryption(1, hashlib.sha256(b"another aggregate").digest()), ())
     with pytest.raises(AlreadyDecrypted, match="already decrypted with another aggregate"):
-        check_not_decrypted(state.decrypted(), t)
+        check_not_decrypted(record.decrypted(), t)
     assert (tmp_path / "state" / "decrypted.json").stat().st_mode & 0o777 == 0o600
 
 

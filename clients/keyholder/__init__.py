@@ -4,11 +4,29 @@ The agent keeps its Shamir share encrypted at rest (:mod:`clients.keyholder.stor
 runs the dealerless key ceremony through the server relay once
 (:mod:`clients.keyholder.ceremony`), then polls the server for decryption tasks and
 answers each with a signed partial decryption or a signed refusal
-(:mod:`clients.keyholder.agent`) after the checks of :mod:`clients.keyholder.checks`:
-signed contributions that pass the shared policy (at least ``min_contributors`` distinct
-clients on one global model, no client above ``max_weight_share`` of the total weight,
-every reported ε within budget), a closed round that was neither decrypted with another
-aggregate nor released, and an aggregate equal to the recomputed weighted sum.
+(:mod:`clients.keyholder.agent`) after the checks of :mod:`clients.keyholder.checks`.
+
+What it enforces
+----------------
+* The shared policy on client-signed contributions: at least ``min_contributors``
+  distinct clients on one global model (round 1: the roster's initial model), no
+  ciphertext listed twice (by hash, and by content against re-encoded copies), every
+  weight within ``min_weight..max_client_weight``, no client above ``max_weight_share``
+  of the total weight, every reported ε within budget, a round within ``policy.rounds``.
+* Its own durable record (:mod:`clients.keyholder.record`): no second, different
+  aggregate of a round it decrypted; no ciphertext it already decrypted over in another
+  round or aggregate (a replay); at most one partial per (round, aggregate, quorum) —
+  a repeated task gets the stored bytes, never fresh flooding noise.
+* An aggregate equal to the weighted sum of the listed ciphertexts, recomputed here.
+
+What it does not (yet)
+----------------------
+It still asks the server whether the round is collecting or released (``GetRound``,
+``GetRelease``), and it answers any quorum the server names: a malicious server can
+still have disjoint quorums decrypt two aggregates of one round. Contributor-signed
+sets, co-signed releases, cross-checked partials and a decryption budget are future
+work. Nor can it tell a well-formed ciphertext from a crafted one (no zero-knowledge
+proofs): admit only trusted clients.
 """
 
 from __future__ import annotations

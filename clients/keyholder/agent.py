@@ -5,6 +5,17 @@ For every task the agent either returns a partial decryption, signed as a
 the audit-log checkpoint it was shown (:class:`~secagg.protocol.statements.CheckpointStatement`),
 or a signed :class:`~secagg.protocol.statements.RefusalStatement` whose reason is
 ``"<REASON_CODE>: <text>"`` of the check that failed (:mod:`clients.keyholder.checks`).
+
+At most one partial per (round, aggregate, quorum) ever leaves a key holder: the
+partial and its signature are stored (:mod:`clients.keyholder.record`) before they are
+sent, and a repeated task gets the stored bytes back, never fresh flooding noise.
+
+Security
+--------
+The key holder still asks the server whether a round is collecting or released, and
+it answers any quorum the server names for an aggregate it accepts: a malicious server
+with disjoint quorums can still obtain two aggregates of one round (issue 10, future
+work: contributor-signed sets, co-signed releases, a decryption budget).
 """
 
 from __future__ import annotations
@@ -17,10 +28,16 @@ import grpc
 
 from clients.connection import Connection, blob_header, partial_stream
 from clients.keyholder.ceremony import CeremonyRelay, run_ceremony
-from clients.keyholder.checks import verified_aggregate
+from clients.keyholder.checks import (
+    Recomputed,
+    check_not_replayed,
+    check_round_state,
+    check_task,
+    recompute_aggregate,
+)
+from clients.keyholder.record import Decryption, DecryptionRecord, StoredAnswer
 from clients.keyholder.storage import KeyHolderState
 from secagg import constants as C
-from secagg.aggregate import EncryptedAggregate
 from secagg.errors import InvalidKeyMaterial, SecAggError
 from secagg.keys import JointPublicKey, KeyShare
 from secagg.proto import service_pb2 as pb
@@ -55,6 +72,7 @@ class KeyHolder:
             layout.state_dir(me.name, "keyholder"),
             passphrase=passphrase,
         )
+        self.record = DecryptionRecord(self.state.state_dir)
         self.conn = Connection(me, stop=self.stop)
 
     def ceremony(self, stop: threading.Event) -> KeyShare:
@@ -89,19 +107,46 @@ class KeyHolder:
             beat.join()
 
     def answer(self, task: pb.DecryptionTask, share: KeyShare) -> None:
-        """A signed partial decryption, or a signed refusal with the failed check's reason."""
+        """A signed partial decryption, or a signed refusal with the failed check's reason.
+
+        A task this key holder already answered (same round, aggregate and quorum) gets
+        the stored partial, byte for byte; otherwise the partial is computed, recorded
+        and stored durably, and only then sent.
+        """
         try:
-            aggregate = verified_aggregate(
-                self.conn,
-                self.roster,
-                task,
-                decrypted=self.state.decrypted(),
-                public_key_id=share.public_key_id,
-            )
+            ready = self.checked(task, share)
         except SecAggError as exc:
             self.refuse(task, f"{exc.reason}: {exc}")
             return
-        self.send_partial(task, share, aggregate)
+        if isinstance(ready, StoredAnswer):
+            log.info(
+                "key holder %d: round %d answered before; resending the stored partial",
+                self.index,
+                task.round,
+            )
+            answer = ready
+        else:
+            answer = self.decrypt(task, share, ready)
+        self.send_partial(task, answer)
+
+    def checked(self, task: pb.DecryptionTask, share: KeyShare) -> StoredAnswer | Recomputed:
+        """Every check of :mod:`clients.keyholder.checks`, in order.
+
+        Returns the stored answer of a task answered before, else the recomputed
+        aggregate, not yet decrypted. Raises the checks' errors.
+        """
+        contributions = check_task(self.roster, task)
+        check_round_state(self.conn, self.roster, task, decrypted=self.record.decrypted())
+        decryption = Decryption(task.round, task.aggregate_digest)
+        stored = self.record.answer(decryption, task.quorum)
+        if stored is not None:
+            return stored
+        recomputed = recompute_aggregate(
+            self.conn, self.roster, task, contributions, public_key_id=share.public_key_id
+        )
+        seen = self.record.seen_ciphertexts()
+        check_not_replayed(seen, decryption, recomputed.ciphertext_digests)
+        return recomputed
 
     def refuse(self, task: pb.DecryptionTask, reason: str) -> None:
         """Sign and report a refusal."""
@@ -120,13 +165,19 @@ class KeyHolder:
             refusal.statement.to_proto(refusal.signature, task_id=task.task_id),
         )
 
-    def send_partial(
-        self, task: pb.DecryptionTask, share: KeyShare, aggregate: EncryptedAggregate
-    ) -> None:
-        """Partially decrypt, record the decryption durably, then sign and stream the partial."""
+    def decrypt(
+        self, task: pb.DecryptionTask, share: KeyShare, recomputed: Recomputed
+    ) -> StoredAnswer:
+        """Partially decrypt and sign; record the decryption and keep the answer durably.
+
+        Security
+        --------
+        Both records are fsync'd before this returns, hence before anything is sent:
+        the ciphertexts count as decrypted from now on, and a retry gets these bytes.
+        """
+        aggregate = recomputed.aggregate
         part = partial_decrypt(share, aggregate, quorum=list(task.quorum))
-        self.state.remember_decryption(task.round, aggregate.digest)
-        blob = part.to_bytes()
+        decryption = Decryption(task.round, aggregate.digest)
         partial = Signed.create(
             PartialStatement(
                 deployment_id=self.roster.deployment_id,
@@ -137,6 +188,17 @@ class KeyHolder:
             ),
             self.signing_key,
         )
+        answer = StoredAnswer(decryption, part.quorum, part.to_bytes(), partial.signature)
+        self.record.remember(decryption, recomputed.ciphertext_digests)
+        self.record.keep_answer(answer)
+        return answer
+
+    def send_partial(self, task: pb.DecryptionTask, answer: StoredAnswer) -> None:
+        """Stream a stored partial with its signature and a co-signature of the task's checkpoint.
+
+        The checkpoint co-signature is made for the task at hand (it witnesses the audit
+        log head the task shows and reveals nothing of the decryption).
+        """
         checkpoint = Signed.create(
             CheckpointStatement(
                 deployment_id=self.roster.deployment_id, size=task.log_size, head=task.log_head
@@ -147,13 +209,13 @@ class KeyHolder:
             task_id=task.task_id,
             round=task.round,
             keyholder=self.index,
-            blob=blob_header(blob),
-            signature=partial.signature,
+            blob=blob_header(answer.partial),
+            signature=answer.signature,
             checkpoint_signature=checkpoint.signature,
         )
         self.conn.call(
             lambda _, timeout: self.conn.stub.SubmitPartial(
-                partial_stream(header, blob), timeout=timeout
+                partial_stream(header, answer.partial), timeout=timeout
             ),
             None,
             timeout=C.TRANSFER_TIMEOUT_SECONDS,

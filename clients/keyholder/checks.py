@@ -1,35 +1,54 @@
 """The checks a key holder makes before it partially decrypts an aggregate.
 
-Two stages, both raising a precise :class:`~secagg.errors.SecAggError` child whose
+Three stages, each raising a precise :class:`~secagg.errors.SecAggError` child whose
 ``reason`` goes into the signed refusal:
 
 1. :func:`check_task` (no network): every listed contribution is a client's signed
    :class:`~secagg.protocol.statements.UploadStatement` for the task's round, and the
    contributor set passes :func:`secagg.protocol.policy.check_decryption` — the same
-   rules the server and ``secagg audit verify`` apply.
-2. :func:`verified_aggregate` (asks the server, believes nothing it says unsigned): the
-   round no longer collects, this key holder decrypted no other aggregate of the round,
-   no signed release of the round exists, and the aggregate equals the weighted sum of
-   the listed ciphertexts, recomputed here (O(clients x model) work per round).
+   rules the server and ``secagg audit verify`` apply (distinct clients and
+   ciphertexts, weights within ``min_weight..max_client_weight``, weight share, ε, one
+   global model, round in range).
+2. :func:`check_round_state`: this key holder decrypted no other aggregate of the round
+   (its own record), and — asked of the server — the round no longer collects and no
+   signed release of it exists.
+3. :func:`recompute_aggregate` then :func:`check_not_replayed`: the aggregate equals the
+   weighted sum of the listed ciphertexts, recomputed here (O(clients x model) work),
+   no ciphertext is listed twice under another encoding, and none was decrypted over
+   before in another (round, aggregate) — the key holder's own durable record.
 
 Security
 --------
 The task comes from the server, which is not trusted: only signatures checked against
 the roster, the key holder's own record and its own recomputation count. A refusal
 must never be turned into a partial by catching these errors.
+
+Not yet enforced (future work): "still collecting" and "released" are the server's
+answers (``GetRound``, ``GetRelease``), so a lying server can ask disjoint quorums for
+two aggregates of one round; contributor-signed sets and co-signed releases will close
+that. Nor does anything bound how many quorums may decrypt the same aggregate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import grpc
 
 from clients.connection import Connection, verify_release
+from clients.keyholder.record import Decryption
 from secagg import constants as C
 from secagg.aggregate import Aggregator, EncryptedAggregate
 from secagg.ciphertext import EncryptedVector
-from secagg.errors import AggregateMismatch, AlreadyDecrypted, SignatureInvalid, WrongRound
+from secagg.errors import (
+    AggregateMismatch,
+    AlreadyDecrypted,
+    DuplicateCiphertext,
+    ReplayedCiphertext,
+    SignatureInvalid,
+    WrongRound,
+)
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.policy import check_decryption
 from secagg.protocol.roster import Roster
@@ -100,6 +119,14 @@ def check_not_released(conn: Connection, roster: Roster, task: pb.DecryptionTask
     raise AlreadyDecrypted(f"round {task.round} was already decrypted and released")
 
 
+@dataclass(frozen=True)
+class Recomputed:
+    """An aggregate this key holder recomputed, and the content digests of its ciphertexts."""
+
+    aggregate: EncryptedAggregate
+    ciphertext_digests: tuple[bytes, ...]
+
+
 def recompute_aggregate(
     conn: Connection,
     roster: Roster,
@@ -107,7 +134,7 @@ def recompute_aggregate(
     contributions: Sequence[UploadStatement],
     *,
     public_key_id: bytes,
-) -> EncryptedAggregate:
+) -> Recomputed:
     """The task's aggregate, once it equals the weighted sum of the listed ciphertexts.
 
     Raises
@@ -115,36 +142,66 @@ def recompute_aggregate(
     AggregateMismatch
         The aggregate or a listed ciphertext does not parse, the aggregate's digest is
         not the task's, or it is not the weighted sum of the listed ciphertexts.
+    DuplicateCiphertext
+        Two listed blobs (different hashes) hold the same ciphertext: a copy re-encoded
+        to pass the policy's hash comparison.
     """
     params = roster.params
     aggregate = EncryptedAggregate.from_bytes(conn.download(task.aggregate_hash), params)
     if aggregate.digest != task.aggregate_digest:
         raise AggregateMismatch("aggregate digest does not match the task")
     recomputed = Aggregator(params, public_key_id=public_key_id, length=aggregate.vector.length)
+    digests: list[bytes] = []
     for c in contributions:
-        blob = conn.download(c.ciphertext_hash)
-        recomputed.add(EncryptedVector.from_bytes(blob, params), c.weight)
+        vector = EncryptedVector.from_bytes(conn.download(c.ciphertext_hash), params)
+        if vector.digest in digests:
+            raise DuplicateCiphertext(
+                f"{c.client_id}'s ciphertext is another listed one, re-encoded (a copied upload)"
+            )
+        digests.append(vector.digest)
+        recomputed.add(vector, c.weight)
     if recomputed.result().digest != aggregate.digest:
         raise AggregateMismatch("aggregate does not equal the weighted sum of the listed uploads")
-    return aggregate
+    return Recomputed(aggregate, tuple(digests))
 
 
-def verified_aggregate(
-    conn: Connection,
-    roster: Roster,
-    task: pb.DecryptionTask,
-    *,
-    decrypted: Mapping[int, bytes],
-    public_key_id: bytes,
-) -> EncryptedAggregate:
-    """Every check, in order; the aggregate this key holder may partially decrypt.
+def check_not_replayed(
+    seen: Mapping[bytes, Decryption], decryption: Decryption, ciphertext_digests: Sequence[bytes]
+) -> None:
+    """No ciphertext was decrypted over before, except in this very decryption.
+
+    ``seen`` is the key holder's record (content digest -> the round and aggregate it
+    was decrypted in). The same (round, aggregate) again is a retry or a new quorum for
+    the same aggregate, not a replay.
+
+    Raises
+    ------
+    ReplayedCiphertext
+        A listed ciphertext was decrypted in an earlier round, or in another aggregate.
+    """
+    for digest in ciphertext_digests:
+        earlier = seen.get(digest)
+        if earlier is not None and earlier != decryption:
+            where = (
+                "earlier in this round"
+                if earlier.round == decryption.round
+                else f"in round {earlier.round}"
+            )
+            raise ReplayedCiphertext(
+                f"ciphertext {digest.hex()[:16]} was already decrypted {where}, "
+                f"in aggregate {earlier.aggregate_digest.hex()[:16]}"
+            )
+
+
+def check_round_state(
+    conn: Connection, roster: Roster, task: pb.DecryptionTask, *, decrypted: Mapping[int, bytes]
+) -> None:
+    """The round may be decrypted with this aggregate: stage 2 of the module docstring.
 
     ``decrypted`` is the key holder's own record (round -> aggregate digest). Raises the
-    errors of :func:`check_task`, :func:`check_round_closed`, :func:`check_not_decrypted`,
-    :func:`check_not_released` and :func:`recompute_aggregate`.
+    errors of :func:`check_round_closed`, :func:`check_not_decrypted` and
+    :func:`check_not_released`.
     """
-    contributions = check_task(roster, task)
     check_round_closed(conn, task)
     check_not_decrypted(decrypted, task)
     check_not_released(conn, roster, task)
-    return recompute_aggregate(conn, roster, task, contributions, public_key_id=public_key_id)

@@ -1,19 +1,18 @@
-"""What a key holder keeps on disk: its Shamir share (encrypted at rest) and its decryptions.
+"""What a key holder keeps on disk: its Shamir share (encrypted at rest), and where.
 
 The share is sealed with ChaCha20-Poly1305 under the key file ``storage.key`` in the key
-holder's directory, or under a scrypt-derived key from a passphrase. The record of
-decrypted rounds (round -> aggregate digest) lets the key holder refuse to decrypt a
-second, different aggregate of a round it already answered, across restarts.
+holder's directory, or under a scrypt-derived key from a passphrase. What the key holder
+decrypted and answered lives next to it (:class:`~clients.keyholder.record.DecryptionRecord`).
 
 Security
 --------
-Both files are written atomically (temporary file, fsync, rename) with mode 0600: a
-crash leaves either the old or the new content, never a torn share.
+Every file is written by :func:`write_atomically` (temporary file, fsync, rename, fsync
+of the directory) with mode 0600: a crash leaves either the old or the new content,
+never a torn share, and a rename that returned is on disk.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -22,12 +21,15 @@ from secagg.params import Parameters
 from secagg.protocol.sealing import decrypt_at_rest, encrypt_at_rest
 
 SHARE_FILE = "share.enc"
-DECRYPTED_FILE = "decrypted.json"
 STORAGE_KEY_FILE = "storage.key"
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (0600) so that a crash leaves the old or the new file."""
+    """Write ``data`` to ``path`` (0600) so that a crash leaves the old or the new file.
+
+    Order: write a temporary file, fsync it, rename it over ``path``, fsync the
+    directory; when this returns, the new content survives a crash or power loss.
+    """
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
@@ -35,6 +37,16 @@ def write_atomically(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
+    fsync_directory(path.parent)
+
+
+def fsync_directory(directory: Path) -> None:
+    """Make the entries of ``directory`` (a rename, a new file or subdirectory) durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class KeyHolderState:
@@ -45,7 +57,7 @@ class KeyHolderState:
     party_dir
         The key holder's own directory (holds ``storage.key`` unless a passphrase is used).
     state_dir
-        Where the share and the decryption record live (created if missing).
+        Where the share lives (created if missing).
     passphrase
         Derive the storage key from this passphrase instead of reading ``storage.key``.
     """
@@ -78,18 +90,3 @@ class KeyHolderState:
         secret, is_passphrase = self._storage_secret()
         plain = decrypt_at_rest(path.read_bytes(), secret, is_passphrase=is_passphrase)
         return KeyShare.from_bytes(plain, params)
-
-    # ------------------------------------------------------------ decrypted rounds
-    def decrypted(self) -> dict[int, bytes]:
-        """Round -> digest of the aggregate this key holder partially decrypted."""
-        path = self.state_dir / DECRYPTED_FILE
-        if not path.exists():
-            return {}
-        record: dict[str, str] = json.loads(path.read_text())
-        return {int(rnd): bytes.fromhex(digest) for rnd, digest in record.items()}
-
-    def remember_decryption(self, round_number: int, aggregate_digest: bytes) -> None:
-        """Record (durably) that this round's aggregate ``aggregate_digest`` was decrypted."""
-        record = {str(rnd): digest.hex() for rnd, digest in self.decrypted().items()}
-        record[str(round_number)] = aggregate_digest.hex()
-        write_atomically(self.state_dir / DECRYPTED_FILE, json.dumps(record).encode())

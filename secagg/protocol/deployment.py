@@ -43,7 +43,13 @@ from secagg.errors import ConfigError
 from secagg.params import Parameters
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.model_blob import encode_model
-from secagg.protocol.roster import ADMIN_NAME, Policy, Roster, load_roster
+from secagg.protocol.roster import (
+    ADMIN_NAME,
+    Policy,
+    Roster,
+    check_weight_budget,
+    load_roster,
+)
 
 _RAW = serialization.Encoding.Raw
 _RAW_PUB = serialization.PublicFormat.Raw
@@ -116,6 +122,8 @@ def init_deployment(
     server_address: str = C.DEFAULT_SERVER_ADDRESS,
     max_upload_bytes: int | None = None,
     epsilon_budget: float = Policy.default_of("epsilon_budget"),
+    min_weight: int = Policy.default_of("min_weight"),
+    max_client_weight: int | None = None,
     initial_model: F64 | None = None,
 ) -> Roster:
     """Write a new deployment directory and return its roster.
@@ -124,6 +132,9 @@ def init_deployment(
     no half-written directory. ``initial_model`` (default: zeros) becomes round 1's global
     model: written to :attr:`DeploymentLayout.initial_model` and fixed in the roster by
     its SHA-256, so no server can start the federation from a model of its choosing.
+    ``max_client_weight`` (default: the parameter set's ``max_total_weight // clients``)
+    caps one upload's weight so that all roster clients together always fit the
+    round's weight budget; a larger cap is refused.
 
     Raises
     ------
@@ -142,6 +153,9 @@ def init_deployment(
         )
     if clients < 1:
         raise ConfigError("need at least one client")
+    client_cap = (
+        params.max_total_weight // clients if max_client_weight is None else max_client_weight
+    )
     ciphertexts = -(-model_length // params.poly_modulus_degree)
     full = ciphertexts * params.poly_modulus_degree * params.bytes_per_parameter
     cap = max_upload_bytes or int(full) + 64 * 1024  # envelope overhead is < 200 bytes
@@ -155,9 +169,12 @@ def init_deployment(
         max_upload_bytes=cap,
         model_length=model_length,
         epsilon_budget=epsilon_budget,
+        min_weight=min_weight,
+        max_client_weight=client_cap,
     )
     if policy.min_contributors > clients:
         raise ConfigError("min_contributors exceeds the number of clients")
+    check_weight_budget(policy, params, clients=clients)
     model = np.zeros(model_length) if initial_model is None else np.asarray(initial_model)
     if model.shape != (model_length,) or not np.all(np.isfinite(model)):
         raise ConfigError(f"the initial model must be {model_length} finite values")

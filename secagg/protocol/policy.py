@@ -13,6 +13,11 @@ These functions check statements; they do not verify signatures (use
 :meth:`~secagg.protocol.statements.Signed.verify` first) and they know nothing of the
 server's view of round state. A key holder must not take the server's word for
 anything these functions are given: it passes statements whose signatures it checked.
+
+Being stateless, they cannot see a ciphertext replayed from an earlier round nor a
+ciphertext re-encoded to another hash: each key holder checks those on its own record
+(:mod:`clients.keyholder.checks`). Nor do they prove a ciphertext well formed: a client
+may still upload a linear combination of other ciphertexts (no zero-knowledge proofs).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from secagg.errors import (
+    DuplicateCiphertext,
     DuplicateContributor,
     EpsilonOverBudget,
     MixedGlobalModels,
@@ -53,7 +59,9 @@ def check_upload(
     EpsilonOverBudget
         The reported ε is negative, not finite or above the budget.
     WeightBudgetExceeded
-        The weight is 0 or above the parameter set's maximum total weight.
+        The weight is below ``policy.min_weight`` or above the parameter set's maximum
+        total weight, or above ``policy.max_client_weight`` (the per-upload cap that
+        keeps one client from exhausting the round's budget and starving the others).
     SizeLimitExceeded
         ``size`` (bytes of the ciphertext) is above the policy's cap.
     """
@@ -63,8 +71,14 @@ def check_upload(
             f"reported epsilon {upload.epsilon:g} exceeds the deployment's budget "
             f"{policy.epsilon_budget:g}"
         )
-    if not 1 <= upload.weight <= params.max_total_weight:
-        raise WeightBudgetExceeded(f"weight must lie in 1..{params.max_total_weight}")
+    if not policy.min_weight <= upload.weight <= params.max_total_weight:
+        raise WeightBudgetExceeded(
+            f"weight must lie in {policy.min_weight}..{params.max_total_weight}"
+        )
+    if upload.weight > policy.max_client_weight:
+        raise WeightBudgetExceeded(
+            f"weight {upload.weight} exceeds the per-client cap of {policy.max_client_weight}"
+        )
     if size is not None and size > policy.max_upload_bytes:
         raise SizeLimitExceeded(
             f"upload of {size} bytes exceeds the cap of {policy.max_upload_bytes} bytes"
@@ -89,6 +103,9 @@ def check_decryption(
     ------
     DuplicateContributor
         The same client is listed twice.
+    DuplicateCiphertext
+        The same ciphertext (by hash) is listed twice: a client signed another's
+        ciphertext as its own, to count as a contributor without adding an update.
     TooFewContributors
         Fewer distinct clients than ``policy.min_contributors``.
     MixedGlobalModels
@@ -108,6 +125,8 @@ def check_decryption(
     clients = {c.client_id for c in contributions}
     if len(clients) != len(contributions):
         raise DuplicateContributor("the same client is listed twice")
+    if len({c.ciphertext_hash for c in contributions}) != len(contributions):
+        raise DuplicateCiphertext("the same ciphertext is listed twice (a copied upload)")
     if len(clients) < policy.min_contributors:
         raise TooFewContributors(
             f"{len(clients)} contributor(s); the policy requires at least {policy.min_contributors}"

@@ -22,16 +22,26 @@ from secagg.protocol.layout import ROSTER_FILE
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 ADMIN_NAME = "admin"
+#: Upper bound of ``Policy.max_client_weight`` (weights are signed as u64, summed exactly).
+MAX_CLIENT_WEIGHT = 2**32
 
 
 @dataclass(frozen=True)
 class Policy:
     """Round and decryption policy, enforced by the server and by every key holder.
 
+    ``min_weight`` and ``max_client_weight`` bound one upload's weight. The static
+    default of ``max_client_weight`` is the default parameter set's whole weight budget;
+    ``secagg init`` writes ``max_total_weight // clients`` instead, so that every roster
+    client together always fits in the budget.
+
     Notes
     -----
     The rules built on these numbers live in :mod:`secagg.protocol.policy`; the server,
-    the key holders and the audit verifier all call the same functions there.
+    the key holders and the audit verifier all call the same functions there. A
+    ``max_client_weight`` with ``max_client_weight x clients > max_total_weight`` lets one
+    client starve the others (its upload exhausts the round's budget);
+    :func:`load_roster` refuses such a roster.
     """
 
     threshold: int
@@ -43,6 +53,8 @@ class Policy:
     max_upload_bytes: int = C.MAX_SERIALIZED_BYTES
     model_length: int = 1000
     epsilon_budget: float = 3.0
+    min_weight: int = 1
+    max_client_weight: int = C.DEFAULT_MAX_TOTAL_WEIGHT
 
     def __post_init__(self) -> None:
         problems = []
@@ -64,6 +76,10 @@ class Policy:
             problems.append(f"model_length must be in 1..{C.MAX_VECTOR_LENGTH}")
         if not 0.0 <= self.epsilon_budget <= 1000.0:
             problems.append("epsilon_budget must be in [0, 1000]")
+        if not 1 <= self.max_client_weight <= MAX_CLIENT_WEIGHT:
+            problems.append(f"max_client_weight must be in 1..{MAX_CLIENT_WEIGHT}")
+        if not 1 <= self.min_weight <= self.max_client_weight:
+            problems.append("min_weight must be in 1..max_client_weight")
         if problems:
             raise ConfigError("invalid policy: " + "; ".join(problems))
 
@@ -136,6 +152,23 @@ class Roster:
         if any(c.name == name for c in self.clients):
             return "client"
         return None
+
+
+def check_weight_budget(policy: Policy, params: Parameters, *, clients: int) -> None:
+    """Every roster client's largest upload together must fit the round's weight budget.
+
+    Raises
+    ------
+    ConfigError
+        ``max_client_weight x clients`` exceeds ``params.max_total_weight``: one client
+        could exhaust the budget and have every other upload refused (weight starvation).
+    """
+    if policy.max_client_weight * clients > params.max_total_weight:
+        raise ConfigError(
+            f"policy.max_client_weight {policy.max_client_weight} x {clients} clients exceeds "
+            f"the weight budget {params.max_total_weight}: at most "
+            f"{params.max_total_weight // clients} per client"
+        )
 
 
 # ------------------------------------------------------------------------- reading
@@ -217,6 +250,8 @@ def load_roster(directory: Path) -> Roster:
         max_upload_bytes=pol.integer("max_upload_bytes", 1024, C.MAX_SERIALIZED_BYTES),
         model_length=pol.integer("model_length", 1, C.MAX_VECTOR_LENGTH),
         epsilon_budget=pol.number("epsilon_budget", 0.0, 1000.0),
+        min_weight=pol.integer("min_weight", 1, params.max_total_weight),
+        max_client_weight=pol.integer("max_client_weight", 1, params.max_total_weight),
     )
     srv = _Fields(top._get("server"), "server")
     server = Party(srv.text("name", NAME_PATTERN), "server", srv.key("signing_public_key"))
@@ -253,6 +288,7 @@ def load_roster(directory: Path) -> Roster:
         raise ConfigError("roster.toml: party names must be unique (and not 'admin')")
     if policy.min_contributors > len(clients):
         raise ConfigError("roster.toml: policy.min_contributors exceeds the number of clients")
+    check_weight_budget(policy, params, clients=len(clients))
     return Roster(
         deployment_id=dep.text("id"),
         server_address=dep.text("server_address"),

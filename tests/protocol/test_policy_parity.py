@@ -25,6 +25,7 @@ import pytest
 
 from clients.keyholder.checks import check_task
 from secagg.errors import (
+    DuplicateCiphertext,
     DuplicateContributor,
     EpsilonOverBudget,
     MixedGlobalModels,
@@ -47,10 +48,11 @@ from secagg.protocol.audit_entries import (
 )
 from secagg.protocol.audit_log import AuditLog
 from secagg.protocol.audit_verify import verify_log
+from secagg.protocol.deployment import init_deployment
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import Roster
 from secagg.protocol.statements import CeremonyStatement, Signed, UploadStatement
-from secagg.rpc.transport import Identity
+from secagg.rpc.transport import Identity, identity
 from server.state import open_round, review_collecting
 
 Uploads = list[UploadStatement]
@@ -77,6 +79,18 @@ def _duplicate(roster: Roster) -> Uploads:
     return [*two, replace(two[0], nonce=bytes([9]) * 16, ciphertext_hash=bytes(32))]
 
 
+def _copy(roster: Roster) -> Uploads:
+    """c2 signs c1's ciphertext as its own upload."""
+    c1, c2, c3 = _uploads(roster, {"c1": 10, "c2": 10, "c3": 10})
+    return [c1, replace(c2, ciphertext_hash=c1.ciphertext_hash), c3]
+
+
+def _above_cap(roster: Roster) -> Uploads:
+    """One upload heavier than the per-client cap (it would starve the other clients)."""
+    cap = roster.policy.max_client_weight
+    return _uploads(roster, {"c1": cap + 1, "c2": cap, "c3": cap})
+
+
 #: rule -> (error the key holder raises, violating contributor set)
 RULES: dict[str, tuple[type[SecAggError], Callable[[Roster], Uploads]]] = {
     "too few contributors": (TooFewContributors, lambda r: _uploads(r, {"c1": 10})),
@@ -100,6 +114,8 @@ RULES: dict[str, tuple[type[SecAggError], Callable[[Roster], Uploads]]] = {
         lambda r: [*_uploads(r, {"c1": 10}), replace(_uploads(r, {"c2": 10})[0], epsilon=3.5)],
     ),
     "zero weight": (WeightBudgetExceeded, lambda r: _uploads(r, {"c1": 10, "c2": 0, "c3": 10})),
+    "copied ciphertext": (DuplicateCiphertext, _copy),
+    "weight above the per-client cap": (WeightBudgetExceeded, _above_cap),
     "round beyond the policy": (
         RoundOutOfRange,
         lambda r: _uploads(r, {"c1": 10, "c2": 10}, round_number=r.policy.rounds + 1),
@@ -211,3 +227,23 @@ def test_an_acceptable_set_passes_all_three(
     )
     assert check_task(roster, task) == uploads
     assert _verifier_errors(deployment, roster, parties, signed) == []
+
+
+def test_a_weight_below_the_policy_minimum_gets_the_same_reason_from_all_three(
+    tmp_path: Path,
+) -> None:
+    """A deployment with ``min_weight`` 5: an upload of weight 4 breaks the weight rule."""
+    directory = tmp_path / "deployment"
+    roster = init_deployment(directory, clients=4, keyholders=3, threshold=2, min_weight=5)
+    names = ["c1", "c2", "c3", "kh1", "kh2", "kh3"]
+    parties = {n: identity(directory, n) for n in names}
+    uploads = _uploads(roster, {"c1": 10, "c2": 4, "c3": 10})
+    signed = _sign(uploads, parties)
+
+    server = _server_reason(roster, uploads)
+    keyholder = _keyholder_reason(roster, signed)
+    verifier = _verifier_errors(directory, roster, parties, signed)
+
+    reason = WeightBudgetExceeded.reason
+    assert server == keyholder == reason, (server, keyholder)
+    assert any(f": {reason}: weight must lie in 5.." in line for line in verifier), verifier

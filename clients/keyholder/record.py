@@ -1,0 +1,162 @@
+"""What a key holder decrypted and what it answered, durable across restarts.
+
+Three things, all in the key holder's state directory
+(:meth:`~secagg.protocol.layout.DeploymentLayout.state_dir`):
+
+``decrypted.json``
+    round -> digest of the one aggregate of that round this key holder decrypted; a
+    second, different aggregate of the round is refused (``AlreadyDecrypted``).
+``ciphertexts.json``
+    content digest (:attr:`~secagg.ciphertext.EncryptedVector.digest`) of every
+    ciphertext this key holder decrypted over -> the (round, aggregate) it was part of;
+    a task listing one of them in any other (round, aggregate) is refused
+    (``ReplayedCiphertext``): a replay across rounds.
+``answers/``
+    one file per partial decryption sent: its exact bytes and its signature, keyed by
+    (round, aggregate digest, quorum). A retry of the same task gets these bytes back,
+    never a partial with fresh flooding noise.
+
+Security
+--------
+Crash ordering, which :class:`~clients.keyholder.agent.KeyHolder` follows: after the
+checks, (1) :meth:`DecryptionRecord.remember` the ciphertexts, then the round; (2)
+:meth:`DecryptionRecord.keep_answer` the partial; (3) only then send it. Every file is
+written by :func:`~clients.keyholder.storage.write_atomically` (tmp, fsync, rename,
+fsync dir). A crash before (2) completes sent nothing, so the retry computing a fresh
+partial still sends exactly one; a crash after (2) resends the stored bytes.
+
+The record is only as good as the state directory: a key holder whose state is lost or
+rolled back forgets what it decrypted. Content digests, not blob hashes, are recorded,
+so a ciphertext re-encoded to another blob hash is still recognised; a ciphertext
+*modified* homomorphically (another ciphertext of a related plaintext) is not — that
+needs zero-knowledge proofs of well-formed encryption, which the project lacks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from clients.keyholder.storage import fsync_directory, write_atomically
+
+DECRYPTED_FILE = "decrypted.json"
+CIPHERTEXTS_FILE = "ciphertexts.json"
+ANSWERS_DIR = "answers"
+
+
+@dataclass(frozen=True)
+class Decryption:
+    """One decryption a key holder took part in: the round and the aggregate's digest."""
+
+    round: int
+    aggregate_digest: bytes
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """A partial decryption exactly as it was sent: its bytes and its signature."""
+
+    decryption: Decryption
+    quorum: tuple[int, ...]
+    partial: bytes
+    signature: bytes
+
+    def _header(self) -> bytes:
+        return json.dumps(
+            {
+                "round": self.decryption.round,
+                "aggregate_digest": self.decryption.aggregate_digest.hex(),
+                "quorum": list(self.quorum),
+                "signature": self.signature.hex(),
+            },
+            separators=(",", ":"),
+        ).encode()
+
+    def to_bytes(self) -> bytes:
+        """One JSON header line, then the partial's bytes."""
+        return self._header() + b"\n" + self.partial
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> StoredAnswer:
+        """Read :meth:`to_bytes` (raises ValueError on a damaged file)."""
+        header, _, partial = data.partition(b"\n")
+        fields = json.loads(header)
+        decryption = Decryption(int(fields["round"]), bytes.fromhex(fields["aggregate_digest"]))
+        quorum = tuple(int(i) for i in fields["quorum"])
+        return cls(decryption, quorum, partial, bytes.fromhex(fields["signature"]))
+
+
+def normal_quorum(quorum: Iterable[int]) -> tuple[int, ...]:
+    """A quorum as :func:`secagg.threshold.partial_decrypt` uses it: sorted, distinct."""
+    return tuple(sorted({int(i) for i in quorum}))
+
+
+class DecryptionRecord:
+    """A key holder's durable record of its decryptions (see the module docstring)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self.answers_dir = state_dir / ANSWERS_DIR
+
+    def _read_json(self, name: str) -> dict[str, object]:
+        path = self.state_dir / name
+        if not path.exists():
+            return {}
+        record: dict[str, object] = json.loads(path.read_text())
+        return record
+
+    # ------------------------------------------------------------ decryptions
+    def decrypted(self) -> dict[int, bytes]:
+        """Round -> digest of the aggregate this key holder partially decrypted."""
+        return {int(r): bytes.fromhex(str(d)) for r, d in self._read_json(DECRYPTED_FILE).items()}
+
+    def seen_ciphertexts(self) -> dict[bytes, Decryption]:
+        """Content digest of every ciphertext decrypted over -> where it was decrypted."""
+        seen: dict[bytes, Decryption] = {}
+        for digest, where in self._read_json(CIPHERTEXTS_FILE).items():
+            rnd, aggregate = where if isinstance(where, list) else (None, None)
+            seen[bytes.fromhex(digest)] = Decryption(int(str(rnd)), bytes.fromhex(str(aggregate)))
+        return seen
+
+    def remember(self, decryption: Decryption, ciphertext_digests: Iterable[bytes]) -> None:
+        """Record, durably, a decryption and the ciphertexts its aggregate sums.
+
+        The ciphertexts are written first: a crash between the two writes leaves them
+        recorded (stricter), never a round without its ciphertexts.
+        """
+        seen = {
+            d.hex(): [r.round, r.aggregate_digest.hex()] for d, r in self.seen_ciphertexts().items()
+        }
+        for digest in ciphertext_digests:
+            seen.setdefault(digest.hex(), [decryption.round, decryption.aggregate_digest.hex()])
+        write_atomically(self.state_dir / CIPHERTEXTS_FILE, json.dumps(seen).encode())
+        rounds = {str(r): d.hex() for r, d in self.decrypted().items()}
+        rounds[str(decryption.round)] = decryption.aggregate_digest.hex()
+        write_atomically(self.state_dir / DECRYPTED_FILE, json.dumps(rounds).encode())
+
+    # ------------------------------------------------------------ answers
+    def _answer_path(self, decryption: Decryption, quorum: tuple[int, ...]) -> Path:
+        members = "-".join(str(i) for i in quorum)
+        name = f"r{decryption.round}-{decryption.aggregate_digest.hex()}-q{members}.partial"
+        return self.answers_dir / name
+
+    def answer(self, decryption: Decryption, quorum: Iterable[int]) -> StoredAnswer | None:
+        """The partial sent for this decryption and quorum, or None if none was stored."""
+        q = normal_quorum(quorum)
+        path = self._answer_path(decryption, q)
+        if not path.exists():
+            return None
+        stored = StoredAnswer.from_bytes(path.read_bytes())
+        if (stored.decryption, stored.quorum) != (decryption, q):
+            raise ValueError(f"{path} holds the answer to another task")
+        return stored
+
+    def keep_answer(self, answer: StoredAnswer) -> None:
+        """Store, durably, the partial about to be sent (before it is sent)."""
+        if not self.answers_dir.is_dir():
+            self.answers_dir.mkdir(mode=0o700)
+            fsync_directory(self.state_dir)
+        path = self._answer_path(answer.decryption, normal_quorum(answer.quorum))
+        write_atomically(path, answer.to_bytes())

@@ -1,0 +1,165 @@
+"""A malicious server against the real key-holder agent (issue 10, items 2, 3 and 6).
+
+The server double (:mod:`tests.adversarial._server_double`) hands a real key holder
+crafted decryption tasks built from real ciphertexts, with real client signatures
+(colluding clients sign whatever the attack needs). Each test is an attack the key
+holder must refuse, or a repeat it must answer with its stored partial:
+
+* copy: a colluding client signs the victim's ciphertext as its own upload (same
+  bytes, or re-encoded to another blob hash) so that an "aggregate of two" is the
+  victim's update alone;
+* replay: a ciphertext decrypted in round 1 comes back in round 2's aggregate;
+* light weights: weight 0, or below the policy's ``min_weight``, to count as a
+  contributor without weight;
+* starvation: an upload heavier than the per-client cap (which would exhaust the
+  round's weight budget and have every other upload refused);
+* repeats: the same task twice (and after a restart) gets byte-identical partials;
+  a second, different aggregate of a decrypted round is refused.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from secagg.errors import (
+    AlreadyDecrypted,
+    DuplicateCiphertext,
+    ReplayedCiphertext,
+    SecAggError,
+    WeightBudgetExceeded,
+)
+from secagg.proto import service_pb2 as pb
+
+from ._server_double import Partial
+from .conftest import MIN_WEIGHT, Attack
+
+
+def refused(attack: Attack, task: pb.DecryptionTask, error: type[SecAggError]) -> str:
+    """The key holder's answer to ``task`` must be a refusal for ``error``; its text."""
+    answer = attack.double.wait_answer(task.task_id)
+    assert isinstance(answer, pb.Refusal), f"answered with a partial, not {error.reason}"
+    assert answer.reason.startswith(f"{error.reason}: "), answer.reason
+    return answer.reason
+
+
+def partial(attack: Attack, task: pb.DecryptionTask) -> Partial:
+    """The key holder's answer to ``task`` must be a partial decryption."""
+    answer = attack.double.wait_answer(task.task_id)
+    assert isinstance(answer, Partial), f"refused: {answer}"
+    return answer
+
+
+def reencoded(blob: bytes) -> bytes:
+    """The same ciphertext message with an unknown protobuf field appended: another hash."""
+    field_1000_varint = bytes([0xC0, 0x3E, 0x01])  # tag (1000 << 3 | 0), value 1
+    return blob + field_1000_varint
+
+
+# ----------------------------------------------------------------------------- copies
+
+
+def test_a_client_signing_the_victims_ciphertext_is_refused(attack: Attack) -> None:
+    attack.start_keyholder(1)
+    victim = attack.encrypt(1)
+    task = attack.task(attack.upload("c1", victim), attack.upload("c2", victim))
+    refused(attack, task, DuplicateCiphertext)
+
+
+def test_a_reencoded_copy_is_refused(attack: Attack) -> None:
+    """Another blob hash passes the stateless rule; the key holder compares contents."""
+    attack.start_keyholder(1)
+    victim = attack.encrypt(1)
+    copy = attack.upload("c2", victim, blob=reencoded(victim.to_bytes()))
+    task = attack.task(attack.upload("c1", victim), copy)
+    assert "re-encoded" in refused(attack, task, DuplicateCiphertext)
+
+
+# ----------------------------------------------------------------------------- replays
+
+
+def test_a_ciphertext_from_an_earlier_round_is_refused(attack: Attack) -> None:
+    attack.start_keyholder(1)
+    victim = attack.encrypt(1)
+    first = attack.task(attack.upload("c1", victim), attack.upload("c2", attack.encrypt(2)))
+    partial(attack, first)
+    attack.double.round_info = pb.RoundInfo(round=2, state=pb.DECRYPTING)
+    replay = attack.task(
+        attack.upload("c3", victim, round_number=2),  # a colluder resubmits it as its own
+        attack.upload("c4", attack.encrypt(4), round_number=2),
+        round_number=2,
+    )
+    assert "in round 1" in refused(attack, replay, ReplayedCiphertext)
+
+
+def test_the_replay_record_survives_a_restart(attack: Attack) -> None:
+    attack.start_keyholder(1)
+    victim = attack.encrypt(1)
+    partial(
+        attack, attack.task(attack.upload("c1", victim), attack.upload("c2", attack.encrypt(2)))
+    )
+    attack.stop_keyholders()
+    attack.start_keyholder(1)
+    replay = attack.task(
+        attack.upload("c1", victim, round_number=2),
+        attack.upload("c3", attack.encrypt(3), round_number=2),
+        round_number=2,
+    )
+    refused(attack, replay, ReplayedCiphertext)
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+@pytest.mark.parametrize("weight", [0, MIN_WEIGHT - 1])
+def test_a_weight_below_the_minimum_is_refused(attack: Attack, weight: int) -> None:
+    attack.start_keyholder(1)
+    task = attack.task(
+        attack.upload("c1", attack.encrypt(1)),
+        attack.upload("c2", attack.encrypt(2), weight=weight),
+    )
+    assert f"weight must lie in {MIN_WEIGHT}.." in refused(attack, task, WeightBudgetExceeded)
+
+
+def test_a_weight_above_the_per_client_cap_is_refused(attack: Attack) -> None:
+    """One upload of the whole budget would starve every other client of the round."""
+    cap = attack.roster.policy.max_client_weight
+    assert cap == attack.roster.params.max_total_weight // len(attack.roster.clients)
+    attack.start_keyholder(1)
+    task = attack.task(
+        attack.upload("c1", attack.encrypt(1), weight=cap + 1),
+        attack.upload("c2", attack.encrypt(2)),
+    )
+    assert "per-client cap" in refused(attack, task, WeightBudgetExceeded)
+
+
+# ----------------------------------------------------------------------------- repeats
+
+
+def test_the_same_task_twice_gets_the_same_partial_bytes(attack: Attack) -> None:
+    attack.start_keyholder(1)
+    uploads = (attack.upload("c1", attack.encrypt(1)), attack.upload("c2", attack.encrypt(2)))
+    first = partial(attack, attack.task(*uploads))
+    again = partial(attack, attack.task(*uploads))
+    assert again.blob == first.blob
+    assert again.header.signature == first.header.signature
+    attack.stop_keyholders()  # and after a restart, from the stored answer
+    attack.start_keyholder(1)
+    after_restart = partial(attack, attack.task(*uploads))
+    assert after_restart.blob == first.blob
+
+
+def test_another_quorum_for_the_same_aggregate_is_a_new_partial(attack: Attack) -> None:
+    """A new quorum (the server replacing a dead member) is not a replay."""
+    attack.start_keyholder(1)
+    uploads = (attack.upload("c1", attack.encrypt(1)), attack.upload("c2", attack.encrypt(2)))
+    first = partial(attack, attack.task(*uploads, quorum=(1, 2)))
+    other = partial(attack, attack.task(*uploads, quorum=(1, 3)))
+    assert other.blob != first.blob
+
+
+def test_a_second_aggregate_of_a_decrypted_round_is_refused(attack: Attack) -> None:
+    attack.start_keyholder(1)
+    c1, c2 = attack.upload("c1", attack.encrypt(1)), attack.upload("c2", attack.encrypt(2))
+    partial(attack, attack.task(c1, c2, attack.upload("c3", attack.encrypt(3))))
+    second = attack.task(c1, c2)  # the round without c3: the difference is c3's update
+    assert "another aggregate" in refused(attack, second, AlreadyDecrypted)
