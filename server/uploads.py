@@ -26,6 +26,7 @@ import threading
 from secagg.aggregate import Aggregator, EncryptedAggregate
 from secagg.ciphertext import EncryptedVector
 from secagg.errors import (
+    DuplicateCiphertext,
     DuplicateUpload,
     InvalidCiphertext,
     PermissionDenied,
@@ -87,6 +88,13 @@ class Uploads:
         if store.has_upload(s.round, s.client_id):
             raise DuplicateUpload(
                 f"{s.client_id} already has an accepted upload in round {s.round}"
+            )
+        same = s.ciphertext_hash
+        copied = [u for u in store.uploads(s.round) if u.statement.ciphertext_hash == same]
+        if copied:
+            raise DuplicateCiphertext(
+                f"this ciphertext was already uploaded in round {s.round} by "
+                f"{copied[0].statement.client_id}"
             )
 
     # ------------------------------------------------------------------ stage 2

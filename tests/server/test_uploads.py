@@ -14,6 +14,7 @@ import pytest
 
 import secagg
 from secagg.errors import (
+    DuplicateCiphertext,
     DuplicateUpload,
     InvalidCiphertext,
     MixedGlobalModels,
@@ -84,6 +85,20 @@ def test_a_valid_upload_is_accepted_once(server: Server) -> None:
     # the same client again with a fresh nonce
     again, blob2, _ = server.world.upload("c1", server.info())
     refused(server, lambda: send(server, "c1", again, blob2), DuplicateUpload, "already has")
+
+
+def test_a_copied_ciphertext_is_refused(server: Server) -> None:
+    """A colluding client signs the victim's ciphertext as its own upload."""
+    header, blob, _ = server.world.upload("c1", server.info())
+    send(server, "c1", header, blob)
+    copy, _, _ = server.world.upload("c2", server.info(), blob=blob)
+    refused(
+        server,
+        lambda: send(server, "c2", copy, blob),
+        DuplicateCiphertext,
+        "already uploaded in round 1 by c1",
+    )
+    assert DuplicateCiphertext.reason == "DUPLICATE_CIPHERTEXT"
 
 
 def test_wrong_round_and_wrong_model(server: Server) -> None:
