@@ -73,6 +73,12 @@ class PolicyViolation(SecAggError):
     reason: ClassVar[str] = "POLICY_VIOLATION"
 
 
+class PartialsDisagree(PolicyViolation):
+    """Quorums of key holders decrypted one aggregate to different models: nothing released."""
+
+    reason: ClassVar[str] = "PARTIALS_DISAGREE"
+
+
 class WeightBudgetExceeded(PolicyViolation, ValueError):
     """Aggregation weights are negative, all zero, or exceed the parameter budget.
 

@@ -3,10 +3,13 @@
 A partial is checked against its task (aggregate, key holder, quorum), its signed
 :class:`~secagg.protocol.statements.PartialStatement` and the key holder's co-signature
 of the audit checkpoint it was shown; the parsed partial stays in memory
-(:class:`server.context.Parsed`) until the release. When the whole quorum has answered,
-the partials are combined with the round's aggregate (still in memory), the model is
-stored, the server signs a :class:`~secagg.protocol.statements.ReleaseStatement` and a
-checkpoint, and the next round opens.
+(:class:`server.context.Parsed`) until the release. When every quorum of the round's
+cross-checking family (:mod:`server.tasks`) has answered, each quorum's partials are
+combined with the round's aggregate (still in memory); only if all the models are
+byte-identical is the model stored, the server signs a
+:class:`~secagg.protocol.statements.ReleaseStatement` listing the checked quorums and a
+checkpoint, and the next round opens. Otherwise :mod:`server.cross_check` records the
+disagreement and nothing is released.
 
 A crash between the commit of the last partial and the release is repaired by
 :meth:`Releases.finish_answered`, which the manager runs on start and on every tick.
@@ -19,7 +22,7 @@ import logging
 from secagg.errors import PermissionDenied, PolicyViolation, SecAggError
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import PartialEntry, RefusalEntry, ReleaseEntry, RoundOpenEntry
-from secagg.protocol.model_blob import encode_model
+from secagg.protocol.quorums import flatten
 from secagg.protocol.statements import (
     CheckpointStatement,
     PartialStatement,
@@ -28,10 +31,19 @@ from secagg.protocol.statements import (
     Signed,
 )
 from secagg.protocol.status import RoundStatus
-from secagg.threshold import PartialDecryption, check_partial, combine
+from secagg.threshold import PartialDecryption, check_partial
 from server.context import Context
+from server.cross_check import decrypt_family, partial_records, record_disagreement
 from server.faults import FaultPoint
-from server.state import RoundState, Task, TaskState, after_release, quorum_complete, released
+from server.state import (
+    Round,
+    RoundState,
+    Task,
+    TaskState,
+    after_release,
+    quorum_complete,
+    released,
+)
 from server.store.base import PartialRecord, RefusalRecord
 from server.tasks import Tasks
 
@@ -44,7 +56,7 @@ class Releases:
     def __init__(self, ctx: Context, tasks: Tasks) -> None:
         self.ctx = ctx
         self.tasks = tasks
-        self._unfinishable: set[int] = set()  # task ids whose partials failed to combine
+        self._unfinishable: set[tuple[int, ...]] = set()  # families that failed to combine
 
     def parse(self, blob: bytes) -> PartialDecryption:
         """Parse a partial (call outside the lock); raises InvalidPartialDecryption."""
@@ -101,9 +113,10 @@ class Releases:
                 )
         self.ctx.parsed.keep_partial(task.task_id, part)
         log.info("round %d: partial decryption from key holder %d", task.round, keyholder)
-        if self._complete(task):
+        family = self._answered_family(task)
+        if family:
             self.ctx.faults.reach(FaultPoint.KILL_AFTER_LAST_PARTIAL)
-            self._finish(task)
+            self._finish(family)
         return "accepted"
 
     def refuse(self, keyholder: int, refusal: pb.Refusal) -> None:
@@ -129,33 +142,40 @@ class Releases:
 
     # ------------------------------------------------------------------ finishing
     def finish_answered(self) -> None:
-        """Finish every open task whose whole quorum has answered (recovery; idempotent).
+        """Finish every open task family whose quorums have all answered (recovery; idempotent).
 
-        A crash after the commit of a task's last partial and before its release leaves
-        the task open with all its partials stored, and nothing else would finish it: its
-        key holders answered and are not asked again. The manager calls this on start and
-        on every tick. A finished task is no longer open, so a second call finds nothing.
+        A crash after the commit of a family's last partial and before its release leaves
+        the tasks open with all their partials stored, and nothing else would finish them:
+        their key holders answered and are not asked again. The manager calls this on
+        start and on every tick. Finished tasks are no longer open, so a second call finds
+        nothing.
 
         Notes
         -----
         Partials that cannot be combined are reported once (the log, and the round's
-        status for a regular task) and left alone, so one bad task neither fails every
+        status for a regular family) and left alone, so one bad task neither fails every
         tick nor keeps key holders from polling.
         """
-        store = self.ctx.store
-        for task in store.tasks(state=TaskState.OPEN):
-            if task.task_id in self._unfinishable or not self._complete(task):
+        for task in self.ctx.store.tasks(state=TaskState.OPEN):
+            family = self._answered_family(task)
+            ids = tuple(t.task_id for t in family)
+            if not family or ids in self._unfinishable or ids[0] != task.task_id:
                 continue
             log.warning(
-                "round %d: task %d has all its partials but was not finished; finishing it",
+                "round %d: task %s has all its partials but was not finished; finishing it",
                 task.round,
-                task.task_id,
+                ", ".join(map(str, ids)),
             )
             try:
-                self._finish(task)
+                self._finish(family)
             except SecAggError as exc:
-                self._unfinishable.add(task.task_id)
-                log.error("round %d: task %d cannot be finished: %s", task.round, task.task_id, exc)
+                self._unfinishable.add(ids)
+                log.error(
+                    "round %d: task %s cannot be finished: %s",
+                    task.round,
+                    ", ".join(map(str, ids)),
+                    exc,
+                )
                 if not task.operator:
                     self.ctx.set_status(task.round, RoundStatus.violation(exc))
 
@@ -163,41 +183,67 @@ class Releases:
         records = self.ctx.store.answers(task.task_id, PartialRecord)
         return quorum_complete(task, {r.keyholder for r in records})
 
-    def _finish(self, task: Task) -> None:
-        """Combine a complete task's partials; release the round if the task decrypts it.
+    def _answered_family(self, task: Task) -> list[Task]:
+        """The tasks to finish together once ``task`` is answered, or [] while any is not.
+
+        An operator task stands alone; a regular task belongs to the family of its
+        round's open regular tasks (:mod:`server.tasks`), by task id.
+        """
+        if task.operator:
+            return [task] if self._complete(task) else []
+        family = [
+            t
+            for t in self.ctx.store.tasks(state=TaskState.OPEN, round_number=task.round)
+            if not t.operator
+        ]
+        return family if all(self._complete(t) for t in family) else []
+
+    def _finish(self, family: list[Task]) -> None:
+        """Decrypt with every quorum of a complete family; release only if all agree.
 
         Security
         --------
-        Call with the manager's lock held, on an OPEN task. The release, its audit
-        entries, the completion of the round's tasks and the next round's opening are
-        committed in one transaction, so a round is released at most once: afterwards its
-        tasks are no longer open, and a stale task finds another current round and only
-        completes.
+        Call with the manager's lock held, on OPEN tasks. An operator task only completes:
+        a release needs the round's whole cross-checking family. Models that differ are
+        recorded as evidence (:func:`server.cross_check.record_disagreement`) and nothing
+        is released. The release, its audit entries, the completion of the round's tasks
+        and the next round's opening are committed in one transaction, so a round is
+        released at most once.
         """
         store, parsed = self.ctx.store, self.ctx.parsed
-        records = store.answers(task.task_id, PartialRecord)
         cur = store.current_round()
         assert cur is not None
+        first = family[0]
+        models = decrypt_family(self.ctx, family, cur.number)
         official = (
-            (not task.operator or cur.aggregate_digest == task.aggregate_digest)
-            and cur.number == task.round
+            not first.operator
+            and cur.number == first.round
             and cur.state is RoundState.DECRYPTING
+            and cur.aggregate_digest == first.aggregate_digest
         )
-        aggregate = parsed.aggregate(task.aggregate_hash)
-        parts = [parsed.partial(task.task_id, r.keyholder, r.partial_hash) for r in records]
-        model = combine(aggregate, parts)
         if not official:
-            store.set_task_state(task.task_id, TaskState.COMPLETED)
-            parsed.forget(task_ids={task.task_id}, aggregate_hashes=set())
+            for task in family:
+                store.set_task_state(task.task_id, TaskState.COMPLETED)
+            parsed.forget(task_ids={t.task_id for t in family}, aggregate_hashes=set())
             return
-        model_hash = self.ctx.blobs.put(encode_model(cur.number + 1, model))
+        if len(set(models)) != 1:
+            record_disagreement(self.ctx, family, models)
+            return
+        self._release(cur, family, models[0])
+
+    def _release(self, cur: Round, family: list[Task], model: bytes) -> None:
+        """Sign and commit the release of ``cur`` (its family agreed on ``model``)."""
+        store, parsed = self.ctx.store, self.ctx.parsed
+        first = family[0]
+        model_hash = self.ctx.blobs.put(model)
         statement = ReleaseStatement(
             self.ctx.roster.deployment_id,
             cur.number,
             model_hash,
-            task.aggregate_digest,
-            task.quorum,
-            tuple(r.partial_digest for r in records),
+            first.aggregate_digest,
+            first.quorum,
+            tuple(r.partial_digest for r in partial_records(self.ctx, first)),
+            flatten([t.quorum for t in family]),
         )
         signed = Signed.create(statement, self.ctx.signing_key)
         release = statement.to_proto(signed.signature).SerializeToString()
@@ -205,7 +251,7 @@ class Releases:
         following = after_release(cur, model_hash, policy=self.ctx.policy, now=now)
         done = store.tasks(state=TaskState.OPEN, round_number=cur.number)
         with store.transaction():
-            size, head = self.ctx.audit.record(ReleaseEntry.of(signed, task_id=task.task_id))
+            size, head = self.ctx.audit.record(ReleaseEntry.of(signed, task_id=first.task_id))
             self.ctx.audit.checkpoint(size, head)
             for t in done:
                 store.set_task_state(t.task_id, TaskState.COMPLETED)
@@ -214,7 +260,12 @@ class Releases:
                 self.ctx.audit.record(RoundOpenEntry(following.number, model_hash))
             store.put_round(following)
         parsed.forget(
-            task_ids={t.task_id for t in done} | {task.task_id},
+            task_ids={t.task_id for t in done},
             aggregate_hashes={t.aggregate_hash for t in done},
         )
-        log.info("round %d: released model %s", cur.number, model_hash.hex()[:16])
+        log.info(
+            "round %d: released model %s after %d agreeing quorums",
+            cur.number,
+            model_hash.hex()[:16],
+            len(family),
+        )

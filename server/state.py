@@ -46,6 +46,7 @@ class TaskState(Enum):
     OPEN = "open"
     SUPERSEDED = "superseded"
     COMPLETED = "completed"
+    DISAGREED = "disagreed"  # its quorum's model differed from another's: the round halts
 
 
 @dataclass(frozen=True)

@@ -1,20 +1,26 @@
-"""Decryption tasks: which quorum is asked to decrypt which aggregate.
+"""Decryption tasks: which quorums are asked to decrypt which aggregate.
 
-A closed round gets one regular task whose quorum is the first ``t`` live key holders;
-if a member of that quorum stops polling before it answered, the task is superseded by
-one with a new quorum. The round's contributor set passed
-:func:`~secagg.protocol.policy.check_decryption` before the round closed
+A closed round gets one regular task per quorum of the cross-checking family over the
+live key holders (:func:`secagg.protocol.quorums.quorum_family`): every set of ``t - 1``
+live key holders is left out of some quorum when at least ``2t - 1`` are live, so a
+wrong partial shows as a disagreement between quorums (:mod:`server.cross_check`). If a
+member of a quorum stops polling before it answered, its task is superseded and the
+family is planned again over the key holders still live. The round's contributor set
+passed :func:`~secagg.protocol.policy.check_decryption` before the round closed
 (:func:`server.state.review_collecting`), so the server never asks for a decryption it
 knows the key holders will refuse.
 
 Notes
 -----
+Every quorum of the family is one more decryption of the aggregate by each of its
+members; the decryption budget (future work) must count them all.
+
 Operator tasks (:meth:`Tasks.operator_task`, the ``AdminRequestDecryption`` RPC) are
 *not* checked against the policy by the server, on purpose: they are the in-band way to
 show that the key holders enforce the policy themselves (each one runs
 ``check_decryption`` on the task before it answers, and refuses with the rule's reason).
-An operator task never changes a round: its result is released only if it decrypts
-exactly the aggregate the round closed over.
+An operator task never changes a round and never releases anything: a release needs the
+round's whole cross-checking family.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from secagg.errors import PolicyViolation
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import DecryptionRequestEntry
+from secagg.protocol.quorums import quorum_family
 from secagg.protocol.statements import Signed, UploadStatement
 from secagg.protocol.status import RoundStatus
 from server.context import Context
@@ -52,18 +59,10 @@ class Tasks:
         aggregate_digest: bytes,
         contributions: tuple[Signed[UploadStatement], ...],
         *,
+        quorum: tuple[int, ...],
         operator: bool,
-    ) -> Task | None:
-        """A new open task for the live quorum, or None (status QuorumNotMet) if too few."""
-        policy = self.ctx.policy
-        live = self.liveness.live()
-        quorum = choose_quorum(live, policy.threshold)
-        if quorum is None:
-            self.ctx.set_status(
-                round_number,
-                RoundStatus.quorum_not_met(len(live), policy.keyholders, policy.threshold),
-            )
-            return None
+    ) -> Task:
+        """A new open task asking ``quorum``, logged as a decryption request."""
         draft = Task(
             0,
             round_number,
@@ -90,30 +89,71 @@ class Tasks:
             )
             task = dataclasses.replace(task, log_size=size, log_head=head)
             self.ctx.store.put_task(task)
-        if not operator:
-            self.ctx.set_status(round_number, RoundStatus.decrypting_with(quorum))
         return task
 
+    def _not_met(self, round_number: int, live: int) -> None:
+        policy = self.ctx.policy
+        status = RoundStatus.quorum_not_met(live, policy.keyholders, policy.threshold)
+        self.ctx.set_status(round_number, status)
+
     def ensure(self, rnd: Round) -> None:
-        """Keep one open regular task of a DECRYPTING round whose quorum is alive."""
+        """Keep the cross-checking family of open regular tasks of a DECRYPTING round.
+
+        The family is planned when the round has no open regular task, and again when a
+        quorum is lost (a member stopped polling before it answered): quorums of the
+        family over the key holders live now that no open task asks are added. A round
+        whose quorums disagreed (a DISAGREED task) gets no task ever again.
+        """
         store = self.ctx.store
+        if store.tasks(state=TaskState.DISAGREED, round_number=rnd.number):
+            return
         live = self.liveness.live()
+        kept: list[Task] = []
+        lost = False
         for task in store.tasks(state=TaskState.OPEN, round_number=rnd.number):
             if task.operator:
                 continue
             answered = {p.keyholder for p in store.answers(task.task_id, PartialRecord)}
             if not quorum_lost(task, answered, live):
-                return
+                kept.append(task)
+                continue
+            lost = True
             store.set_task_state(task.task_id, TaskState.SUPERSEDED)
             missing = [i for i in task.quorum if i not in answered]
             log.info(
                 "round %d: key holders %s unreachable; choosing a new quorum", rnd.number, missing
             )
+        if kept and not lost:
+            return
+        if len(live) < self.ctx.policy.threshold:
+            if not kept:
+                self._not_met(rnd.number, len(live))
+            return
+        family = quorum_family(live, self.ctx.policy.threshold)
+        if not family.full:
+            log.warning(
+                "round %d: %d key holders live: the quorums cross-check coalitions of %d, not "
+                "t - 1 = %d",
+                rnd.number,
+                len(live),
+                family.catches,
+                self.ctx.policy.threshold - 1,
+            )
+        asked = [t.quorum for t in kept]
         assert rnd.aggregate_hash is not None and rnd.aggregate_digest is not None
         contributions = tuple(u.signed for u in store.uploads(rnd.number))
-        self.create(
-            rnd.number, rnd.aggregate_hash, rnd.aggregate_digest, contributions, operator=False
-        )
+        for quorum in family.quorums:
+            if quorum not in asked:
+                self.create(
+                    rnd.number,
+                    rnd.aggregate_hash,
+                    rnd.aggregate_digest,
+                    contributions,
+                    quorum=quorum,
+                    operator=False,
+                )
+                asked.append(quorum)
+        self.ctx.set_status(rnd.number, RoundStatus.cross_checking(asked))
 
     def task_for(self, keyholder: int) -> pb.DecryptionTask:
         """The first open task this key holder is asked to answer and has not answered."""
@@ -158,9 +198,14 @@ class Tasks:
         agg_hash = self.ctx.blobs.put(aggregate.to_bytes())
         self.ctx.parsed.keep_aggregate(agg_hash, aggregate)
         contributions = tuple(u.signed for u in chosen)
-        task = self.create(round_number, agg_hash, aggregate.digest, contributions, operator=True)
-        if task is None:
+        live = self.liveness.live()
+        quorum = choose_quorum(live, self.ctx.policy.threshold)
+        if quorum is None:
+            self._not_met(round_number, len(live))
             raise PolicyViolation("QuorumNotMet: not enough key holders reachable")
+        task = self.create(
+            round_number, agg_hash, aggregate.digest, contributions, quorum=quorum, operator=True
+        )
         return task.task_id
 
     def operator_result(self, task_id: int) -> tuple[list[pb.Refusal], bool, bool]:

@@ -170,20 +170,22 @@ class UploadReceipt(_message.Message):
     def __init__(self, round: _Optional[int] = ..., ciphertext_hash: _Optional[bytes] = ..., accepted_uploads: _Optional[int] = ...) -> None: ...
 
 class Release(_message.Message):
-    __slots__ = ("round", "model_hash", "aggregate_digest", "quorum", "partial_digests", "server_signature")
+    __slots__ = ("round", "model_hash", "aggregate_digest", "quorum", "partial_digests", "server_signature", "checked_quorums")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     AGGREGATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
     PARTIAL_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     SERVER_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_QUORUMS_FIELD_NUMBER: _ClassVar[int]
     round: int
     model_hash: bytes
     aggregate_digest: bytes
     quorum: _containers.RepeatedScalarFieldContainer[int]
     partial_digests: _containers.RepeatedScalarFieldContainer[bytes]
     server_signature: bytes
-    def __init__(self, round: _Optional[int] = ..., model_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., quorum: _Optional[_Iterable[int]] = ..., partial_digests: _Optional[_Iterable[bytes]] = ..., server_signature: _Optional[bytes] = ...) -> None: ...
+    checked_quorums: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, round: _Optional[int] = ..., model_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., quorum: _Optional[_Iterable[int]] = ..., partial_digests: _Optional[_Iterable[bytes]] = ..., server_signature: _Optional[bytes] = ..., checked_quorums: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ReleaseQuery(_message.Message):
     __slots__ = ("round",)

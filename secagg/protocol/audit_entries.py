@@ -271,7 +271,29 @@ class ReleaseEntry(SignedEntry[ReleaseStatement]):
     aggregate_digest: bytes
     quorum: tuple[int, ...]
     partial_digests: tuple[bytes, ...]
+    checked_quorums: tuple[int, ...]
     server_signature: bytes
+
+
+@dataclass(frozen=True)
+class DisagreementEntry(AuditEntry):
+    """Quorums decrypted a round's aggregate to different models: no release.
+
+    One item per task, in the same order: ``task_ids``, ``quorums`` (flattened,
+    ``threshold`` indices each), ``model_hashes`` (SHA-256 of each quorum's model blob);
+    ``partial_digests`` flattened like ``quorums`` (the signed partials themselves are the
+    task's ``partial`` entries). ``keyholder``: the deviating key holder, 0 if it cannot
+    be named.
+    """
+
+    TYPE: ClassVar[str] = "disagreement"
+    round: int
+    aggregate_digest: bytes
+    task_ids: tuple[int, ...]
+    quorums: tuple[int, ...]
+    model_hashes: tuple[bytes, ...]
+    partial_digests: tuple[bytes, ...]
+    keyholder: int
 
 
 @dataclass(frozen=True)
@@ -301,6 +323,7 @@ ENTRY_TYPES: dict[str, type[AuditEntry]] = {
         PartialEntry,
         RefusalEntry,
         ReleaseEntry,
+        DisagreementEntry,
         CheckpointEntry,
     )
 }

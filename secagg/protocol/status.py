@@ -114,6 +114,14 @@ class RoundStatus:
         return cls(StatusKind.DECRYPTING, "", f"with key holders {list(quorum)}")
 
     @classmethod
+    def cross_checking(cls, quorums: Sequence[Sequence[int]]) -> RoundStatus:
+        """Quorums were asked to decrypt the same aggregate (one: :meth:`decrypting_with`)."""
+        if len(quorums) == 1:
+            return cls.decrypting_with(quorums[0])
+        listed = ", ".join(str(list(q)) for q in quorums)
+        return cls(StatusKind.DECRYPTING, "", f"with key holders {listed} (cross-checked)")
+
+    @classmethod
     def released(cls, model_hash: bytes) -> RoundStatus:
         """The round's model was released."""
         return cls(StatusKind.RELEASED, "", model_hash.hex()[:16])

@@ -37,8 +37,9 @@ from ._harness import Harness, cli
 
 CLIENTS = {"c1": (11, 10), "c2": (22, 25), "c3": (33, 7), "c4": (44, 58)}  # name: (seed, weight)
 ROUNDS = 2
-ROUND_ENTRIES = ["round_open", *["upload"] * len(CLIENTS), "aggregate", "decryption_request"]
-ROUND_ENTRIES += ["partial", "partial", "release", "checkpoint"]
+# n = 3, t = 2: the cross-checking family is every pair, asked at once (issue 10)
+ROUND_ENTRIES = ["round_open", *["upload"] * len(CLIENTS), "aggregate", *["decryption_request"] * 3]
+ROUND_ENTRIES += [*["partial"] * 6, "release", "checkpoint"]
 FAIL = re.compile(r"^FAIL: entry (\d+) \((\w+)\): (.+)$")
 ENTRY = re.compile(r"^entry (\d+)\b")
 

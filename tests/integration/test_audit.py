@@ -140,13 +140,20 @@ def test_log_records_every_step(audit_run: AuditRun, tmp_path: Path) -> None:
             assert u["data"]["global_model_hash"] == opened["data"]["global_model_hash"]
             blob = (blobs / u["data"]["ciphertext_hash"]).read_bytes()  # retained ciphertext
             assert hashlib.sha256(blob).hexdigest() == u["data"]["ciphertext_hash"]
-        request = find(entries, "decryption_request", round=r)
+        requests = {
+            e["data"]["task_id"]: e
+            for e in entries
+            if e["type"] == "decryption_request" and e["data"]["round"] == r
+        }
         partials = [e for e in entries if e["type"] == "partial" and e["data"]["round"] == r]
         rel = audit_run.releases[r]
-        assert sorted(p["data"]["keyholder"] for p in partials) == sorted(rel.quorum)
-        for p in partials:  # key holders co-signed the head right after the request
-            assert p["data"]["checkpoint_size"] == request["seq"]
         release = find(entries, "release", round=r)
+        released = [p for p in partials if p["data"]["task_id"] == release["data"]["task_id"]]
+        assert sorted(p["data"]["keyholder"] for p in released) == sorted(rel.quorum)
+        quorums = [tuple(q["data"]["quorum"]) for q in requests.values()]
+        assert list(rel.checked_quorums) == [i for q in quorums for i in q]
+        for p in partials:  # key holders co-signed the head right after their request
+            assert p["data"]["checkpoint_size"] == requests[p["data"]["task_id"]]["seq"]
         assert release["data"]["model_hash"] == rel.model_hash.hex()
         assert release["data"]["aggregate_digest"] == rel.aggregate_digest.hex()
         assert release["data"]["server_signature"] == rel.server_signature.hex()

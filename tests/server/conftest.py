@@ -105,26 +105,32 @@ class World:
         return statement.to_header(signed.signature, total_size=size), blob, vector
 
 
-@pytest.fixture(scope="session")
-def world() -> World:
+def make_world(keyholders: int = 3, threshold: int = 2) -> World:
+    """A roster of ``keyholders`` key holders (indices 1..n) and CLIENTS, with a joint key."""
     params = secagg.Parameters.default()
     server_key = Ed25519PrivateKey.generate()
-    kh_keys = {i: Ed25519PrivateKey.generate() for i in (1, 2, 3)}
+    kh_keys = {i: Ed25519PrivateKey.generate() for i in range(1, keyholders + 1)}
     cl_keys = {c: Ed25519PrivateKey.generate() for c in CLIENTS}
     roster = Roster(
         deployment_id=DEPLOYMENT,
         server_address="localhost:0",
         initial_model_hash=hashlib.sha256(encode_model(1, np.zeros(LENGTH))).digest(),
         params=params,
-        policy=Policy(threshold=2, keyholders=3, rounds=2, model_length=LENGTH),
+        policy=Policy(threshold=threshold, keyholders=keyholders, rounds=2, model_length=LENGTH),
         server=Party("server", "server", _raw(server_key)),
         keyholders=tuple(
             Party(f"kh{i}", "keyholder", _raw(k), bytes(32), i) for i, k in kh_keys.items()
         ),
         clients=tuple(Party(c, "client", _raw(k)) for c, k in cl_keys.items()),
     )
-    keys = secagg.dealerless_keygen(n=3, t=2, params=params)
+    keys = secagg.dealerless_keygen(n=keyholders, t=threshold, params=params)
     return World(roster, server_key, kh_keys, cl_keys, keys)
+
+
+@pytest.fixture(scope="session")
+def world() -> World:
+    """Three key holders, threshold 2 (the default deployment's shape)."""
+    return make_world()
 
 
 @pytest.fixture(params=["memory", "sqlite"])

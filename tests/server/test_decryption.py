@@ -97,13 +97,24 @@ def test_full_round_releases_the_weighted_mean(server: Server) -> None:
         server.manager.seen(k)
     task = server.manager.task_for(1)
     assert task.pending and list(task.quorum) == [1, 2] and len(task.contributions) == 4
-    assert server.info().status == "decrypting with key holders [1, 2]"
-    assert not server.manager.task_for(3).pending
+    # three live key holders, threshold 2: every pair is asked (the cross-check)
+    assert server.info().status == (
+        "decrypting with key holders [1, 2], [1, 3], [2, 3] (cross-checked)"
+    )
+    assert list(server.manager.task_for(3).quorum) == [1, 3]
     for k in (1, 2):
         header, blob = _answer(server, task, k)
         assert server.manager.submit_partial(k, header, blob) == "accepted"
+    assert server.manager.release(1) is None  # not before every quorum agreed
+    for quorum in ((1, 3), (2, 3)):
+        for k in quorum:
+            other = server.manager.task_for(k)
+            assert tuple(other.quorum) == quorum
+            header, blob = _answer(server, other, k)
+            assert server.manager.submit_partial(k, header, blob) == "accepted"
     rel = server.manager.release(1)
     assert rel is not None and list(rel.quorum) == [1, 2]
+    assert list(rel.checked_quorums) == [1, 2, 1, 3, 2, 3]
     ReleaseStatement.from_proto("test-deployment", rel).verify(server.world.roster)
     _, model = decode_model(server.ctx.blobs.get(rel.model_hash), length=LENGTH)
     assert np.abs(model - _weighted_mean(vectors, weights)).max() < 1e-6

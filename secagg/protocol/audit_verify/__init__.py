@@ -32,6 +32,7 @@ from secagg.protocol.audit_entries import (
     CeremonyEntry,
     CheckpointEntry,
     DecryptionRequestEntry,
+    DisagreementEntry,
     PartialEntry,
     PublicKeyEntry,
     RefusalEntry,
@@ -48,6 +49,7 @@ from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import load_roster
 
 from .context import At, Verification, readable_signatures
+from .cross_check import check_disagreement
 from .decryption import (
     check_checkpoint,
     check_decryption_request,
@@ -94,6 +96,8 @@ def _dispatch(v: Verification, at: At, entry: AuditEntry) -> None:
             check_refusal(v, at, entry)
         case ReleaseEntry():
             check_release(v, at, entry)
+        case DisagreementEntry():
+            check_disagreement(v, at, entry)
         case CheckpointEntry():
             check_checkpoint(v, at, entry)
         case _:  # pragma: no cover - ENTRY_TYPES and the cases above list the same classes

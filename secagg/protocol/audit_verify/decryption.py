@@ -16,7 +16,8 @@ from secagg.protocol.audit_entries import (
 )
 
 from .context import At, Verification
-from .recompute import recompute_model
+from .cross_check import check_checked_quorums
+from .recompute import recombined_hash
 
 
 def check_decryption_request(v: Verification, at: At, entry: DecryptionRequestEntry) -> None:
@@ -65,7 +66,8 @@ def check_release(v: Verification, at: At, entry: ReleaseEntry) -> None:
 
     A key holder counts when its logged partial answers the release's task, is over the
     released aggregate, is one of the release's partial digests and it is in the quorum.
-    With the blobs at hand the model is recombined from those partials.
+    With the blobs at hand the model is recombined from those partials, and from those of
+    every other checked quorum (:mod:`.cross_check`).
     """
     r = entry.round
     v.signature(at, entry.signed(v.deployment_id), field="server_signature")
@@ -87,7 +89,11 @@ def check_release(v: Verification, at: At, entry: ReleaseEntry) -> None:
             f"threshold {t}",
         )
     if aggregate is not None and len(valid) >= t:
-        recompute_model(v, at, entry, aggregate, valid)
+        digest = recombined_hash(v, at, r, aggregate, valid)
+        if digest is not None and digest != entry.model_hash:
+            v.fail(at, f"released model of round {r} is not what its quorum decrypted")
+    if len(valid) >= t and len(set(entry.quorum)) == len(entry.quorum):
+        check_checked_quorums(v, at, entry, aggregate)  # one error per forged release
     v.seen.released[r] = entry.model_hash
     report = v.round(r)
     report.quorum, report.released_model = sorted(valid), entry.model_hash.hex()

@@ -21,7 +21,7 @@ from pathlib import Path
 from secagg.aggregate import Aggregator, EncryptedAggregate
 from secagg.ciphertext import EncryptedVector
 from secagg.errors import SecAggError
-from secagg.protocol.audit_entries import AggregateEntry, PartialEntry, ReleaseEntry
+from secagg.protocol.audit_entries import AggregateEntry, PartialEntry
 from secagg.protocol.model_blob import encode_model
 from secagg.threshold import PartialDecryption, combine
 
@@ -60,29 +60,32 @@ def recompute_aggregate(v: Verification, at: At, entry: AggregateEntry) -> bool 
     return True
 
 
-def recompute_model(
+def recombined_hash(
     v: Verification,
     at: At,
-    release: ReleaseEntry,
+    round_number: int,
     aggregate: AggregateEntry,
     partials: Mapping[int, PartialEntry],
-) -> None:
-    """Re-combine the quorum's logged partials over the logged aggregate; compare the model.
+    *,
+    warn_missing: bool = True,
+) -> bytes | None:
+    """SHA-256 of the model blob a quorum's logged partials decrypt; None if not retained.
 
     ``partials``: the valid partial of every quorum member (key holder index -> entry).
+    ``warn_missing``: warn when the blobs are not retained (once per entry is enough).
     """
     quorum = sorted(partials)
     paths = _retained(v, [aggregate.aggregate_hash, *(partials[k].partial_hash for k in quorum)])
     if paths is None:
-        v.warn(at, "aggregate or partials not retained; model not recomputed")
-        return
+        if warn_missing:
+            v.warn(at, "aggregate or partials not retained; model not recomputed")
+        return None
     params = v.roster.params
     try:
         encrypted = EncryptedAggregate.from_bytes(paths[0].read_bytes(), params)
         shares = [PartialDecryption.from_bytes(p.read_bytes(), params) for p in paths[1:]]
         model = combine(encrypted, shares)
     except SecAggError as exc:
-        v.fail(at, f"cannot recompute the released model: {exc}")
-        return
-    if hashlib.sha256(encode_model(release.round + 1, model)).digest() != release.model_hash:
-        v.fail(at, f"released model of round {release.round} is not what its quorum decrypted")
+        v.fail(at, f"cannot recompute the model of round {round_number}: {exc}")
+        return None
+    return hashlib.sha256(encode_model(round_number + 1, model)).digest()

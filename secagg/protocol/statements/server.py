@@ -12,7 +12,13 @@ from secagg.protocol.statements.base import Signed, Statement
 
 @dataclass(frozen=True)
 class ReleaseStatement(Statement):
-    """What the server signs when it releases a round's global model."""
+    """What the server signs when it releases a round's global model.
+
+    ``quorum`` and ``partial_digests`` are the quorum whose model is released;
+    ``checked_quorums`` is every quorum that decrypted the same aggregate to the same
+    model before the release, flattened (``threshold`` indices each, see
+    :func:`secagg.protocol.quorums.unflatten`): how far the release was cross-checked.
+    """
 
     DOMAIN: ClassVar[bytes] = b"secagg/release/v1"
 
@@ -22,10 +28,12 @@ class ReleaseStatement(Statement):
     aggregate_digest: bytes
     quorum: tuple[int, ...]
     partial_digests: tuple[bytes, ...]
+    checked_quorums: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quorum", tuple(int(i) for i in self.quorum))
         object.__setattr__(self, "partial_digests", tuple(self.partial_digests))
+        object.__setattr__(self, "checked_quorums", tuple(int(i) for i in self.checked_quorums))
 
     def signer(self, roster: Roster) -> Party:
         """The server."""
@@ -40,6 +48,7 @@ class ReleaseStatement(Statement):
             quorum=list(self.quorum),
             partial_digests=list(self.partial_digests),
             server_signature=signature,
+            checked_quorums=list(self.checked_quorums),
         )
 
     @classmethod
@@ -47,7 +56,13 @@ class ReleaseStatement(Statement):
         """The signed statement a release carries."""
         quorum, digests = tuple(msg.quorum), tuple(msg.partial_digests)
         statement = cls(
-            deployment_id, msg.round, msg.model_hash, msg.aggregate_digest, quorum, digests
+            deployment_id,
+            msg.round,
+            msg.model_hash,
+            msg.aggregate_digest,
+            quorum,
+            digests,
+            tuple(msg.checked_quorums),
         )
         return Signed(statement, msg.server_signature)
 
