@@ -3,7 +3,8 @@
 A vector of ``length`` values is split into ``ceil(length / N)`` BFV ciphertexts, one
 fixed-point value per plaintext coefficient (:mod:`secagg.encoding`). SEAL encrypts
 (scaling, NTT and randomness in C++). On the wire each ciphertext is two polynomials of
-60-bit packed residues per data prime: 30 bytes per value for the default parameters.
+60-bit packed residues per data prime: 45 bytes per value for the default parameters
+(three data primes; the third pays for the key's lifetime decryption budget).
 """
 
 from __future__ import annotations

@@ -34,6 +34,7 @@ def _params(args: argparse.Namespace) -> int:
         precision=args.precision,
         statistical_security=args.statistical_security,
         max_keyholders=args.max_keyholders,
+        decryption_budget_bits=args.decryption_budget_bits,
     )
     print(json.dumps(params.describe(), indent=2))
     return 0
@@ -86,6 +87,13 @@ def _library_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("--precision", type=float, default=C.DEFAULT_PRECISION)
     p.add_argument("--statistical-security", type=int, default=C.DEFAULT_STATISTICAL_SECURITY)
     p.add_argument("--max-keyholders", type=int, default=C.DEFAULT_MAX_KEYHOLDERS)
+    p.add_argument(
+        "--decryption-budget-bits",
+        type=int,
+        default=C.DEFAULT_DECRYPTION_BUDGET_BITS,
+        help="a key share decrypts at most 2^BITS coefficients in its lifetime "
+        "(the flooding grows by one bit per bit)",
+    )
     p.set_defaults(func=_params)
 
     b = sub.add_parser("bench", help="secagg vs TenSEAL CKKS (FLARE-style) vs plaintext")

@@ -24,18 +24,28 @@ MAX_VECTOR_LENGTH: Final = 200_000_000
 # --- Parameter defaults (the bit budget they feed: secagg.params, module notes) ---------
 DEFAULT_POLY_MODULUS_DEGREE: Final = 8192
 #: Bit sizes of the RNS primes: the last one is SEAL's special prime (key level only).
-DEFAULT_COEFF_MODULUS_BITS: Final = (60, 60, 60)
+#: Three data primes (158 bits) and the special prime use all 218 bits SEAL's 128-bit
+#: table allows for N = 8192; the third data prime pays for the decryption budget.
+DEFAULT_COEFF_MODULUS_BITS: Final = (53, 53, 52, 60)
 DEFAULT_VALUE_BOUND: Final = 16.0
 DEFAULT_MAX_TOTAL_WEIGHT: Final = 2**16
 DEFAULT_MAX_KEYHOLDERS: Final = 8
 DEFAULT_STATISTICAL_SECURITY: Final = 40
 DEFAULT_PRECISION: Final = 1e-7
-#: Minimum statistical security (bits) of the flooding noise that the calculator accepts.
+#: Minimum statistical security (bits) of the flooding noise that the calculator accepts,
+#: over a key share's whole lifetime.
 MIN_STATISTICAL_SECURITY: Final = 40
+#: A key share decrypts at most 2^this many coefficients in its lifetime (2^38 ~ 2.7e11:
+#: e.g. 100 rounds of a 10^7-parameter model with 3 cross-checking quorums is ~2^31.5).
+#: Each bit costs a bit of flooding, hence of the modulus (secagg.params, module notes).
+DEFAULT_DECRYPTION_BUDGET_BITS: Final = 38
+#: Largest decryption budget the calculator accepts (bits).
+MAX_DECRYPTION_BUDGET_BITS: Final = 63
 #: Computational security level targeted (SEAL's HE-standard table).
 SECURITY_LEVEL_BITS: Final = 128
-#: Largest plaintext modulus SEAL accepts for BFV (bits).
-MAX_PLAIN_MODULUS_BITS: Final = 60
+#: Largest ``log2 t`` SEAL accepts for BFV: ``t`` must have at most 60 bits, and
+#: ``t = 2^60`` has 61.
+MAX_PLAIN_MODULUS_BITS: Final = 59
 
 # --- Secret and noise distributions -----------------------------------------------------
 #: Centered binomial parameter for key-generation noise: sigma = sqrt(ETA / 2) ~ 3.24,

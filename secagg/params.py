@@ -3,9 +3,10 @@
 A :class:`Parameters` value fixes everything both sides must agree on: the BFV ring
 (degree ``N``, RNS primes), the power-of-two plaintext modulus ``t``, the fixed-point
 fractional bits ``f``, the budgets (value bound, maximum total weight, maximum number of
-key holders) and the flooding-noise width. :meth:`Parameters.calculate` derives ``t``,
-``f`` and the flooding width from the budgets (see *Bit budget* below) and validates the
-result; construction of any other combination is validated the same way.
+key holders, lifetime decryption budget of a key share) and the flooding-noise width.
+:meth:`Parameters.calculate` derives ``t``, ``f`` and the flooding width from the budgets
+(see *Bit budget* below) and validates the result; construction of any other combination
+is validated the same way.
 
 Notes
 -----
@@ -18,28 +19,34 @@ the ciphertexts live on the data primes (every prime of ``coeff_modulus`` but th
 SEAL's special prime, which only the keys use).
 
 *Bit budget.* Write ``X = ceil(log2 value_bound)``, ``W = ceil(log2 max_total_weight)``,
-``n = max_keyholders``, ``kappa`` the statistical security, ``B`` the noise bound of an
-aggregate (below), ``b`` the flooding bits and ``q`` the product of the data primes.
+``n = max_keyholders``, ``lambda`` the statistical security over a key's lifetime,
+``beta`` the decryption-budget bits (a key share decrypts at most ``2^beta`` coefficients
+in its lifetime), ``B`` the noise bound of an aggregate (below), ``b`` the flooding bits
+and ``q`` the product of the data primes.
 
 * The message: a signed weighted sum needs ``X + W + f + 1`` bits
   (:attr:`Parameters.message_bits`), so ``log2 t >= X + W + f + 1``.
-* The flooding: ``2^b >= 2^kappa * B``.
+* The flooding: ``2^b >= 2^(lambda + beta) * B`` (see *Flooding* below).
 * Decryption: the combined noise of the aggregate and of up to ``n`` flooded partials
   must stay below ``q / (2t)``, i.e. ``B + n * 2^b < q / (2t)``
   (:attr:`Parameters.decryption_margin_bits` is the log2 of the slack).
 
-:meth:`Parameters.calculate` takes ``b = ceil(kappa + log2 B)``, gives ``t`` every bit
-that decryption leaves, ``log2 t = floor(log2 q - 1 - log2(B + n * 2^b))`` (at most 60,
-SEAL's limit), and then ``f = log2 t - 1 - X - W``; it refuses the budgets when ``f < 1``
-or ``2^-(f+1)`` misses the requested precision. Roughly,
-``log2 q ~ X + 2W + f + kappa + log2 n + log2(fresh noise) + 2``: the total weight
+:meth:`Parameters.calculate` takes ``b = ceil(lambda + beta + log2 B)``, gives ``t`` every
+bit that decryption leaves, ``log2 t = floor(log2 q - 1 - log2(B + n * 2^b))`` (at most 59:
+SEAL wants ``t`` below 2^60), and then ``f = log2 t - 1 - X - W``; it refuses the budgets
+when ``f < 1`` or ``2^-(f+1)`` misses the requested precision. Roughly,
+``log2 q ~ X + 2W + f + lambda + beta + log2 n + log2(fresh noise) + 2``: the total weight
 enters twice (in the message and in the noise), which is why its default is a modest
-``2^16``; bigger cohorts trade fractional bits or need a larger ring (more primes).
-The defaults (``N = 8192``, primes of 60/60/60 bits, so ``q ~ 2^120``; ``X = 4``,
-``W = 16``, ``n = 8``, ``kappa = 40``) give ``B ~ 2^27.6``, ``b = 68``, ``t = 2^47`` and
-``f = 26`` (error of a mean at most ``2^-27 ~ 7.5e-9``), with a 1-bit decryption margin.
-Computational security is checked against SEAL's 128-bit table
-(``CoeffModulus.MaxBitCount``: 218 bits for ``N = 8192``).
+``2^16``, and every bit of lifetime budget costs a bit of ``q``.
+The defaults (``N = 8192``, data primes of 53/53/52 bits and a 60-bit special prime, so
+``q ~ 2^158`` and the modulus uses all 218 bits of SEAL's 128-bit table
+(``CoeffModulus.MaxBitCount``); ``X = 4``, ``W = 16``, ``n = 8``, ``lambda = 40``,
+``beta = 38``) give ``B ~ 2^27.6``, ``b = 106``, ``t = 2^47`` and ``f = 26`` (error of a
+mean at most ``2^-27 ~ 7.5e-9``), with a 1-bit decryption margin: a budget of ``2^38 ~
+2.7e11`` coefficients per key share (e.g. 100 rounds of a 10^7-parameter model with 3
+cross-checking quorums per key holder is ``~2^31.5``). The price of the third data prime
+is the upload: 45 bytes per parameter instead of 30. Two 60-bit data primes (``q ~
+2^120``) leave no room for any lifetime budget at this precision.
 
 *Noise model.* A fresh public-key BFV encryption under SEAL (encrypted at key level, then
 divided by the special prime) carries noise ``|v| <= 1 + ||r * s||_inf`` where ``r`` has
@@ -50,12 +57,19 @@ coefficients in ``[-1/2, 1/2]`` and ``s`` is the joint secret, a sum of at most
 ``W`` has noise at most ``W`` times that: this is ``B``. ``tests/test_threshold_noise.py``
 measures the real noise against this bound.
 
-*Flooding.* Each partial decryption adds noise uniform in ``[-2^b, 2^b)`` with
-``2^b >= 2^kappa * noise_bound``, so the statistical distance between a partial and one
-computed without the aggregate's noise is at most ``2^-kappa`` **per coefficient**. A
-decryption of ``D`` coefficients reveals at most ``D * 2^-kappa`` in total (union bound).
-The bound assumes honestly generated ciphertexts: a client that crafts a ciphertext with
-huge noise defeats flooding; see the threat model.
+*Flooding.* Each partial decryption adds noise uniform in ``[-2^b, 2^b)`` per
+coefficient. For one coefficient whose aggregate noise is at most ``B``, the statistical
+distance between the flooded partial and one computed without the aggregate's noise is at
+most ``B / 2^b <= 2^-(lambda + beta)``. Every decrypted coefficient adds its own term, so a
+key share that decrypts ``D`` coefficients in its lifetime reveals at most
+``D * 2^-(lambda + beta)`` in total (union bound): at most ``2^-lambda`` while ``D <= 2^beta``,
+:attr:`Parameters.decryption_budget`. The key holder counts every partial it computes
+(each cross-checking quorum included) and refuses past the budget
+(``clients.keyholder.budget``). Nothing bounds the leak past the budget: the key must
+then be replaced by a new ceremony. The bound assumes honestly generated ciphertexts
+whose noise respects ``B`` (a client that crafts a ciphertext with huge noise defeats
+flooding; see the threat model), and the Hoeffding bound on ``B`` itself holds except with
+probability ``2^-kappa`` (``kappa = 40``) per fresh ciphertext.
 """
 
 from __future__ import annotations
@@ -100,8 +114,10 @@ class Parameters:
     Security
     --------
     Computational security is checked against SEAL's 128-bit table for ``N``. Statistical
-    security of the flooding noise is :attr:`statistical_security` bits per decrypted
-    coefficient (see the module notes); the constructor refuses less than 40 bits.
+    security of the flooding noise is :attr:`statistical_security` bits over a key share's
+    whole lifetime of :attr:`decryption_budget` decrypted coefficients (see the module
+    notes); the constructor refuses less than 40 bits. The budget holds only if key
+    holders count what they decrypt and refuse past it.
     """
 
     poly_modulus_degree: int
@@ -112,6 +128,7 @@ class Parameters:
     max_total_weight: int
     max_keyholders: int
     flooding_bits: int
+    decryption_budget_bits: int
 
     def __post_init__(self) -> None:
         problems = self._problems()
@@ -121,7 +138,10 @@ class Parameters:
     # --- construction ---------------------------------------------------------------
     @classmethod
     def default(cls) -> Parameters:
-        """The default set: N=8192, two 60-bit data primes, 2^16 total weight, 8 key holders."""
+        """The default set: N=8192, three data primes, 2^16 total weight, 8 key holders.
+
+        Each key share may decrypt ``2^38`` coefficients (see the module notes).
+        """
         return cls.calculate()
 
     @classmethod
@@ -135,6 +155,7 @@ class Parameters:
         max_keyholders: int = C.DEFAULT_MAX_KEYHOLDERS,
         poly_modulus_degree: int = C.DEFAULT_POLY_MODULUS_DEGREE,
         coeff_modulus_bits: tuple[int, ...] = C.DEFAULT_COEFF_MODULUS_BITS,
+        decryption_budget_bits: int = C.DEFAULT_DECRYPTION_BUDGET_BITS,
     ) -> Parameters:
         """Derive ``t``, ``f`` and the flooding width from the budgets.
 
@@ -148,15 +169,22 @@ class Parameters:
         precision
             Required bound on the absolute error of a decrypted weighted mean.
         statistical_security
-            Bits of statistical security of the flooding noise (>= 40).
+            Bits of statistical security of the flooding noise over a key share's whole
+            lifetime (>= 40).
         max_keyholders
             Largest number of key holders ``n`` (the joint secret's norm and the
             number of flooded partials grow with it).
+        poly_modulus_degree, coeff_modulus_bits
+            The ring: ``N`` and the bit sizes of the RNS primes, SEAL's special prime last.
+        decryption_budget_bits
+            A key share may decrypt ``2^decryption_budget_bits`` coefficients in its
+            lifetime; the flooding grows by one bit per bit of budget.
 
         Raises
         ------
         ParameterError
-            If no fractional bit count meets ``precision`` within the modulus budget.
+            If no fractional bit count meets ``precision`` within the modulus budget (a
+            budget too large for the ring), or an argument is out of range.
         """
         if statistical_security < C.MIN_STATISTICAL_SECURITY:
             raise ParameterError(
@@ -166,12 +194,16 @@ class Parameters:
             raise ParameterError("value_bound must be a positive finite number")
         if max_total_weight < 1 or max_keyholders < 1:
             raise ParameterError("max_total_weight and max_keyholders must be positive")
+        if not 0 <= decryption_budget_bits <= C.MAX_DECRYPTION_BUDGET_BITS:
+            raise ParameterError(
+                f"decryption_budget_bits must lie in [0, {C.MAX_DECRYPTION_BUDGET_BITS}]"
+            )
         primes = _seal_primes(poly_modulus_degree, coeff_modulus_bits)
         data_q = math.prod(primes[:-1])
         noise = max_total_weight * fresh_noise_bound(
             poly_modulus_degree, max_keyholders, statistical_security
         )
-        flooding_bits = math.ceil(statistical_security + math.log2(noise))
+        flooding_bits = math.ceil(statistical_security + decryption_budget_bits + math.log2(noise))
         # Decryption is correct while noise + n * 2^b < q / (2t).
         headroom = math.log2(data_q) - 1 - math.log2(noise + max_keyholders * 2.0**flooding_bits)
         plain_bits = min(math.floor(headroom - 1e-9), C.MAX_PLAIN_MODULUS_BITS)
@@ -180,9 +212,10 @@ class Parameters:
         fractional_bits = plain_bits - 1 - x_bits - w_bits
         if fractional_bits < 1 or 2.0 ** -(fractional_bits + 1) > precision:
             raise ParameterError(
-                f"cannot reach precision {precision:g}: the modulus leaves "
-                f"{fractional_bits} fractional bits; lower max_total_weight, value_bound "
-                f"or max_keyholders, or use a larger ring"
+                f"cannot reach precision {precision:g} with a decryption budget of "
+                f"2^{decryption_budget_bits} coefficients: the modulus leaves "
+                f"{fractional_bits} fractional bits; lower max_total_weight, value_bound, "
+                f"max_keyholders or decryption_budget_bits, or use a larger ring"
             )
         return cls(
             poly_modulus_degree=poly_modulus_degree,
@@ -193,6 +226,7 @@ class Parameters:
             max_total_weight=max_total_weight,
             max_keyholders=max_keyholders,
             flooding_bits=flooding_bits,
+            decryption_budget_bits=decryption_budget_bits,
         )
 
     # --- validation ----------------------------------------------------------------
@@ -217,7 +251,9 @@ class Parameters:
                 f"{_seal_max_bits(n)} for N={n}"
             )
         if not 2 <= self.plain_modulus_bits <= C.MAX_PLAIN_MODULUS_BITS:
-            p.append("plain_modulus_bits must lie in [2, 60]")
+            p.append(f"plain_modulus_bits must lie in [2, {C.MAX_PLAIN_MODULUS_BITS}]")
+        if not 0 <= self.decryption_budget_bits <= C.MAX_DECRYPTION_BUDGET_BITS:
+            p.append(f"decryption_budget_bits must lie in [0, {C.MAX_DECRYPTION_BUDGET_BITS}]")
         if self.value_bound <= 0 or self.max_total_weight < 1 or self.max_keyholders < 1:
             p.append("value_bound, max_total_weight and max_keyholders must be positive")
         if self.max_total_weight >= 2**31:
@@ -234,7 +270,8 @@ class Parameters:
         if self.statistical_security < C.MIN_STATISTICAL_SECURITY:
             p.append(
                 f"flooding gives {self.statistical_security:.1f} bits of statistical "
-                f"security; at least {C.MIN_STATISTICAL_SECURITY} required"
+                f"security over a budget of 2^{self.decryption_budget_bits} coefficients; "
+                f"at least {C.MIN_STATISTICAL_SECURITY} required"
             )
         if self.decryption_margin_bits <= 0:
             p.append("flooding noise of a full quorum would exceed q/(2t): decryption fails")
@@ -281,9 +318,26 @@ class Parameters:
         )
 
     @property
-    def statistical_security(self) -> float:
-        """Bits of statistical security of the flooding noise, per coefficient."""
+    def statistical_security_per_coefficient(self) -> float:
+        """Bits of statistical security of the flooding noise for one decrypted coefficient."""
         return self.flooding_bits - math.log2(self.noise_bound)
+
+    @property
+    def statistical_security(self) -> float:
+        """Bits of statistical security over a key share's lifetime (the union bound).
+
+        ``statistical_security_per_coefficient - decryption_budget_bits``: it holds while
+        the share decrypts at most :attr:`decryption_budget` coefficients.
+        """
+        return self.statistical_security_per_coefficient - self.decryption_budget_bits
+
+    @property
+    def decryption_budget(self) -> int:
+        """Coefficients a key share may decrypt in its lifetime: ``2^decryption_budget_bits``.
+
+        A partial decryption of ``k`` ciphertexts spends ``k * poly_modulus_degree``.
+        """
+        return 1 << self.decryption_budget_bits
 
     @property
     def security_level(self) -> int:
@@ -306,7 +360,7 @@ class Parameters:
     def canonical_bytes(self) -> bytes:
         """Canonical encoding hashed into :attr:`id`."""
         head = struct.pack(
-            "<IIIIdQII",
+            "<IIIIdQIII",
             C.FORMAT_VERSION,
             self.poly_modulus_degree,
             self.plain_modulus_bits,
@@ -315,6 +369,7 @@ class Parameters:
             self.max_total_weight,
             self.max_keyholders,
             self.flooding_bits,
+            self.decryption_budget_bits,
         )
         primes = b"".join(q.to_bytes(8, "little") for q in self.coeff_modulus)
         return C.DOMAIN_PARAMS_ID + head + len(self.coeff_modulus).to_bytes(4, "little") + primes
@@ -330,7 +385,11 @@ class Parameters:
         return self.id_bytes.hex()
 
     def describe(self) -> dict[str, object]:
-        """A JSON-friendly report of the set, its precision and its security."""
+        """A JSON-friendly report of the set, its precision and its security.
+
+        ``statistical_security_bits`` is the lifetime bound, valid while a key share
+        decrypts at most ``decryption_budget_coefficients``.
+        """
         return {
             "id": self.id,
             "scheme": "BFV (fixed-point coefficient encoding)",
@@ -344,7 +403,12 @@ class Parameters:
             "max_total_weight": self.max_total_weight,
             "max_keyholders": self.max_keyholders,
             "flooding_bits": self.flooding_bits,
+            "decryption_budget_bits": self.decryption_budget_bits,
+            "decryption_budget_coefficients": self.decryption_budget,
             "statistical_security_bits": round(self.statistical_security, 2),
+            "statistical_security_per_coefficient_bits": round(
+                self.statistical_security_per_coefficient, 2
+            ),
             "security_level_bits": self.security_level,
             "precision_mean": self.precision,
             "weight_resolution": self.weight_resolution,

@@ -59,7 +59,7 @@ def test_values_are_sane(report: dict[str, Any]) -> None:
                 assert phase["seconds_median"] > 0, (system, name)
                 assert len(phase["samples_seconds"]) >= 1
         secagg, ckks = result["secagg"], result["ckks"]
-        assert 29 < secagg["bytes_per_parameter"] < 40
+        assert 44 < secagg["bytes_per_parameter"] < 50
         assert ckks["bytes_per_parameter"] > secagg["bytes_per_parameter"]
         assert secagg["max_abs_error"]["weighted_mean"] < 1e-6
         assert ckks["max_abs_error"]["server_weighted"] < 1e-3

@@ -145,7 +145,7 @@ def test_upload_size_per_parameter(params: secagg.Parameters, keys32, length: in
     size = len(ct.to_bytes())
     per_param = size / length
     print(f"{length} values: {size} bytes, {per_param:.2f} B/param, encrypt {elapsed:.2f} s")
-    assert per_param <= 33
+    assert per_param <= 48  # 45 per value (three data primes), padded to whole ciphertexts
     assert per_param >= params.bytes_per_parameter  # the header is not free
 
 
