@@ -2,9 +2,10 @@
 
 No process runs: :func:`write_log` records one round with the typed entries
 (:mod:`secagg.protocol.audit_entries`) and statements signed by the parties' own keys
-(``Signed.create``), exactly as the server would. The blobs are not retained, so the
-verifier warns that it could not recompute. The real run and the tampering tests are in
-``tests/integration/test_audit*.py``.
+(``Signed.create``), exactly as the server would, including the key holders' locks and
+endorsements (:class:`Cert`; their rules are tested in ``test_audit_certificates.py``).
+The blobs are not retained, so the verifier warns that it could not recompute. The real
+run and the tampering tests are in ``tests/integration/test_audit*.py``.
 
 Shown here: the policy rules come from :mod:`secagg.protocol.policy` (reason codes in
 the report), ``--data`` points the verifier at a server's state directory, and a
@@ -16,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ from secagg.protocol.audit_entries import (
     CeremonyEntry,
     CheckpointEntry,
     DecryptionRequestEntry,
+    EndorsementEntry,
+    LockEntry,
     PartialEntry,
     PublicKeyEntry,
     RefusalEntry,
@@ -48,6 +52,8 @@ from secagg.protocol.roster import load_roster
 from secagg.protocol.statements import (
     CeremonyStatement,
     CheckpointStatement,
+    EndorsementStatement,
+    LockStatement,
     PartialStatement,
     RefusalStatement,
     ReleaseStatement,
@@ -66,6 +72,29 @@ NOT_RETAINED = [
 
 def _h(label: str) -> bytes:
     return hashlib.sha256(label.encode()).digest()
+
+
+@dataclass(frozen=True)
+class Cert:
+    """A lock or an endorsement for :func:`write_log` to record.
+
+    By key holder ``keyholder`` on round ``round``'s aggregate ``_h(aggregate)`` (and, for
+    an endorsement, model ``_h(model)`` checked over ``checked``), signed with the key of
+    ``signer`` (default: the key holder's own). ``late``: a lock logged after the partials,
+    an endorsement after the release.
+    """
+
+    keyholder: int
+    aggregate: str = "aggregate"
+    model: str = "model 2"
+    checked: tuple[int, ...] = (1, 2)
+    signer: str | None = None
+    round: int = 1
+    late: bool = False
+
+
+LOCKS = (Cert(1), Cert(2), Cert(3))  # lock_size(3, 2) = 3
+ENDORSEMENTS = (Cert(1), Cert(2))  # t = 2
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +116,15 @@ def write_log(
     data: Path | None = None,
     weights: dict[str, int] = WEIGHTS,
     epsilon: float = 0.5,
+    locks: Sequence[Cert] = LOCKS,
+    endorsements: Sequence[Cert] = ENDORSEMENTS,
+    refusal_signer: str = "kh3",
 ) -> dict[str, int]:
-    """A valid one-round log (all 13 entry types); returns the seq of each entry type."""
+    """A valid one-round log (every entry type but ``disagreement``).
+
+    Returns the seq of the first entry of each type, and of the lock/endorse refusal
+    (task 0) as ``"refusal 0"``.
+    """
     roster = load_roster(directory)
     dep_id = roster.deployment_id
     log = AuditLog(DeploymentLayout(directory, data).audit_log)
@@ -101,6 +137,18 @@ def write_log(
         seq, head = log.record(entry)
         seqs.setdefault(entry.TYPE, seq)
         return seq, head
+
+    def certify(certs: Sequence[Cert], *, late: bool, endorse: bool) -> None:
+        for c in (c for c in certs if c.late == late):
+            signer = key(c.signer or f"kh{c.keyholder}")
+            if endorse:
+                e = EndorsementStatement(
+                    dep_id, c.round, c.keyholder, _h(c.aggregate), _h(c.model), c.checked
+                )
+                record(EndorsementEntry.of(Signed.create(e, signer)))
+            else:
+                lock = LockStatement(dep_id, c.round, c.keyholder, _h(c.aggregate))
+                record(LockEntry.of(Signed.create(lock, signer)))
 
     roster_hash = hashlib.sha256((directory / "roster.toml").read_bytes()).digest()
     record(RosterEntry(dep_id, roster_hash, roster.params.id, roster.policy.as_dict()))
@@ -125,6 +173,7 @@ def write_log(
     agg_digest, agg_hash = _h("aggregate"), _h("aggregate blob")
     inputs = tuple(AggregateInput(u.client_id, u.ciphertext_hash, u.weight) for u in uploads)
     record(AggregateEntry(1, agg_hash, agg_digest, sum(weights.values()), inputs))
+    certify(locks, late=False, endorse=False)
     size, head = record(
         DecryptionRequestEntry(1, 1, (1, 2, 3), agg_hash, agg_digest, tuple(weights), False)
     )
@@ -140,12 +189,19 @@ def write_log(
                          size, head, cosigned.signature)
         )  # fmt: skip
         digests.append(p.partial_digest)
+    certify(locks, late=True, endorse=False)
     refusal = Signed.create(RefusalStatement(dep_id, 1, 3, "late"), key("kh3"))
     record(RefusalEntry(1, 1, 3, "late", refusal.signature))
+    certify(endorsements, late=False, endorse=True)
+    reason = "MODEL_MISMATCH: not endorsed"  # kh3 refuses to endorse: a task-0 refusal
+    refusal = Signed.create(RefusalStatement(dep_id, 1, 3, reason), key(refusal_signer))
+    seqs["refusal 0"], _ = record(RefusalEntry(1, 0, 3, reason, refusal.signature))
     withdrawal = Signed.create(WithdrawalStatement(dep_id, "c4", 2, "done"), key("c4"))
     record(WithdrawalEntry("c4", 2, "done", withdrawal.signature))
     release = ReleaseStatement(dep_id, 1, _h("model 2"), agg_digest, (1, 2), tuple(digests))
-    size, head = record(ReleaseEntry.of(Signed.create(release, key("server")), task_id=1))
+    record(ReleaseEntry.of(Signed.create(release, key("server")), task_id=1))
+    certify(endorsements, late=True, endorse=True)
+    size, head = log.size, log.head
     checkpoint = Signed.create(CheckpointStatement(dep_id, size, head), key("server"))
     record(CheckpointEntry(size, head, checkpoint.signature))
     return seqs
@@ -270,6 +326,8 @@ MALFORMED = {
     "short nonce": ("upload", _set("nonce", "00" * 3), "nonce must be 16 bytes"),
     "ceremony kind": ("ceremony", _set("kind", "NO_SUCH_KIND"), "NO_SUCH_KIND"),
     "huge float": ("upload", _set("epsilon", 10**400), "OverflowError"),
+    "lock bool for int": ("lock", _set("keyholder", True), "lock.keyholder must be an integer"),
+    "endorsement quorums": ("endorsement", _set("checked_quorums", "1,2"), "checked_quorums"),
 }
 
 

@@ -9,14 +9,17 @@ shown), every signature in every entry against the roster keys, that uploads are
 to their round and to that round's global model, that aggregates list exactly the
 round's accepted uploads and — with the ciphertexts at hand — recomputes them, that
 every release was decrypted by at least t distinct key holders who signed partials over
-that very aggregate, and that uploads and contributor sets meet the policy (the same
+that very aggregate, that every partial was preceded by a lock certificate and every
+release by t key holders' endorsements of its model (:mod:`secagg.protocol.certificates`),
+and that uploads and contributor sets meet the policy (the same
 :mod:`secagg.protocol.policy` functions the server and the key holders call). Each
 problem names the entry (sequence number and type).
 
 Every entry is parsed into its typed class (:mod:`secagg.protocol.audit_entries`), so a
 malformed entry is reported (``entry N (type): malformed entry (...)``), never a crash.
 The checks live in one module per phase: :mod:`.deployment`, :mod:`.rounds`,
-:mod:`.decryption`, with :mod:`.recompute` for the blob-based recomputations.
+:mod:`.certificates` (locks and endorsements), :mod:`.decryption`, :mod:`.cross_check`,
+with :mod:`.recompute` for the blob-based recomputations.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from secagg.protocol.audit_entries import (
     CheckpointEntry,
     DecryptionRequestEntry,
     DisagreementEntry,
+    EndorsementEntry,
+    LockEntry,
     PartialEntry,
     PublicKeyEntry,
     RefusalEntry,
@@ -48,6 +53,7 @@ from secagg.protocol.audit_log import Entry, read_entries
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import load_roster
 
+from .certificates import check_endorsement, check_lock
 from .context import At, Verification, readable_signatures
 from .cross_check import check_disagreement
 from .decryption import (
@@ -58,7 +64,7 @@ from .decryption import (
     check_release,
 )
 from .deployment import check_ceremony, check_public_key, check_roster
-from .report import Report, RoundReport, format_report
+from .report import EndorsementReport, Report, RoundReport, format_report
 from .rounds import (
     check_aggregate,
     check_round_open,
@@ -67,7 +73,7 @@ from .rounds import (
     check_withdrawal,
 )
 
-__all__ = ["Report", "RoundReport", "format_report", "main", "verify_log"]
+__all__ = ["EndorsementReport", "Report", "RoundReport", "format_report", "main", "verify_log"]
 
 
 def _dispatch(v: Verification, at: At, entry: AuditEntry) -> None:
@@ -88,10 +94,14 @@ def _dispatch(v: Verification, at: At, entry: AuditEntry) -> None:
             check_withdrawal(v, at, entry)
         case AggregateEntry():
             check_aggregate(v, at, entry)
+        case LockEntry():
+            check_lock(v, at, entry)
         case DecryptionRequestEntry():
             check_decryption_request(v, at, entry)
         case PartialEntry():
             check_partial(v, at, entry)
+        case EndorsementEntry():
+            check_endorsement(v, at, entry)
         case RefusalEntry():
             check_refusal(v, at, entry)
         case ReleaseEntry():

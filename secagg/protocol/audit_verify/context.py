@@ -72,7 +72,15 @@ def readable_signatures(entry: Entry) -> tuple[dict[str, Any], At]:
 
 @dataclass
 class Seen:
-    """What the entries read so far established (the verifier's memory)."""
+    """What the entries read so far established (the verifier's memory).
+
+    Key-holder certificates, counted only when their signature verified:
+    ``locked_to`` maps (round, key holder) to the aggregate digest of its first lock,
+    ``lock_holders`` (round, aggregate digest) to the key holders that locked it, and
+    ``endorsers`` (round, aggregate digest, model hash) to each endorser's checked quorums.
+    (``endorsed`` and ``endorsement`` are the key ceremony's endorsements of the joint
+    public key.)
+    """
 
     endorsed: set[int] = field(default_factory=set)
     endorsement: bytes | None = None
@@ -84,6 +92,11 @@ class Seen:
     tasks: dict[int, DecryptionRequestEntry] = field(default_factory=dict)
     partials: dict[int, dict[int, PartialEntry]] = field(default_factory=dict)
     released: dict[int, bytes] = field(default_factory=dict)
+    locked_to: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    lock_holders: dict[tuple[int, bytes], set[int]] = field(default_factory=dict)
+    endorsers: dict[tuple[int, bytes, bytes], dict[int, list[list[int]]]] = field(
+        default_factory=dict
+    )
 
 
 class Verification:

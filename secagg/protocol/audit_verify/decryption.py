@@ -1,8 +1,9 @@
 """Checks of the decryption entries: requests, partials, refusals, releases, checkpoints.
 
 What the server cannot forge is what these checks lean on: the key holders' signatures
-over their partials, the chain heads they co-signed when they answered, and the
-threshold of distinct valid partials behind every release.
+over their partials, the chain heads they co-signed when they answered, the lock
+certificate logged before every partial, and the threshold of distinct valid partials
+and of distinct valid endorsements behind every release (:mod:`.certificates`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from secagg.protocol.audit_entries import (
     ReleaseEntry,
 )
 
+from .certificates import check_endorsed, check_lock_certificate
 from .context import At, Verification
 from .cross_check import check_checked_quorums
 from .recompute import recombined_hash
@@ -26,7 +28,7 @@ def check_decryption_request(v: Verification, at: At, entry: DecryptionRequestEn
 
 
 def check_partial(v: Verification, at: At, entry: PartialEntry) -> None:
-    """The key holder signed its partial and co-signed the head it was shown.
+    """The key holder signed its partial, co-signed the head it was shown, and was shown locks.
 
     A partial with a bad signature is reported here and still counted for its release,
     so that one forged signature yields one error, not two.
@@ -40,6 +42,7 @@ def check_partial(v: Verification, at: At, entry: PartialEntry) -> None:
     if task is None or k not in task.quorum or task.aggregate_digest != entry.aggregate_digest:
         v.fail(at, f"partial of key holder {k} answers no logged decryption request")
     v.signature(at, entry.signed(v.deployment_id))
+    check_lock_certificate(v, at, entry)
     if not v.head_matches(at, entry.checkpoint_size, entry.checkpoint_head):
         v.fail(
             at,
@@ -57,17 +60,19 @@ def check_partial(v: Verification, at: At, entry: PartialEntry) -> None:
 
 
 def check_refusal(v: Verification, at: At, entry: RefusalEntry) -> None:
-    """The key holder signed its refusal."""
+    """The key holder signed its refusal (task 0: of the round's lock or endorsement)."""
     v.signature(at, entry.signed(v.deployment_id))
 
 
 def check_release(v: Verification, at: At, entry: ReleaseEntry) -> None:
-    """The server signed a release of the round's aggregate, decrypted by >= t key holders.
+    """The server signed a release of the round's aggregate, decrypted and endorsed by >= t.
 
     A key holder counts when its logged partial answers the release's task, is over the
     released aggregate, is one of the release's partial digests and it is in the quorum.
     With the blobs at hand the model is recombined from those partials, and from those of
-    every other checked quorum (:mod:`.cross_check`).
+    every other checked quorum (:mod:`.cross_check`); ``t`` key holders must have
+    endorsed the released model (:func:`.certificates.check_endorsed`). The last two are
+    checked only when the threshold of partials is met: one error per forged release.
     """
     r = entry.round
     v.signature(at, entry.signed(v.deployment_id), field="server_signature")
@@ -94,6 +99,7 @@ def check_release(v: Verification, at: At, entry: ReleaseEntry) -> None:
             v.fail(at, f"released model of round {r} is not what its quorum decrypted")
     if len(valid) >= t and len(set(entry.quorum)) == len(entry.quorum):
         check_checked_quorums(v, at, entry, aggregate)  # one error per forged release
+        check_endorsed(v, at, entry)
     v.seen.released[r] = entry.model_hash
     report = v.round(r)
     report.quorum, report.released_model = sorted(valid), entry.model_hash.hex()

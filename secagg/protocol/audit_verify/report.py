@@ -12,8 +12,23 @@ from typing import Any
 
 
 @dataclass
+class EndorsementReport:
+    """A key holder's valid endorsement of a released model, and how far it cross-checked it.
+
+    ``checked_quorums``: the quorums whose partials it combined and found in agreement.
+    """
+
+    keyholder: int
+    checked_quorums: list[list[int]]
+
+
+@dataclass
 class RoundReport:
-    """What the log says about one round."""
+    """What the log says about one round.
+
+    ``locked_by``: key holders with a valid lock on the round's logged aggregate;
+    ``endorsements``: the valid endorsements of the released model.
+    """
 
     round: int
     uploads: int = 0
@@ -24,6 +39,8 @@ class RoundReport:
     quorum: list[int] = field(default_factory=list)
     released_model: str = ""
     max_epsilon: float = 0.0
+    locked_by: list[int] = field(default_factory=list)
+    endorsements: list[EndorsementReport] = field(default_factory=list)
 
 
 @dataclass
@@ -58,8 +75,17 @@ class Report:
 _RECOMPUTED = {True: "recomputed OK", False: "RECOMPUTE FAILED", None: "not recomputed"}
 
 
+def _certificates(r: RoundReport) -> str:
+    endorsed = ", ".join(
+        f"key holder {e.keyholder} (checked {' '.join(map(str, e.checked_quorums)) or '-'})"
+        for e in r.endorsements
+    )
+    return f"  locked by key holders {r.locked_by}; endorsed by {endorsed or 'no key holder'}"
+
+
 def format_report(report: Report) -> str:
-    """Human-readable summary: one line per round, then warnings, errors and the verdict."""
+    """Human-readable summary: one line per round (and one of its locks and endorsements),
+    then warnings, errors and the verdict."""
     lines = [f"{report.entries} entries"]
     for r in sorted(report.rounds.values(), key=lambda x: x.round):
         if not (r.uploads or r.released_model):
@@ -71,6 +97,8 @@ def format_report(report: Report) -> str:
             f"key holders {r.quorum}, model {r.released_model[:16] or '-'}, "
             f"max epsilon {r.max_epsilon:.3f}"
         )
+        if r.locked_by or r.endorsements:
+            lines.append(_certificates(r))
     lines += [f"warning: {w}" for w in report.warnings]
     lines += [f"FAIL: {err}" for err in report.errors]
     lines.append(
