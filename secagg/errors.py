@@ -227,3 +227,31 @@ class AggregateMismatch(PolicyViolation):
     """An aggregate is not the weighted sum of the uploads it claims to be."""
 
     reason: ClassVar[str] = "AGGREGATE_MISMATCH"
+
+
+class DecryptionBudgetExhausted(PolicyViolation):
+    """A key share decrypted as many coefficients as its flooding noise is sized for.
+
+    Every partial decryption reveals a little about the key share (statistical distance
+    ``2^-kappa`` per coefficient); the share's lifetime budget bounds the sum, so past it
+    the key holder refuses (see :attr:`secagg.params.Parameters.decryption_budget`).
+    """
+
+    reason: ClassVar[str] = "DECRYPTION_BUDGET_EXHAUSTED"
+
+
+class LockMissing(PolicyViolation):
+    """A decryption task lacks a lock certificate: too few key holders locked its set.
+
+    Two sets of ``ceil((n + t) / 2)`` key holders share at least ``t``, so at least one
+    honest key holder, which locks one aggregate per round: without the certificate a
+    server could have two aggregates of a round decrypted by disjoint quorums.
+    """
+
+    reason: ClassVar[str] = "LOCK_MISSING"
+
+
+class EndorsementMissing(PolicyViolation):
+    """A released model lacks ``t`` valid key-holder endorsements (or they name another model)."""
+
+    reason: ClassVar[str] = "ENDORSEMENT_MISSING"

@@ -6,10 +6,11 @@ of the audit checkpoint it was shown; the parsed partial stays in memory
 (:class:`server.context.Parsed`) until the release. When every quorum of the round's
 cross-checking family (:mod:`server.tasks`) has answered, each quorum's partials are
 combined with the round's aggregate (still in memory); only if all the models are
-byte-identical is the model stored, the server signs a
-:class:`~secagg.protocol.statements.ReleaseStatement` listing the checked quorums and a
-checkpoint, and the next round opens. Otherwise :mod:`server.cross_check` records the
-disagreement and nothing is released.
+byte-identical is the model stored and proposed to the key holders for endorsement
+(:mod:`server.certify`). Once ``t`` key holders endorsed it, the server signs a
+:class:`~secagg.protocol.statements.ReleaseStatement` listing the checked quorums, the
+release carries the endorsements, a checkpoint is signed, and the next round opens.
+Otherwise :mod:`server.cross_check` records the disagreement and nothing is released.
 
 A crash between the commit of the last partial and the release is repaired by
 :meth:`Releases.finish_answered`, which the manager runs on start and on every tick.
@@ -32,6 +33,7 @@ from secagg.protocol.statements import (
 )
 from secagg.protocol.status import RoundStatus
 from secagg.threshold import PartialDecryption, check_partial
+from server.certify import Candidate, Certificates
 from server.context import Context
 from server.cross_check import decrypt_family, partial_records, record_disagreement
 from server.faults import FaultPoint
@@ -53,9 +55,10 @@ log = logging.getLogger("secagg.server")
 class Releases:
     """Accepts partials and refusals; releases a round when its quorum answered."""
 
-    def __init__(self, ctx: Context, tasks: Tasks) -> None:
+    def __init__(self, ctx: Context, tasks: Tasks, certs: Certificates) -> None:
         self.ctx = ctx
         self.tasks = tasks
+        self.certs = certs
         self._unfinishable: set[tuple[int, ...]] = set()  # families that failed to combine
 
     def parse(self, blob: bytes) -> PartialDecryption:
@@ -161,6 +164,9 @@ class Releases:
             ids = tuple(t.task_id for t in family)
             if not family or ids in self._unfinishable or ids[0] != task.task_id:
                 continue
+            proposed = self.certs.candidates.get(task.round)
+            if proposed is not None and tuple(t.task_id for t in proposed.family) == ids:
+                continue
             log.warning(
                 "round %d: task %s has all its partials but was not finished; finishing it",
                 task.round,
@@ -229,13 +235,46 @@ class Releases:
         if len(set(models)) != 1:
             record_disagreement(self.ctx, family, models)
             return
-        self._release(cur, family, models[0])
+        self._propose(cur, family, models[0])
 
-    def _release(self, cur: Round, family: list[Task], model: bytes) -> None:
-        """Sign and commit the release of ``cur`` (its family agreed on ``model``)."""
+    def _propose(self, cur: Round, family: list[Task], model: bytes) -> None:
+        """Make the agreed model the round's candidate; release it if already endorsed."""
+        model_hash = self.ctx.blobs.put(model)
+        partials = []
+        for task in family:
+            records = partial_records(self.ctx, task)
+            partials.append(
+                pb.QuorumPartials(
+                    quorum=list(task.quorum),
+                    partial_hashes=[r.partial_hash for r in records],
+                    partial_signatures=[r.signature for r in records],
+                )
+            )
+        self.certs.candidates[cur.number] = Candidate(tuple(family), model_hash, tuple(partials))
+        self.maybe_release(cur.number)
+
+    def maybe_release(self, round_number: int) -> None:
+        """Release the round's candidate once ``t`` key holders endorsed it (else wait)."""
+        cur = self.ctx.store.current_round()
+        candidate = self.certs.candidates.get(round_number)
+        if cur is None or candidate is None or cur.number != round_number:
+            return
+        endorsements = [
+            e for e in self.certs.endorsements(round_number) if e.model_hash == candidate.model_hash
+        ]
+        need = self.ctx.policy.threshold
+        if len(endorsements) < need:
+            self.ctx.set_status(round_number, RoundStatus.endorsing(len(endorsements), need))
+            return
+        self._release(cur, list(candidate.family), candidate.model_hash, endorsements)
+        del self.certs.candidates[round_number]
+
+    def _release(
+        self, cur: Round, family: list[Task], model_hash: bytes, endorsements: list[pb.Endorsement]
+    ) -> None:
+        """Sign and commit the release of ``cur`` (its family agreed on the model, endorsed)."""
         store, parsed = self.ctx.store, self.ctx.parsed
         first = family[0]
-        model_hash = self.ctx.blobs.put(model)
         statement = ReleaseStatement(
             self.ctx.roster.deployment_id,
             cur.number,
@@ -246,7 +285,9 @@ class Releases:
             flatten([t.quorum for t in family]),
         )
         signed = Signed.create(statement, self.ctx.signing_key)
-        release = statement.to_proto(signed.signature).SerializeToString()
+        message = statement.to_proto(signed.signature)
+        message.endorsements.extend(endorsements)
+        release = message.SerializeToString()
         now = self.ctx.clock()
         following = after_release(cur, model_hash, policy=self.ctx.policy, now=now)
         done = store.tasks(state=TaskState.OPEN, round_number=cur.number)

@@ -40,6 +40,7 @@ from secagg.protocol.model_blob import encode_model
 from secagg.protocol.statements import Signed, UploadStatement
 from secagg.protocol.status import RoundStatus
 from server.ceremony import Ceremony
+from server.certify import Certificates
 from server.context import Context
 from server.liveness import Liveness
 from server.release import Releases
@@ -73,8 +74,9 @@ class RoundManager:
         self.liveness = liveness or Liveness()
         self.ceremony = Ceremony(ctx.store, ctx.roster, ctx.audit)
         self.uploads = Uploads(ctx, self.lock)
-        self.tasks = Tasks(ctx, self.liveness)
-        self.releases = Releases(ctx, self.tasks)
+        self.certs = Certificates(ctx)
+        self.tasks = Tasks(ctx, self.liveness, self.certs)
+        self.releases = Releases(ctx, self.tasks, self.certs)
         length = ctx.policy.model_length
         self.initial_model = np.zeros(length) if initial_model is None else initial_model
         if self.initial_model.shape != (length,):
@@ -260,10 +262,27 @@ class RoundManager:
             return self.releases.submit_partial(keyholder, header, part, blob)
 
     def refuse(self, keyholder: int, refusal: pb.Refusal) -> None:
-        """Record a key holder's signed refusal of a task."""
+        """Record a key holder's signed refusal of a task (task 0: the round's lock or model)."""
         self.seen(keyholder)
         with self.lock:
-            self.releases.refuse(keyholder, refusal)
+            if refusal.task_id == 0:
+                self.certs.refuse(keyholder, refusal)
+            else:
+                self.releases.refuse(keyholder, refusal)
+
+    def submit_lock(self, keyholder: int, lock: pb.Lock) -> None:
+        """Store a key holder's signed lock of the round; plan the decryption once locked."""
+        self.seen(keyholder)
+        with self.lock:
+            self.certs.submit_lock(keyholder, lock)
+            self.tick()
+
+    def submit_endorsement(self, keyholder: int, endorsement: pb.Endorsement) -> None:
+        """Store a key holder's endorsement of the round's model; release once ``t`` endorsed."""
+        self.seen(keyholder)
+        with self.lock:
+            self.certs.submit_endorsement(keyholder, endorsement)
+            self.releases.maybe_release(endorsement.round)
 
     # ------------------------------------------------------------------ operator
     def admin_task(self, round_number: int, clients: list[str]) -> int:

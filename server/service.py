@@ -206,6 +206,16 @@ class AggregationService(pb_grpc.AggregationServicer):
         status = self._guard(context, lambda: self.rounds.submit_partial(index, header, blob))
         return pb.Ack(status=status)
 
+    def SubmitLock(self, request: pb.Lock, context: grpc.ServicerContext) -> pb.Ack:
+        index = self._keyholder_index(self._caller(context, "keyholder"))
+        self._guard(context, lambda: self.rounds.submit_lock(index, request))
+        return pb.Ack(status="locked")
+
+    def SubmitEndorsement(self, request: pb.Endorsement, context: grpc.ServicerContext) -> pb.Ack:
+        index = self._keyholder_index(self._caller(context, "keyholder"))
+        self._guard(context, lambda: self.rounds.submit_endorsement(index, request))
+        return pb.Ack(status="endorsed")
+
     def RefuseTask(self, request: pb.Refusal, context: grpc.ServicerContext) -> pb.Ack:
         index = self._keyholder_index(self._caller(context, "keyholder"))
         self._guard(context, lambda: self.rounds.refuse(index, request))

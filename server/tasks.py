@@ -1,6 +1,8 @@
 """Decryption tasks: which quorums are asked to decrypt which aggregate.
 
-A closed round gets one regular task per quorum of the cross-checking family over the
+A closed round is first locked (:mod:`server.certify`): no decryption task is planned
+before enough key holders locked the round to its aggregate, and every task carries
+their locks. A locked round gets one regular task per quorum of the cross-checking family over the
 live key holders (:func:`secagg.protocol.quorums.quorum_family`): every set of ``t - 1``
 live key holders is left out of some quorum when at least ``2t - 1`` are live, so a
 wrong partial shows as a disagreement between quorums (:mod:`server.cross_check`). If a
@@ -20,7 +22,9 @@ Operator tasks (:meth:`Tasks.operator_task`, the ``AdminRequestDecryption`` RPC)
 show that the key holders enforce the policy themselves (each one runs
 ``check_decryption`` on the task before it answers, and refuses with the rule's reason).
 An operator task never changes a round and never releases anything: a release needs the
-round's whole cross-checking family.
+round's whole cross-checking family. It carries the round's locks like any task, so key
+holders decrypt nothing but the aggregate the round was locked to (``LOCK_MISSING``
+otherwise).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from secagg.protocol.audit_entries import DecryptionRequestEntry
 from secagg.protocol.quorums import quorum_family
 from secagg.protocol.statements import Signed, UploadStatement
 from secagg.protocol.status import RoundStatus
+from server.certify import Certificates
 from server.context import Context
 from server.liveness import Liveness
 from server.state import Round, RoundState, Task, TaskState, choose_quorum, quorum_lost
@@ -48,9 +53,10 @@ log = logging.getLogger("secagg.server")
 class Tasks:
     """Creates, supersedes and serves decryption tasks."""
 
-    def __init__(self, ctx: Context, liveness: Liveness) -> None:
+    def __init__(self, ctx: Context, liveness: Liveness, certs: Certificates) -> None:
         self.ctx = ctx
         self.liveness = liveness
+        self.certs = certs
 
     def create(
         self,
@@ -108,6 +114,9 @@ class Tasks:
         if store.tasks(state=TaskState.DISAGREED, round_number=rnd.number):
             return
         live = self.liveness.live()
+        if not self.certs.locked(rnd):
+            self._await_locks(rnd, live)
+            return
         kept: list[Task] = []
         lost = False
         for task in store.tasks(state=TaskState.OPEN, round_number=rnd.number):
@@ -155,13 +164,34 @@ class Tasks:
                 asked.append(quorum)
         self.ctx.set_status(rnd.number, RoundStatus.cross_checking(asked))
 
+    def _await_locks(self, rnd: Round, live: list[int]) -> None:
+        if self.certs.lock_refused(rnd.number):
+            return  # the refusal stays the status
+        need, locked = self.certs.lock_size, len(self.certs.locks(rnd.number))
+        if len(live) < need:
+            policy = self.ctx.policy
+            status = RoundStatus.quorum_not_met(
+                len(live), policy.keyholders, policy.threshold, lock=need
+            )
+            self.ctx.set_status(rnd.number, status)
+        else:
+            self.ctx.set_status(rnd.number, RoundStatus.locking(locked, need))
+
     def task_for(self, keyholder: int) -> pb.DecryptionTask:
-        """The first open task this key holder is asked to answer and has not answered."""
+        """What this key holder should do now: lock the round, decrypt, or endorse."""
         store = self.ctx.store
+        cur = store.current_round()
+        if cur is not None:
+            lock = self.certs.lock_task(cur, keyholder)
+            if lock is not None:
+                return lock
         for task in store.tasks(state=TaskState.OPEN):
             if keyholder in task.quorum and keyholder not in store.answered(task.task_id):
-                return task.to_proto()
-        return pb.DecryptionTask(pending=False)
+                proto = task.to_proto()
+                proto.locks.extend(self.certs.locks(task.round))
+                return proto
+        endorse = self.certs.endorse_task(cur, keyholder) if cur is not None else None
+        return endorse or pb.DecryptionTask(pending=False)
 
     def open_task(self, task_id: int) -> Task:
         """An open task by id; raises PolicyViolation if unknown or no longer open."""

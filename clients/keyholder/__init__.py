@@ -13,20 +13,24 @@ What it enforces
   ciphertext listed twice (by hash, and by content against re-encoded copies), every
   weight within ``min_weight..max_client_weight``, no client above ``max_weight_share``
   of the total weight, every reported ε within budget, a round within ``policy.rounds``.
-* Its own durable record (:mod:`clients.keyholder.record`): no second, different
-  aggregate of a round it decrypted; no ciphertext it already decrypted over in another
-  round or aggregate (a replay); at most one partial per (round, aggregate, quorum) —
-  a repeated task gets the stored bytes, never fresh flooding noise.
+* One aggregate per round, without trusting the server: it locks a round to one
+  aggregate (durably) and decrypts only with a lock certificate of ``ceil((n + t) / 2)``
+  key holders (:mod:`secagg.protocol.certificates`), which no two aggregates of a round
+  can both have while at most ``t - 1`` key holders collude.
+* Its own durable record (:mod:`clients.keyholder.record`): no ciphertext it already
+  decrypted over in another round or aggregate (a replay); at most one partial per
+  (round, aggregate, quorum) — a repeated task gets the stored bytes, never fresh
+  flooding noise; a lifetime decryption budget per key share
+  (:mod:`clients.keyholder.budget`).
 * An aggregate equal to the weighted sum of the listed ciphertexts, recomputed here.
+* Models it endorses: it combines every quorum's partials itself
+  (:mod:`clients.keyholder.endorse`); clients accept only models ``t`` key holders
+  endorsed.
 
-What it does not (yet)
-----------------------
-It still asks the server whether the round is collecting or released (``GetRound``,
-``GetRelease``), and it answers any quorum the server names: a malicious server can
-still have disjoint quorums decrypt two aggregates of one round. Contributor-signed
-sets, co-signed releases, cross-checked partials and a decryption budget are future
-work. Nor can it tell a well-formed ciphertext from a crafted one (no zero-knowledge
-proofs): admit only trusted clients.
+What it does not
+----------------
+It cannot tell a well-formed ciphertext from a crafted one (no zero-knowledge proofs):
+admit only trusted clients. Its record is only as good as its state directory.
 """
 
 from __future__ import annotations

@@ -1,10 +1,23 @@
-"""The key holder's agent loop: the ceremony once, then policy-checked decryption tasks.
+"""The key holder's agent loop: the ceremony once, then policy-checked tasks.
 
-For every task the agent either returns a partial decryption, signed as a
-:class:`~secagg.protocol.statements.PartialStatement` together with its co-signature of
-the audit-log checkpoint it was shown (:class:`~secagg.protocol.statements.CheckpointStatement`),
-or a signed :class:`~secagg.protocol.statements.RefusalStatement` whose reason is
-``"<REASON_CODE>: <text>"`` of the check that failed (:mod:`clients.keyholder.checks`).
+The server asks three kinds of task (``DecryptionTask.kind``):
+
+LOCK
+    Check the round's contributor set (:func:`~clients.keyholder.checks.check_task`),
+    recompute its aggregate from the listed uploads, refuse replayed ciphertexts, record
+    the round as locked to this aggregate (durably) and sign a
+    :class:`~secagg.protocol.statements.LockStatement`. One aggregate per round, ever.
+DECRYPT
+    The same checks, plus a lock certificate (:func:`secagg.protocol.certificates.check_locks`)
+    and the key's decryption budget; then a partial decryption signed as a
+    :class:`~secagg.protocol.statements.PartialStatement`, with a co-signature of the
+    audit-log checkpoint the task shows.
+ENDORSE
+    Combine every listed quorum's partials itself (:mod:`clients.keyholder.endorse`) and
+    sign an :class:`~secagg.protocol.statements.EndorsementStatement` of the model.
+
+A failed check gets a signed :class:`~secagg.protocol.statements.RefusalStatement` whose
+reason is ``"<REASON_CODE>: <text>"``.
 
 At most one partial per (round, aggregate, quorum) ever leaves a key holder: the
 partial and its signature are stored (:mod:`clients.keyholder.record`) before they are
@@ -12,10 +25,9 @@ sent, and a repeated task gets the stored bytes back, never fresh flooding noise
 
 Security
 --------
-The key holder still asks the server whether a round is collecting or released, and
-it answers any quorum the server names for an aggregate it accepts: a malicious server
-with disjoint quorums can still obtain two aggregates of one round (issue 10, future
-work: contributor-signed sets, co-signed releases, a decryption budget).
+Nothing the server says about a round's state is consulted: one aggregate per round is
+enforced by the lock certificate (any two certificates share an honest key holder),
+and clients believe a model only with ``t`` endorsements.
 """
 
 from __future__ import annotations
@@ -27,26 +39,33 @@ from contextlib import suppress
 import grpc
 
 from clients.connection import Connection, blob_header, partial_stream
+from clients.keyholder.budget import DecryptionBudget
 from clients.keyholder.ceremony import CeremonyRelay, run_ceremony
 from clients.keyholder.checks import (
     Recomputed,
+    check_not_decrypted,
     check_not_replayed,
-    check_round_state,
     check_task,
+    download_aggregate,
     recompute_aggregate,
 )
+from clients.keyholder.endorse import endorsed_model
 from clients.keyholder.record import Decryption, DecryptionRecord, StoredAnswer
 from clients.keyholder.storage import KeyHolderState
 from secagg import constants as C
 from secagg.errors import InvalidKeyMaterial, SecAggError
 from secagg.keys import JointPublicKey, KeyShare
 from secagg.proto import service_pb2 as pb
+from secagg.protocol.certificates import check_locks
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.statements import (
     CheckpointStatement,
+    EndorsementStatement,
+    LockStatement,
     PartialStatement,
     RefusalStatement,
     Signed,
+    UploadStatement,
 )
 from secagg.rpc.transport import Identity
 from secagg.threshold import partial_decrypt
@@ -73,6 +92,7 @@ class KeyHolder:
             passphrase=passphrase,
         )
         self.record = DecryptionRecord(self.state.state_dir)
+        self.budget = DecryptionBudget(self.state.state_dir, self.params)
         self.conn = Connection(me, stop=self.stop)
 
     def ceremony(self, stop: threading.Event) -> KeyShare:
@@ -107,46 +127,109 @@ class KeyHolder:
             beat.join()
 
     def answer(self, task: pb.DecryptionTask, share: KeyShare) -> None:
-        """A signed partial decryption, or a signed refusal with the failed check's reason.
+        """Do the task (lock, decrypt or endorse), or refuse it with the failed check's reason.
 
-        A task this key holder already answered (same round, aggregate and quorum) gets
-        the stored partial, byte for byte; otherwise the partial is computed, recorded
-        and stored durably, and only then sent.
+        A DECRYPT task this key holder already answered (same round, aggregate and quorum)
+        gets the stored partial, byte for byte; otherwise the partial is computed,
+        recorded and stored durably, and only then sent.
         """
         try:
-            ready = self.checked(task, share)
+            if task.kind == pb.TASK_LOCK:
+                self.lock(task, share)
+            elif task.kind == pb.TASK_ENDORSE:
+                self.endorse(task)
+            else:
+                self.send_partial(task, self.partial(task, share))
         except SecAggError as exc:
             self.refuse(task, f"{exc.reason}: {exc}")
-            return
+
+    def partial(self, task: pb.DecryptionTask, share: KeyShare) -> StoredAnswer:
+        """The partial to send for a DECRYPT task: the stored one, or a new one."""
+        ready = self.checked(task, share)
         if isinstance(ready, StoredAnswer):
             log.info(
                 "key holder %d: round %d answered before; resending the stored partial",
                 self.index,
                 task.round,
             )
-            answer = ready
-        else:
-            answer = self.decrypt(task, share, ready)
-        self.send_partial(task, answer)
+            return ready
+        return self.decrypt(task, share, ready)
 
     def checked(self, task: pb.DecryptionTask, share: KeyShare) -> StoredAnswer | Recomputed:
-        """Every check of :mod:`clients.keyholder.checks`, in order.
+        """Every check of a DECRYPT task, in order (:mod:`clients.keyholder.checks`).
 
-        Returns the stored answer of a task answered before, else the recomputed
-        aggregate, not yet decrypted. Raises the checks' errors.
+        Returns the stored answer of a task answered before, else the aggregate, not yet
+        decrypted. An aggregate this key holder locked was recomputed then; any other is
+        recomputed now. Raises the checks' errors.
         """
-        contributions = check_task(self.roster, task)
-        check_round_state(self.conn, self.roster, task, decrypted=self.record.decrypted())
+        contributions = self.checked_set(task)
+        check_locks(self.roster, task.round, task.aggregate_digest, task.locks)
         decryption = Decryption(task.round, task.aggregate_digest)
         stored = self.record.answer(decryption, task.quorum)
         if stored is not None:
             return stored
+        if self.record.decrypted().get(task.round) == task.aggregate_digest:
+            return Recomputed(download_aggregate(self.conn, self.roster, task), ())
+        return self.recomputed(task, share, contributions)
+
+    def checked_set(self, task: pb.DecryptionTask) -> list[UploadStatement]:
+        """The task's contributor set passes the policy, and the round is not locked elsewhere."""
+        contributions = check_task(self.roster, task)
+        check_not_decrypted(self.record.decrypted(), task)
+        return contributions
+
+    def recomputed(
+        self, task: pb.DecryptionTask, share: KeyShare, contributions: list[UploadStatement]
+    ) -> Recomputed:
+        """The aggregate recomputed from the listed uploads, none of them replayed."""
         recomputed = recompute_aggregate(
             self.conn, self.roster, task, contributions, public_key_id=share.public_key_id
         )
-        seen = self.record.seen_ciphertexts()
-        check_not_replayed(seen, decryption, recomputed.ciphertext_digests)
+        decryption = Decryption(task.round, task.aggregate_digest)
+        check_not_replayed(
+            self.record.seen_ciphertexts(), decryption, recomputed.ciphertext_digests
+        )
         return recomputed
+
+    def lock(self, task: pb.DecryptionTask, share: KeyShare) -> None:
+        """Lock the round to the task's aggregate (durably), then send the signed lock.
+
+        Security
+        --------
+        The record is fsync'd before the lock is signed: after a crash this key holder
+        still refuses every other aggregate of the round.
+        """
+        contributions = self.checked_set(task)
+        decryption = Decryption(task.round, task.aggregate_digest)
+        if self.record.decrypted().get(task.round) != task.aggregate_digest:
+            recomputed = self.recomputed(task, share, contributions)
+            self.record.remember(decryption, recomputed.ciphertext_digests)
+        lock = Signed.create(
+            LockStatement(self.roster.deployment_id, task.round, self.index, task.aggregate_digest),
+            self.signing_key,
+        )
+        self.conn.call(self.conn.stub.SubmitLock, lock.statement.to_proto(lock.signature))
+        log.info("key holder %d: round %d locked to its aggregate", self.index, task.round)
+
+    def endorse(self, task: pb.DecryptionTask) -> None:
+        """Combine the task's partials, check them, and send a signed endorsement."""
+        endorsed = endorsed_model(self.conn, self.roster, task)
+        endorsement = Signed.create(
+            EndorsementStatement(
+                self.roster.deployment_id,
+                task.round,
+                self.index,
+                task.aggregate_digest,
+                endorsed.model_hash,
+                endorsed.checked_quorums,
+            ),
+            self.signing_key,
+        )
+        self.conn.call(
+            self.conn.stub.SubmitEndorsement,
+            endorsement.statement.to_proto(endorsement.signature),
+        )
+        log.info("key holder %d: round %d model endorsed", self.index, task.round)
 
     def refuse(self, task: pb.DecryptionTask, reason: str) -> None:
         """Sign and report a refusal."""
@@ -172,10 +255,12 @@ class KeyHolder:
 
         Security
         --------
-        Both records are fsync'd before this returns, hence before anything is sent:
-        the ciphertexts count as decrypted from now on, and a retry gets these bytes.
+        The budget is charged before the partial is computed, and both records are
+        fsync'd before this returns, hence before anything is sent: the ciphertexts count
+        as decrypted from now on, and a retry gets these bytes.
         """
         aggregate = recomputed.aggregate
+        self.budget.spend(aggregate.vector.ciphertext_count * self.params.poly_modulus_degree)
         part = partial_decrypt(share, aggregate, quorum=list(task.quorum))
         decryption = Decryption(task.round, aggregate.digest)
         partial = Signed.create(

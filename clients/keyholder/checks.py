@@ -9,9 +9,10 @@ Three stages, each raising a precise :class:`~secagg.errors.SecAggError` child w
    rules the server and ``secagg audit verify`` apply (distinct clients and
    ciphertexts, weights within ``min_weight..max_client_weight``, weight share, ε, one
    global model, round in range).
-2. :func:`check_round_state`: this key holder decrypted no other aggregate of the round
-   (its own record), and — asked of the server — the round no longer collects and no
-   signed release of it exists.
+2. :func:`check_not_decrypted`: this key holder locked no other aggregate of the round
+   (its own record); a decryption task must also carry a lock certificate
+   (:func:`secagg.protocol.certificates.check_locks`): enough key holders locked this
+   aggregate that no other aggregate of the round can ever be certified.
 3. :func:`recompute_aggregate` then :func:`check_not_replayed`: the aggregate equals the
    weighted sum of the listed ciphertexts, recomputed here (O(clients x model) work),
    no ciphertext is listed twice under another encoding, and none was decrypted over
@@ -23,10 +24,8 @@ The task comes from the server, which is not trusted: only signatures checked ag
 the roster, the key holder's own record and its own recomputation count. A refusal
 must never be turned into a partial by catching these errors.
 
-Not yet enforced (future work): "still collecting" and "released" are the server's
-answers (``GetRound``, ``GetRelease``), so a lying server can ask disjoint quorums for
-two aggregates of one round; contributor-signed sets and co-signed releases will close
-that. Nor does anything bound how many quorums may decrypt the same aggregate.
+Nothing here asks the server about the round's state (collecting, released): its
+answers would protect nothing. One aggregate per round is the lock certificate's job.
 """
 
 from __future__ import annotations
@@ -34,11 +33,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import grpc
-
-from clients.connection import Connection, verify_release
+from clients.connection import Connection
 from clients.keyholder.record import Decryption
-from secagg import constants as C
 from secagg.aggregate import Aggregator, EncryptedAggregate
 from secagg.ciphertext import EncryptedVector
 from secagg.errors import (
@@ -46,8 +42,6 @@ from secagg.errors import (
     AlreadyDecrypted,
     DuplicateCiphertext,
     ReplayedCiphertext,
-    SignatureInvalid,
-    WrongRound,
 )
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.policy import check_decryption
@@ -84,39 +78,21 @@ def check_task(roster: Roster, task: pb.DecryptionTask) -> list[UploadStatement]
     return statements
 
 
-def check_round_closed(conn: Connection, task: pb.DecryptionTask) -> None:
-    """The task's round must no longer collect uploads (raises :class:`WrongRound`)."""
-    info = conn.call(conn.stub.GetRound, pb.Empty())
-    if info.round == task.round and info.state == pb.COLLECTING:
-        raise WrongRound(f"round {task.round} is still collecting uploads")
-
-
 def check_not_decrypted(decrypted: Mapping[int, bytes], task: pb.DecryptionTask) -> None:
-    """No other aggregate of the round was decrypted here (raises :class:`AlreadyDecrypted`)."""
+    """No other aggregate of the round was locked here (raises :class:`AlreadyDecrypted`)."""
     done = decrypted.get(task.round)
     if done is not None and done != task.aggregate_digest:
-        raise AlreadyDecrypted(f"round {task.round} was already decrypted with another aggregate")
+        raise AlreadyDecrypted(f"round {task.round} is locked to another aggregate here")
 
 
-def check_not_released(conn: Connection, roster: Roster, task: pb.DecryptionTask) -> None:
-    """No validly signed release of the round exists (raises :class:`AlreadyDecrypted`).
-
-    A release whose signature does not verify is ignored (the server cannot block a
-    decryption by presenting garbage).
-    """
-    try:
-        release = conn.stub.GetRelease(
-            pb.ReleaseQuery(round=task.round), timeout=C.RPC_TIMEOUT_SECONDS
-        )
-    except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.NOT_FOUND:
-            raise
-        return
-    try:
-        verify_release(release, roster)
-    except SignatureInvalid:
-        return
-    raise AlreadyDecrypted(f"round {task.round} was already decrypted and released")
+def download_aggregate(
+    conn: Connection, roster: Roster, task: pb.DecryptionTask
+) -> EncryptedAggregate:
+    """The task's aggregate, parsed; raises :class:`AggregateMismatch` if its digest differs."""
+    aggregate = EncryptedAggregate.from_bytes(conn.download(task.aggregate_hash), roster.params)
+    if aggregate.digest != task.aggregate_digest:
+        raise AggregateMismatch("aggregate digest does not match the task")
+    return aggregate
 
 
 @dataclass(frozen=True)
@@ -147,9 +123,7 @@ def recompute_aggregate(
         to pass the policy's hash comparison.
     """
     params = roster.params
-    aggregate = EncryptedAggregate.from_bytes(conn.download(task.aggregate_hash), params)
-    if aggregate.digest != task.aggregate_digest:
-        raise AggregateMismatch("aggregate digest does not match the task")
+    aggregate = download_aggregate(conn, roster, task)
     recomputed = Aggregator(params, public_key_id=public_key_id, length=aggregate.vector.length)
     digests: list[bytes] = []
     for c in contributions:
@@ -191,17 +165,3 @@ def check_not_replayed(
                 f"ciphertext {digest.hex()[:16]} was already decrypted {where}, "
                 f"in aggregate {earlier.aggregate_digest.hex()[:16]}"
             )
-
-
-def check_round_state(
-    conn: Connection, roster: Roster, task: pb.DecryptionTask, *, decrypted: Mapping[int, bytes]
-) -> None:
-    """The round may be decrypted with this aggregate: stage 2 of the module docstring.
-
-    ``decrypted`` is the key holder's own record (round -> aggregate digest). Raises the
-    errors of :func:`check_round_closed`, :func:`check_not_decrypted` and
-    :func:`check_not_released`.
-    """
-    check_round_closed(conn, task)
-    check_not_decrypted(decrypted, task)
-    check_not_released(conn, roster, task)

@@ -25,6 +25,12 @@ class RoundState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DECRYPTING: _ClassVar[RoundState]
     RELEASED: _ClassVar[RoundState]
     FINISHED: _ClassVar[RoundState]
+
+class TaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK_DECRYPT: _ClassVar[TaskKind]
+    TASK_LOCK: _ClassVar[TaskKind]
+    TASK_ENDORSE: _ClassVar[TaskKind]
 CEREMONY_KIND_UNSPECIFIED: CeremonyKind
 SEED_COMMIT: CeremonyKind
 SEED_REVEAL: CeremonyKind
@@ -38,6 +44,9 @@ AGGREGATING: RoundState
 DECRYPTING: RoundState
 RELEASED: RoundState
 FINISHED: RoundState
+TASK_DECRYPT: TaskKind
+TASK_LOCK: TaskKind
+TASK_ENDORSE: TaskKind
 
 class Chunk(_message.Message):
     __slots__ = ("data",)
@@ -170,7 +179,7 @@ class UploadReceipt(_message.Message):
     def __init__(self, round: _Optional[int] = ..., ciphertext_hash: _Optional[bytes] = ..., accepted_uploads: _Optional[int] = ...) -> None: ...
 
 class Release(_message.Message):
-    __slots__ = ("round", "model_hash", "aggregate_digest", "quorum", "partial_digests", "server_signature", "checked_quorums")
+    __slots__ = ("round", "model_hash", "aggregate_digest", "quorum", "partial_digests", "server_signature", "checked_quorums", "endorsements")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     AGGREGATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
@@ -178,6 +187,7 @@ class Release(_message.Message):
     PARTIAL_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     SERVER_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     CHECKED_QUORUMS_FIELD_NUMBER: _ClassVar[int]
+    ENDORSEMENTS_FIELD_NUMBER: _ClassVar[int]
     round: int
     model_hash: bytes
     aggregate_digest: bytes
@@ -185,7 +195,8 @@ class Release(_message.Message):
     partial_digests: _containers.RepeatedScalarFieldContainer[bytes]
     server_signature: bytes
     checked_quorums: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, round: _Optional[int] = ..., model_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., quorum: _Optional[_Iterable[int]] = ..., partial_digests: _Optional[_Iterable[bytes]] = ..., server_signature: _Optional[bytes] = ..., checked_quorums: _Optional[_Iterable[int]] = ...) -> None: ...
+    endorsements: _containers.RepeatedCompositeFieldContainer[Endorsement]
+    def __init__(self, round: _Optional[int] = ..., model_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., quorum: _Optional[_Iterable[int]] = ..., partial_digests: _Optional[_Iterable[bytes]] = ..., server_signature: _Optional[bytes] = ..., checked_quorums: _Optional[_Iterable[int]] = ..., endorsements: _Optional[_Iterable[_Union[Endorsement, _Mapping]]] = ...) -> None: ...
 
 class ReleaseQuery(_message.Message):
     __slots__ = ("round",)
@@ -223,8 +234,46 @@ class Contribution(_message.Message):
     epsilon: float
     def __init__(self, client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., ciphertext_hash: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., epsilon: _Optional[float] = ...) -> None: ...
 
+class Lock(_message.Message):
+    __slots__ = ("round", "keyholder", "aggregate_digest", "signature")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    KEYHOLDER_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    keyholder: int
+    aggregate_digest: bytes
+    signature: bytes
+    def __init__(self, round: _Optional[int] = ..., keyholder: _Optional[int] = ..., aggregate_digest: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
+class QuorumPartials(_message.Message):
+    __slots__ = ("quorum", "partial_hashes", "partial_signatures")
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_HASHES_FIELD_NUMBER: _ClassVar[int]
+    PARTIAL_SIGNATURES_FIELD_NUMBER: _ClassVar[int]
+    quorum: _containers.RepeatedScalarFieldContainer[int]
+    partial_hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    partial_signatures: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, quorum: _Optional[_Iterable[int]] = ..., partial_hashes: _Optional[_Iterable[bytes]] = ..., partial_signatures: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class Endorsement(_message.Message):
+    __slots__ = ("round", "keyholder", "aggregate_digest", "model_hash", "checked_quorums", "signature")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    KEYHOLDER_FIELD_NUMBER: _ClassVar[int]
+    AGGREGATE_DIGEST_FIELD_NUMBER: _ClassVar[int]
+    MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    CHECKED_QUORUMS_FIELD_NUMBER: _ClassVar[int]
+    SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    keyholder: int
+    aggregate_digest: bytes
+    model_hash: bytes
+    checked_quorums: _containers.RepeatedScalarFieldContainer[int]
+    signature: bytes
+    def __init__(self, round: _Optional[int] = ..., keyholder: _Optional[int] = ..., aggregate_digest: _Optional[bytes] = ..., model_hash: _Optional[bytes] = ..., checked_quorums: _Optional[_Iterable[int]] = ..., signature: _Optional[bytes] = ...) -> None: ...
+
 class DecryptionTask(_message.Message):
-    __slots__ = ("pending", "round", "aggregate_hash", "aggregate_digest", "contributions", "quorum", "task_id", "log_size", "log_head")
+    __slots__ = ("pending", "round", "aggregate_hash", "aggregate_digest", "contributions", "quorum", "task_id", "log_size", "log_head", "kind", "locks", "partials", "model_hash")
     PENDING_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     AGGREGATE_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +283,10 @@ class DecryptionTask(_message.Message):
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     LOG_SIZE_FIELD_NUMBER: _ClassVar[int]
     LOG_HEAD_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    LOCKS_FIELD_NUMBER: _ClassVar[int]
+    PARTIALS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     pending: bool
     round: int
     aggregate_hash: bytes
@@ -243,7 +296,11 @@ class DecryptionTask(_message.Message):
     task_id: int
     log_size: int
     log_head: bytes
-    def __init__(self, pending: _Optional[bool] = ..., round: _Optional[int] = ..., aggregate_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., quorum: _Optional[_Iterable[int]] = ..., task_id: _Optional[int] = ..., log_size: _Optional[int] = ..., log_head: _Optional[bytes] = ...) -> None: ...
+    kind: TaskKind
+    locks: _containers.RepeatedCompositeFieldContainer[Lock]
+    partials: _containers.RepeatedCompositeFieldContainer[QuorumPartials]
+    model_hash: bytes
+    def __init__(self, pending: _Optional[bool] = ..., round: _Optional[int] = ..., aggregate_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., quorum: _Optional[_Iterable[int]] = ..., task_id: _Optional[int] = ..., log_size: _Optional[int] = ..., log_head: _Optional[bytes] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., locks: _Optional[_Iterable[_Union[Lock, _Mapping]]] = ..., partials: _Optional[_Iterable[_Union[QuorumPartials, _Mapping]]] = ..., model_hash: _Optional[bytes] = ...) -> None: ...
 
 class PartialHeader(_message.Message):
     __slots__ = ("task_id", "round", "keyholder", "blob", "signature", "checkpoint_signature")

@@ -89,6 +89,16 @@ class AggregationStub:
                 request_serializer=secagg_dot_proto_dot_service__pb2.Refusal.SerializeToString,
                 response_deserializer=secagg_dot_proto_dot_service__pb2.Ack.FromString,
                 _registered_method=True)
+        self.SubmitLock = channel.unary_unary(
+                '/secagg.service.v1.Aggregation/SubmitLock',
+                request_serializer=secagg_dot_proto_dot_service__pb2.Lock.SerializeToString,
+                response_deserializer=secagg_dot_proto_dot_service__pb2.Ack.FromString,
+                _registered_method=True)
+        self.SubmitEndorsement = channel.unary_unary(
+                '/secagg.service.v1.Aggregation/SubmitEndorsement',
+                request_serializer=secagg_dot_proto_dot_service__pb2.Endorsement.SerializeToString,
+                response_deserializer=secagg_dot_proto_dot_service__pb2.Ack.FromString,
+                _registered_method=True)
         self.AdminRequestDecryption = channel.unary_unary(
                 '/secagg.service.v1.Aggregation/AdminRequestDecryption',
                 request_serializer=secagg_dot_proto_dot_service__pb2.AdminDecryptionRequest.SerializeToString,
@@ -168,6 +178,18 @@ class AggregationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitLock(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubmitEndorsement(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AdminRequestDecryption(self, request, context):
         """Operator.
         """
@@ -231,6 +253,16 @@ def add_AggregationServicer_to_server(servicer, server):
             'RefuseTask': grpc.unary_unary_rpc_method_handler(
                     servicer.RefuseTask,
                     request_deserializer=secagg_dot_proto_dot_service__pb2.Refusal.FromString,
+                    response_serializer=secagg_dot_proto_dot_service__pb2.Ack.SerializeToString,
+            ),
+            'SubmitLock': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitLock,
+                    request_deserializer=secagg_dot_proto_dot_service__pb2.Lock.FromString,
+                    response_serializer=secagg_dot_proto_dot_service__pb2.Ack.SerializeToString,
+            ),
+            'SubmitEndorsement': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitEndorsement,
+                    request_deserializer=secagg_dot_proto_dot_service__pb2.Endorsement.FromString,
                     response_serializer=secagg_dot_proto_dot_service__pb2.Ack.SerializeToString,
             ),
             'AdminRequestDecryption': grpc.unary_unary_rpc_method_handler(
@@ -535,6 +567,60 @@ class Aggregation:
             target,
             '/secagg.service.v1.Aggregation/RefuseTask',
             secagg_dot_proto_dot_service__pb2.Refusal.SerializeToString,
+            secagg_dot_proto_dot_service__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitLock(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/secagg.service.v1.Aggregation/SubmitLock',
+            secagg_dot_proto_dot_service__pb2.Lock.SerializeToString,
+            secagg_dot_proto_dot_service__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitEndorsement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/secagg.service.v1.Aggregation/SubmitEndorsement',
+            secagg_dot_proto_dot_service__pb2.Endorsement.SerializeToString,
             secagg_dot_proto_dot_service__pb2.Ack.FromString,
             options,
             channel_credentials,

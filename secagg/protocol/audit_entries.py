@@ -21,6 +21,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 from secagg.protocol.statements import (
     CeremonyStatement,
     CheckpointStatement,
+    EndorsementStatement,
+    LockStatement,
     PartialStatement,
     RefusalStatement,
     ReleaseStatement,
@@ -209,6 +211,32 @@ class AggregateEntry(AuditEntry):
 
 
 @dataclass(frozen=True)
+class LockEntry(SignedEntry[LockStatement]):
+    """A key holder's signed lock of a round to one aggregate."""
+
+    STATEMENT: ClassVar[type[Any]] = LockStatement
+    TYPE: ClassVar[str] = "lock"
+    round: int
+    keyholder: int
+    aggregate_digest: bytes
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class EndorsementEntry(SignedEntry[EndorsementStatement]):
+    """A key holder's signed endorsement of the model an aggregate decrypts to."""
+
+    STATEMENT: ClassVar[type[Any]] = EndorsementStatement
+    TYPE: ClassVar[str] = "endorsement"
+    round: int
+    keyholder: int
+    aggregate_digest: bytes
+    model_hash: bytes
+    checked_quorums: tuple[int, ...]
+    signature: bytes
+
+
+@dataclass(frozen=True)
 class DecryptionRequestEntry(AuditEntry):
     """The server asks a quorum to decrypt an aggregate."""
 
@@ -319,8 +347,10 @@ ENTRY_TYPES: dict[str, type[AuditEntry]] = {
         UploadRejectedEntry,
         WithdrawalEntry,
         AggregateEntry,
+        LockEntry,
         DecryptionRequestEntry,
         PartialEntry,
+        EndorsementEntry,
         RefusalEntry,
         ReleaseEntry,
         DisagreementEntry,

@@ -94,14 +94,34 @@ class RoundStatus:
         )
 
     @classmethod
-    def quorum_not_met(cls, live: int, keyholders: int, threshold: int) -> RoundStatus:
-        """Fewer than ``threshold`` key holders are reachable."""
+    def quorum_not_met(
+        cls, live: int, keyholders: int, threshold: int, *, lock: int = 0
+    ) -> RoundStatus:
+        """Fewer key holders are reachable than the round needs now.
+
+        ``lock``: the round waits for locks, which need ``lock`` key holders (more than
+        the threshold); 0 when it waits for a decryption quorum.
+        """
+        need = (
+            f"{lock} must lock the round, threshold {threshold}"
+            if lock
+            else (f"threshold {threshold}")
+        )
         return cls(
             StatusKind.QUORUM_NOT_MET,
             QuorumNotMet.reason,
-            f"{live} of {keyholders} key holders reachable; threshold {threshold}."
-            " Nothing released.",
+            f"{live} of {keyholders} key holders reachable; {need}. Nothing released.",
         )
+
+    @classmethod
+    def locking(cls, locked: int, need: int) -> RoundStatus:
+        """Key holders are locking the round to its aggregate."""
+        return cls(StatusKind.DECRYPTING, "", f"after {locked} of {need} key holders lock it")
+
+    @classmethod
+    def endorsing(cls, endorsed: int, need: int) -> RoundStatus:
+        """The quorums agreed; key holders are endorsing the model."""
+        return cls(StatusKind.DECRYPTING, "", f"done; {endorsed} of {need} endorsements")
 
     @classmethod
     def decrypting_uploads(cls, count: int) -> RoundStatus:

@@ -56,6 +56,20 @@ class RefusalRecord:
     signature: bytes
 
 
+@dataclass(frozen=True)
+class CertificateRecord:
+    """A key holder's lock of a round, or endorsement of its model: the wire message's bytes.
+
+    ``kind`` is ``"lock"`` (a serialized ``Lock``) or ``"endorsement"`` (an
+    ``Endorsement``); the message was verified before it was stored.
+    """
+
+    round: int
+    kind: str
+    keyholder: int
+    message: bytes
+
+
 #: A key holder's answer to a decryption task: its partial or its refusal.
 Answer: TypeAlias = PartialRecord | RefusalRecord
 #: One kind of answer, for methods that take the kind and return records of it.
@@ -185,6 +199,15 @@ class Store(ABC):
         Returns False (and changes nothing) if this key holder already sent an answer of
         the same kind for the task; a partial and a refusal are kept apart.
         """
+
+    # ------------------------------------------------------------------ certificates
+    @abstractmethod
+    def certificates(self, round_number: int, kind: str) -> list[CertificateRecord]:
+        """A round's locks or endorsements, by key holder."""
+
+    @abstractmethod
+    def add_certificate(self, record: CertificateRecord) -> bool:
+        """Record a lock or endorsement; False (and no change) if the key holder sent one."""
 
     def answered(self, task_id: int) -> set[int]:
         """Key holders that sent a partial or a refusal for the task."""

@@ -15,7 +15,7 @@ from typing import Any
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.statements import Signed, WithdrawalStatement
 from server.state import Round, Task, TaskState, Upload
-from server.store.base import Answer, AnswerT, Store, StoreConflict
+from server.store.base import Answer, AnswerT, CertificateRecord, Store, StoreConflict
 
 
 class MemoryStore(Store):
@@ -32,6 +32,7 @@ class MemoryStore(Store):
         self._next_task = 1
         #: Keyed by (kind of answer, task id, key holder).
         self._answers: dict[tuple[type[Answer], int, int], Answer] = {}
+        self._certificates: dict[tuple[int, str, int], CertificateRecord] = {}
 
     _STATE = (
         "_ceremony",
@@ -42,6 +43,7 @@ class MemoryStore(Store):
         "_tasks",
         "_next_task",
         "_answers",
+        "_certificates",
     )
 
     @contextmanager
@@ -201,4 +203,22 @@ class MemoryStore(Store):
             if key in self._answers:
                 return False
             self._answers[key] = record
+            return True
+
+    # ------------------------------------------------------------------ certificates
+    def certificates(self, round_number: int, kind: str) -> list[CertificateRecord]:
+        """See :class:`Store`."""
+        with self._lock:
+            found = [
+                c for c in self._certificates.values() if (c.round, c.kind) == (round_number, kind)
+            ]
+        return sorted(found, key=lambda c: c.keyholder)
+
+    def add_certificate(self, record: CertificateRecord) -> bool:
+        """See :class:`Store`."""
+        with self.transaction():
+            key = (record.round, record.kind, record.keyholder)
+            if key in self._certificates:
+                return False
+            self._certificates[key] = record
             return True

@@ -3,7 +3,7 @@
 A committed row is the commitment: an upload is accepted exactly when its row commits.
 The tables and columns are stable (operators and the test harness read them with
 plain SQL: ``rounds``, ``uploads``, ``nonces``, ``withdrawals``, ``tasks``, ``partials``,
-``refusals``, ``ceremony``).
+``refusals``, ``certificates``, ``ceremony``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.statements import Signed, WithdrawalStatement
 from server.state import Round, Task, TaskState, Upload
-from server.store.base import Answer, AnswerT, Store, StoreConflict
+from server.store.base import Answer, AnswerT, CertificateRecord, Store, StoreConflict
 from server.store.sqlite_rows import (
     ANSWER_TABLES,
     ROUND_COLUMNS,
@@ -247,5 +247,23 @@ class SqliteStore(Store):
         cur = self._write(
             f"INSERT OR IGNORE INTO {ANSWER_TABLES[type(record)]} VALUES ({placeholders})",
             values,
+        )
+        return cur.rowcount == 1
+
+    # ------------------------------------------------------------------ certificates
+    def certificates(self, round_number: int, kind: str) -> list[CertificateRecord]:
+        """See :class:`Store`."""
+        rows = self._rows(
+            "SELECT round, kind, keyholder, message FROM certificates"
+            " WHERE round=? AND kind=? ORDER BY keyholder",
+            (round_number, kind),
+        )
+        return [CertificateRecord(int(r), str(k), int(i), bytes(m)) for r, k, i, m in rows]
+
+    def add_certificate(self, record: CertificateRecord) -> bool:
+        """See :class:`Store`."""
+        cur = self._write(
+            "INSERT OR IGNORE INTO certificates VALUES (?, ?, ?, ?)",
+            dataclasses.astuple(record),
         )
         return cur.rowcount == 1

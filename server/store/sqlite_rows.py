@@ -43,6 +43,9 @@ CREATE TABLE IF NOT EXISTS partials(
 CREATE TABLE IF NOT EXISTS refusals(
     task_id INTEGER NOT NULL, keyholder INTEGER NOT NULL, reason TEXT NOT NULL,
     signature BLOB NOT NULL, PRIMARY KEY(task_id, keyholder));
+CREATE TABLE IF NOT EXISTS certificates(
+    round INTEGER NOT NULL, kind TEXT NOT NULL, keyholder INTEGER NOT NULL,
+    message BLOB NOT NULL, PRIMARY KEY(round, kind, keyholder));
 """
 
 #: The table of each kind of answer; its columns are the record's fields, in order.

@@ -38,8 +38,11 @@ from ._harness import Harness, cli
 CLIENTS = {"c1": (11, 10), "c2": (22, 25), "c3": (33, 7), "c4": (44, 58)}  # name: (seed, weight)
 ROUNDS = 2
 # n = 3, t = 2: the cross-checking family is every pair, asked at once (issue 10)
-ROUND_ENTRIES = ["round_open", *["upload"] * len(CLIENTS), "aggregate", *["decryption_request"] * 3]
-ROUND_ENTRIES += [*["partial"] * 6, "release", "checkpoint"]
+# per round: 3 locks (all of a 3-of-2 deployment), the 3 quorums of the cross-check, and
+# t = 2 endorsements (the release follows the second; a third arrives too late)
+ROUND_ENTRIES = ["round_open", *["upload"] * len(CLIENTS), "aggregate", *["lock"] * 3]
+ROUND_ENTRIES += [*["decryption_request"] * 3, *["partial"] * 6, *["endorsement"] * 2]
+ROUND_ENTRIES += ["release", "checkpoint"]
 FAIL = re.compile(r"^FAIL: entry (\d+) \((\w+)\): (.+)$")
 ENTRY = re.compile(r"^entry (\d+)\b")
 

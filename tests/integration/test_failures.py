@@ -51,27 +51,30 @@ def _check_release(dep: Deployment, rel: pb.Release, expected: np.ndarray) -> No
 
 
 def test_keyholder_failures(harness: Harness) -> None:
-    dep = harness.create(rounds=3, round_timeout=300)
+    # n = 4, t = 2: a round needs ceil((4 + 2) / 2) = 3 key holders to lock it, then 2
+    # to decrypt; so one key holder may be down, two may not (a 3-of-2 deployment needs
+    # all three at lock time: the liveness cost of not trusting the server).
+    dep = harness.create(rounds=3, round_timeout=300, keyholders=4)
     harness.start_deployment(dep)
     gate = Gate(dep)
     for name, (seed, weight) in REAL.items():
         dep.client(name, seed=seed, weight=weight)
     everyone = ("server", "c1", "c2", "c3")
 
-    # --- one key holder dies mid-run; it is in the quorum the server picks first ([1, 2])
+    # --- one key holder dies mid-run; it is in the quorum the server would pick first
     info = dep.wait_collecting(1, uploads=3, timeout=60)
     dep.kill("kh1")
     gate.close_round(info)
-    rel1 = dep.wait_release(1, timeout=60, alive=(*everyone, "kh2", "kh3"))
+    rel1 = dep.wait_release(1, timeout=60, alive=(*everyone, "kh2", "kh3", "kh4"))
     assert list(rel1.quorum) == [2, 3]
     _check_release(dep, rel1, gate.expected(1))
     info = dep.wait_collecting(2, uploads=3, timeout=60)
     gate.close_round(info)
-    rel2 = dep.wait_release(2, timeout=60, alive=(*everyone, "kh2", "kh3"))
+    rel2 = dep.wait_release(2, timeout=60, alive=(*everyone, "kh2", "kh3", "kh4"))
     assert list(rel2.quorum) == [2, 3]
     _check_release(dep, rel2, gate.expected(2))
 
-    # --- a second one dies: 1 of 3 left, below the threshold of 2
+    # --- a second one dies: 2 of 4 left, fewer than the 3 a lock needs
     info = dep.wait_collecting(3, uploads=3, timeout=60)
     dep.kill("kh2")
     gate.close_round(info)
@@ -79,7 +82,7 @@ def test_keyholder_failures(harness: Harness) -> None:
     share_before = share_file.read_bytes()
 
     def quorum_not_met() -> dict[str, object] | None:
-        dep.assert_running(*everyone, "kh3")
+        dep.assert_running(*everyone, "kh3", "kh4")
         status = dep.admin_status()  # the operator CLI
         return status if str(status["status"]).startswith("QuorumNotMet") else None
 
@@ -88,21 +91,21 @@ def test_keyholder_failures(harness: Harness) -> None:
     )
     assert status["round"] == 3 and status["state"] == "DECRYPTING", status
     assert status["accepted_uploads"] == 4, status
-    assert "threshold 2" in str(status["status"]), status
+    assert "3 must lock the round, threshold 2" in str(status["status"]), status
     # nothing is released while the quorum is missing, however long we wait
     for _ in range(10):
         assert dep.get_release(3) is None
         assert dep.db_release(3) is None
         info = dep.round_info()
         assert info is not None and info.state == pb.DECRYPTING and info.round == 3
-        dep.assert_running(*everyone, "kh3")
+        dep.assert_running(*everyone, "kh3", "kh4")
         time.sleep(0.3)
     assert dep.admin_status()["status"].startswith("QuorumNotMet")
 
     # --- the key holder comes back (same command): it reloads its share, no new ceremony
     ceremony_rows = dep.db_rows("SELECT COUNT(*) FROM ceremony")[0][0]
     restarted = dep.keyholder(2)
-    rel3 = dep.wait_release(3, timeout=60, alive=("server", "kh2", "kh3"))  # clients finish
+    rel3 = dep.wait_release(3, timeout=60, alive=("server", "kh2", "kh3", "kh4"))
     assert list(rel3.quorum) == [2, 3]
     _check_release(dep, rel3, gate.expected(3))
     assert share_file.read_bytes() == share_before

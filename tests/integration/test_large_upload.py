@@ -1,4 +1,4 @@
-"""A ~51 MB upload per client (1,700,000 values) with the default upload cap.
+"""A ~52 MB upload per client (1,150,000 values) with the default upload cap.
 
 2 clients, min_contributors 2, 1 round, the default round timeout; 3 key holders (t = 2).
 The module fixture runs the deployment until both uploads are accepted and the round
@@ -26,7 +26,7 @@ from secagg.proto import service_pb2 as pb
 
 from ._harness import Deployment, Harness
 
-LENGTH = 1_700_000
+LENGTH = 1_150_000  # 45 bytes per value: ~52 MB per upload
 CLIENTS = {"c1": (1, 30), "c2": (2, 70)}
 FREEZE_SECONDS = 6.0
 

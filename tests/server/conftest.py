@@ -133,6 +133,12 @@ def world() -> World:
     return make_world()
 
 
+@pytest.fixture(scope="session")
+def world5() -> World:
+    """Five key holders, threshold 2 (a round is locked by 4, decrypted by any 2)."""
+    return make_world(5, 2)
+
+
 @pytest.fixture(params=["memory", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Each store implementation in turn (the conformance suite runs on both)."""

@@ -1,19 +1,20 @@
 """Wrong partials are caught before anything is released (issue 10, item 4).
 
 A 5-key-holder world (threshold 2), in-process on both stores, key holders played by the
-test with the real threshold decryption. The attacker is a key holder that adds
-``Δ = floor(q / t)`` to one coefficient of its partial in every data prime's residue row
-and signs the result: a validly signed, well-shaped, wrong partial that shifts one model
-coordinate. Every quorum of the cross-checking family must answer and agree before the
-server releases; a disagreement stops the release, is logged with the signed partials,
-and names the deviator when the live key holders allow it.
+test (:mod:`tests.server._keyholders`) with the real threshold decryption; four of them
+lock each round first (``ceil((5 + 2) / 2)``) and two endorse the agreed model. The
+attacker is a key holder that adds ``Δ = floor(q / t)`` to one coefficient of its partial
+in every data prime's residue row and signs the result: a validly signed, well-shaped,
+wrong partial that shifts one model coordinate. Every quorum of the cross-checking
+family must answer and agree before the server proposes the model for endorsement; a
+disagreement stops the release, is logged with the signed partials, and names the
+deviator when the live key holders allow it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ from secagg.protocol.audit_log import read_entries
 from secagg.protocol.audit_verify import Report
 from secagg.protocol.audit_verify import _check_entry as check_entry
 from secagg.protocol.audit_verify.context import Verification
+from secagg.protocol.certificates import check_endorsements
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.model_blob import decode_model
 from secagg.protocol.statements import ReleaseStatement, Signed
@@ -32,18 +34,12 @@ from server.faults import FaultPoint, Faults
 from server.state import TaskState
 from server.store import Store
 
-from .conftest import DEPLOYMENT, LENGTH, Server, World, make_server, make_world
-from .test_decryption import _answer, _fill, _weighted_mean
+from ._keyholders import Mangle, run
+from .conftest import DEPLOYMENT, LENGTH, Server, World, make_server
+from .test_decryption import _fill, _weighted_mean
 from .test_recovery import Crash, _audit_errors, _crash
 
 WEIGHTS = {"c1": 10, "c2": 25, "c3": 7, "c4": 58}
-Mangle = Callable[[PartialDecryption], PartialDecryption]
-
-
-@pytest.fixture(scope="module")
-def world5() -> World:
-    """Five key holders, threshold 2."""
-    return make_world(5, 2)
 
 
 def shifted(params: secagg.Parameters) -> Mangle:
@@ -62,24 +58,6 @@ def shifted(params: secagg.Parameters) -> Mangle:
     return mangle
 
 
-def _run(server: Server, live: tuple[int, ...], deviant: dict[int, Mangle]) -> int:
-    """Every live key holder answers every task it is asked (the deviant ones wrongly)."""
-    for k in live:
-        server.manager.seen(k)
-    answered = 0
-    progress = True
-    while progress:
-        progress = False
-        for k in live:
-            task = server.manager.task_for(k)
-            if task.pending:
-                header, blob = _answer(server, task, k, mangle=deviant.get(k))
-                server.manager.submit_partial(k, header, blob)
-                answered += 1
-                progress = True
-    return answered
-
-
 def _entries(server: Server, kind: str) -> list[dict[str, object]]:
     lines = [json.loads(line) for line in server.audit_path.read_text().splitlines()]
     return [e["data"] for e in lines if e["type"] == kind]
@@ -90,7 +68,7 @@ def test_honest_key_holders_release_after_every_quorum_agrees(
 ) -> None:
     server = make_server(world5, store, tmp_path)
     vectors = _fill(server, WEIGHTS)
-    assert _run(server, (1, 2, 3, 4, 5), {}) == 20  # all 10 pairs, two partials each
+    assert run(server, (1, 2, 3, 4, 5), {}) == 20  # all 10 pairs, two partials each
     rel = server.manager.release(1)
     assert rel is not None
     statement = ReleaseStatement.from_proto(DEPLOYMENT, rel).verify(world5.roster)
@@ -100,6 +78,14 @@ def test_honest_key_holders_release_after_every_quorum_agrees(
     assert np.abs(model - _weighted_mean(vectors, WEIGHTS)).max() < 1e-6
     assert server.info().round == 2
     assert _entries(server, "release")[0]["checked_quorums"] == list(statement.checked_quorums)
+    # four key holders locked the round; the first two to poll afterwards endorsed it,
+    # each after combining all ten quorums itself
+    assert [e["keyholder"] for e in _entries(server, "lock")] == [1, 2, 3, 4]
+    endorsed = check_endorsements(
+        world5.roster, 1, rel.aggregate_digest, rel.model_hash, rel.endorsements
+    )
+    assert len(endorsed) == 2
+    assert all(tuple(e.checked_quorums) == statement.checked_quorums for e in rel.endorsements)
     assert _audit_errors(server, tmp_path) == []
 
 
@@ -109,7 +95,7 @@ def test_a_shifted_partial_stops_the_release_and_names_its_sender(
 ) -> None:
     server = make_server(world5, store, tmp_path)
     _fill(server, WEIGHTS)
-    _run(server, live, {3: shifted(world5.roster.params)})
+    run(server, live, {3: shifted(world5.roster.params)})
     assert server.manager.release(1) is None
     info = server.info()
     assert info.round == 1 and info.status_reason == "PARTIALS_DISAGREE", info
@@ -138,11 +124,13 @@ def test_too_few_live_key_holders_release_and_say_how_far_it_was_checked(
 ) -> None:
     server = make_server(world5, store, tmp_path)
     _fill(server, WEIGHTS)
-    assert _run(server, (2, 4), {}) == 2  # 2 < 2t - 1 = 3: one quorum, no cross-check
+    # 1 and 3 lock the round with them, then go away: 2 < 2t - 1 = 3 live, one quorum
+    assert run(server, (2, 4), {}, locked_by=(1, 3)) == 2
     rel = server.manager.release(1)
     assert rel is not None
     statement = ReleaseStatement.from_proto(DEPLOYMENT, rel).verify(world5.roster)
     assert statement.checked_quorums == (2, 4)
+    assert [tuple(e.checked_quorums) for e in rel.endorsements] == [(2, 4), (2, 4)]
     assert _audit_errors(server, tmp_path) == []
 
 
@@ -165,7 +153,7 @@ def test_the_verifier_checks_the_quorums_a_release_claims(
 ) -> None:
     server = make_server(world5, store, tmp_path)
     _fill(server, WEIGHTS)
-    _run(server, (1, 2, 3), {})
+    run(server, (1, 2, 3), {}, locked_by=(4,))
     (logged,) = _entries(server, "release")
     rel = server.manager.release(1)
     assert rel is not None and list(rel.checked_quorums) == [1, 2, 1, 3, 2, 3]
@@ -184,7 +172,7 @@ def test_the_verifier_checks_the_named_deviator(
 ) -> None:
     server = make_server(world5, store, tmp_path)
     _fill(server, WEIGHTS)
-    _run(server, (1, 2, 3, 4), {3: shifted(world5.roster.params)})
+    run(server, (1, 2, 3, 4), {3: shifted(world5.roster.params)})
     (logged,) = _entries(server, "disagreement")
     errors = _verify(server, tmp_path, {"disagreement": dict(logged, keyholder=1)})
     assert errors and all("names key holder 1, not 3" in e for e in errors)
@@ -202,7 +190,7 @@ def test_a_crash_before_the_cross_check_is_finished_on_restart(
     server.ctx.faults = Faults(FaultPoint.KILL_AFTER_LAST_PARTIAL, crash=_crash)
     _fill(server, WEIGHTS)
     with pytest.raises(Crash):
-        _run(server, (1, 2, 3, 4), {2: shifted(world5.roster.params)})
+        run(server, (1, 2, 3, 4), {2: shifted(world5.roster.params)})
     assert _entries(server, "disagreement") == []
     again = make_server(world5, store, tmp_path)
     third = make_server(world5, store, tmp_path)

@@ -1,35 +1,28 @@
 """Closing, decryption tasks, partials, refusals and the release, in-process.
 
-Key holders are played by the test with the real threshold decryption; liveness is an
-injected clock. The server's policy check of the closing set is tested here too: a set
-that breaks the weight-share cap keeps the round collecting and creates no task.
+Key holders are played by the test (:mod:`tests.server._keyholders`: they lock the round,
+decrypt with the real threshold decryption, endorse the model); liveness is an injected
+clock. The server's policy check of the closing set is tested here too: a set that
+breaks the weight-share cap keeps the round collecting and creates no task.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-import secagg
-from secagg.aggregate import EncryptedAggregate
 from secagg.errors import PermissionDenied, PolicyViolation, SignatureInvalid
 from secagg.proto import service_pb2 as pb
+from secagg.protocol.certificates import check_endorsements
 from secagg.protocol.model_blob import decode_model
-from secagg.protocol.statements import (
-    CheckpointStatement,
-    PartialStatement,
-    RefusalStatement,
-    ReleaseStatement,
-    Signed,
-)
-from secagg.threshold import PartialDecryption
+from secagg.protocol.statements import ReleaseStatement
 from server.state import TaskState
 from server.store import Store
 from server.store.base import PartialRecord
 
+from ._keyholders import ENDORSED_RELEASE, endorse_round, fall_silent, lock_round, partial, refusal
 from .conftest import CLIENTS, LENGTH, Server, World, make_server
 from .test_uploads import send, snapshot
 
@@ -43,43 +36,6 @@ def _fill(server: Server, weights: dict[str, int]) -> dict[str, np.ndarray]:
     return vectors
 
 
-def _answer(
-    server: Server,
-    task: pb.DecryptionTask,
-    keyholder: int,
-    *,
-    tamper: bool = False,
-    mangle: Callable[[PartialDecryption], PartialDecryption] | None = None,
-) -> tuple[pb.PartialHeader, bytes]:
-    """What key holder ``keyholder`` sends for ``task`` (``mangle``: a dishonest one's)."""
-    world = server.world
-    aggregate = EncryptedAggregate.from_bytes(
-        server.ctx.blobs.get(task.aggregate_hash), world.roster.params
-    )
-    share = world.keys.shares[keyholder - 1]
-    part = secagg.partial_decrypt(share, aggregate, quorum=task.quorum)
-    if mangle is not None:
-        part = mangle(part)
-    blob = part.to_bytes()
-    key = world.keyholder_keys[keyholder]
-    statement = PartialStatement(
-        "test-deployment", task.round, keyholder, part.digest, task.aggregate_digest
-    )
-    checkpoint = CheckpointStatement("test-deployment", task.log_size, task.log_head)
-    signature = Signed.create(statement, key).signature
-    if tamper:
-        signature = bytes([signature[0] ^ 1]) + signature[1:]
-    header = pb.PartialHeader(
-        task_id=task.task_id,
-        round=task.round,
-        keyholder=keyholder,
-        blob=pb.BlobHeader(total_size=len(blob), sha256=hashlib.sha256(blob).digest()),
-        signature=signature,
-        checkpoint_signature=Signed.create(checkpoint, key).signature,
-    )
-    return header, blob
-
-
 def _weighted_mean(vectors: dict[str, np.ndarray], weights: dict[str, int]) -> np.ndarray:
     return np.average(
         np.stack([vectors[c] for c in weights]), axis=0, weights=list(weights.values())
@@ -91,47 +47,57 @@ def test_full_round_releases_the_weighted_mean(server: Server) -> None:
     vectors = _fill(server, weights)
     info = server.info()  # everyone uploaded: closed, but no key holder is live yet
     assert info.state == pb.DECRYPTING
-    assert info.status.startswith("QuorumNotMet: 0 of 3 key holders reachable; threshold 2")
+    assert info.status.startswith(
+        "QuorumNotMet: 0 of 3 key holders reachable; 3 must lock the round, threshold 2"
+    )
     assert info.status_reason == "QUORUM_NOT_MET"
     for k in (1, 2, 3):
         server.manager.seen(k)
+    lock_round(server, (1, 2, 3))  # ceil((3 + 2) / 2) = 3 locks before any decryption
     task = server.manager.task_for(1)
     assert task.pending and list(task.quorum) == [1, 2] and len(task.contributions) == 4
+    assert task.kind == pb.TASK_DECRYPT and [lock.keyholder for lock in task.locks] == [1, 2, 3]
     # three live key holders, threshold 2: every pair is asked (the cross-check)
     assert server.info().status == (
         "decrypting with key holders [1, 2], [1, 3], [2, 3] (cross-checked)"
     )
     assert list(server.manager.task_for(3).quorum) == [1, 3]
     for k in (1, 2):
-        header, blob = _answer(server, task, k)
+        header, blob = partial(server, task, k)
         assert server.manager.submit_partial(k, header, blob) == "accepted"
     assert server.manager.release(1) is None  # not before every quorum agreed
     for quorum in ((1, 3), (2, 3)):
         for k in quorum:
             other = server.manager.task_for(k)
             assert tuple(other.quorum) == quorum
-            header, blob = _answer(server, other, k)
+            header, blob = partial(server, other, k)
             assert server.manager.submit_partial(k, header, blob) == "accepted"
+    assert server.manager.release(1) is None  # nor before t key holders endorsed the model
+    assert server.info().status == "decrypting done; 0 of 2 endorsements"
+    endorse_round(server, (1, 2))
     rel = server.manager.release(1)
     assert rel is not None and list(rel.quorum) == [1, 2]
     assert list(rel.checked_quorums) == [1, 2, 1, 3, 2, 3]
     ReleaseStatement.from_proto("test-deployment", rel).verify(server.world.roster)
+    endorsed = check_endorsements(
+        server.world.roster, 1, rel.aggregate_digest, rel.model_hash, rel.endorsements
+    )
+    assert endorsed == {1, 2}
     _, model = decode_model(server.ctx.blobs.get(rel.model_hash), length=LENGTH)
     assert np.abs(model - _weighted_mean(vectors, weights)).max() < 1e-6
     info = server.info()
     assert (
         info.round == 2 and info.state == pb.COLLECTING and info.global_model_hash == rel.model_hash
     )
-    assert server.audit_types()[-4:] == ["partial", "release", "checkpoint", "round_open"]
+    assert server.audit_types()[-6:] == ["partial", *ENDORSED_RELEASE]
 
 
 def test_a_new_quorum_replaces_a_silent_key_holder(server: Server) -> None:
     _fill(server, {c: 10 for c in CLIENTS})
-    server.manager.seen(1)
-    server.manager.seen(2)
+    lock_round(server, (1, 2, 3))
     first = server.manager.task_for(2)
     assert list(first.quorum) == [1, 2]
-    header, blob = _answer(server, first, 2)
+    header, blob = partial(server, first, 2)
     server.manager.submit_partial(2, header, blob)
     server.monotonic.advance(5.0)  # key holder 1 last polled 5 s ago: no longer live
     server.manager.seen(2)
@@ -139,41 +105,41 @@ def test_a_new_quorum_replaces_a_silent_key_holder(server: Server) -> None:
     assert list(second.quorum) == [2, 3] and second.task_id != first.task_id
     assert server.ctx.store.task(first.task_id).state is TaskState.SUPERSEDED  # type: ignore[union-attr]
     for k in (2, 3):
-        header, blob = _answer(server, second, k)
+        header, blob = partial(server, second, k)
         server.manager.submit_partial(k, header, blob)
+    endorse_round(server, (2, 3))
     assert server.manager.release(1) is not None
 
 
 def test_the_release_survives_a_restart_between_partials(
-    server: Server, store: Store, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    server: Server, store: Store, tmp_path: Path
+) -> None:
     _fill(server, {c: 10 for c in CLIENTS})
-    for k in (1, 2):
-        server.manager.seen(k)
+    lock_round(server, (1, 2, 3))
     task = server.manager.task_for(1)
-    header, blob = _answer(server, task, 1)
+    header, blob = partial(server, task, 1)
     server.manager.submit_partial(1, header, blob)
     again = make_server(server.world, store, tmp_path, live=(1, 2))  # both re-read from disk
-    header, blob = _answer(again, task, 2)
+    header, blob = partial(again, task, 2)
     again.manager.submit_partial(2, header, blob)
+    endorse_round(again, (1, 2))
     assert again.manager.release(1) is not None and again.info().round == 2
 
 
 def test_partial_guards(server: Server) -> None:
     _fill(server, {c: 10 for c in CLIENTS})
-    for k in (1, 2, 3):
-        server.manager.seen(k)
+    lock_round(server, (1, 2, 3))
     task = server.manager.task_for(1)
-    header, blob = _answer(server, task, 1)
+    header, blob = partial(server, task, 1)
     with pytest.raises(PermissionDenied):
         server.manager.submit_partial(2, header, blob)  # another key holder's partial
-    header, blob = _answer(server, task, 1, tamper=True)
+    header, blob = partial(server, task, 1, tamper=True)
     with pytest.raises(SignatureInvalid):
         server.manager.submit_partial(1, header, blob)
     outsider = pb.DecryptionTask()
     outsider.CopyFrom(task)
     outsider.quorum[:] = [1, 3]
-    header, blob = _answer(server, outsider, 3)
+    header, blob = partial(server, outsider, 3)
     with pytest.raises(PermissionDenied, match="not in the task's quorum"):
         server.manager.submit_partial(3, header, blob)
     assert server.ctx.store.answers(task.task_id, PartialRecord) == []
@@ -181,12 +147,10 @@ def test_partial_guards(server: Server) -> None:
 
 def test_a_refusal_is_the_round_status(server: Server) -> None:
     _fill(server, {c: 10 for c in CLIENTS})
-    for k in (1, 2):
-        server.manager.seen(k)
+    lock_round(server, (1, 2, 3))
+    fall_silent(server, live=(1, 2))  # key holder 3 locked, then went away
     task = server.manager.task_for(1)
-    statement = RefusalStatement("test-deployment", task.round, 1, "it looks wrong")
-    signed = Signed.create(statement, server.world.keyholder_keys[1])
-    server.manager.refuse(1, statement.to_proto(signed.signature, task_id=task.task_id))
+    server.manager.refuse(1, refusal(server, task.round, 1, "it looks wrong", task.task_id))
     info = server.info()
     assert info.status == "PolicyViolation: key holder 1 refused: it looks wrong"
     assert info.status_reason == "KEYHOLDER_REFUSED"
@@ -195,8 +159,8 @@ def test_a_refusal_is_the_round_status(server: Server) -> None:
 
 
 def test_weight_share_violation_keeps_the_round_collecting(
-    world: World, store: Store, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+    world: World, store: Store, tmp_path: Path
+) -> None:
     server = make_server(world.with_policy(max_weight_share=0.5), store, tmp_path)
     for k in (1, 2, 3):
         server.manager.seen(k)

@@ -1,5 +1,9 @@
 """A crash between the last partial's commit and the release never wedges a round.
 
+Nor does one between endorsements: the agreed model is proposed again on restart, the
+stored endorsements still count, and the round is released once ``t`` are stored (at
+once, if they already are).
+
 The crash is the server's own test-only fault point (:mod:`server.faults`), armed with a
 ``crash`` that raises instead of SIGKILL: the last partial is committed (store and audit
 log), then the manager is dropped without releasing and a new one is built on the same
@@ -21,6 +25,7 @@ from secagg.protocol.audit_log import read_entries
 from secagg.protocol.audit_verify import Report
 from secagg.protocol.audit_verify import _check_entry as check_entry
 from secagg.protocol.audit_verify.context import Verification
+from secagg.protocol.certificates import check_endorsements
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.model_blob import decode_model
 from secagg.protocol.statements import ReleaseStatement
@@ -30,8 +35,16 @@ from server.state import RoundState, TaskState
 from server.store import Store
 from server.store.base import PartialRecord
 
+from ._keyholders import (
+    ENDORSED_RELEASE,
+    endorse_round,
+    endorsement,
+    fall_silent,
+    lock_round,
+    partial,
+)
 from .conftest import LENGTH, Server, make_server
-from .test_decryption import _answer, _fill, _weighted_mean
+from .test_decryption import _fill, _weighted_mean
 
 WEIGHTS = {"c1": 10, "c2": 25, "c3": 7, "c4": 58}
 
@@ -45,12 +58,14 @@ def _crash() -> None:
 
 
 def _first_partial(server: Server) -> tuple[pb.DecryptionTask, dict[str, np.ndarray]]:
-    """Round 1 closed with WEIGHTS' uploads; its task, answered by key holder 1 only."""
+    """Round 1 closed with WEIGHTS' uploads and locked by all three key holders, of which
+    1 and 2 stay live (one task); its task, answered by key holder 1 only."""
     vectors = _fill(server, WEIGHTS)
-    for k in (1, 2):
-        server.manager.seen(k)
+    lock_round(server, (1, 2, 3))
+    fall_silent(server, live=(1, 2))
     task = server.manager.task_for(1)
-    header, blob = _answer(server, task, 1)
+    assert [t.quorum for t in server.ctx.store.tasks(state=TaskState.OPEN)] == [(1, 2)]
+    header, blob = partial(server, task, 1)
     assert server.manager.submit_partial(1, header, blob) == "accepted"
     return task, vectors
 
@@ -59,7 +74,7 @@ def _crash_after_last_partial(server: Server) -> dict[str, np.ndarray]:
     """Round 1's task answered by both key holders; the server 'dies' after the last."""
     server.ctx.faults = Faults(FaultPoint.KILL_AFTER_LAST_PARTIAL, crash=_crash)
     task, vectors = _first_partial(server)  # not the last partial: no crash
-    header, blob = _answer(server, task, 2)
+    header, blob = partial(server, task, 2)
     with pytest.raises(Crash):
         server.manager.submit_partial(2, header, blob)
     # the window: both partials committed and logged, nothing released
@@ -89,6 +104,9 @@ def test_a_crash_before_the_release_is_finished_on_restart(
     vectors = _crash_after_last_partial(server)
     del server  # the crash: nothing of the old process survives but its files
     again = make_server(world, store, tmp_path)  # same store, blobs and audit log
+    assert again.manager.release(1) is None  # finished: the model waits for endorsements
+    assert again.info().status == "decrypting done; 0 of 2 endorsements"
+    endorse_round(again, (1, 2))
     rel = again.manager.release(1)
     assert rel is not None, "the restarted server did not finish the round"
     ReleaseStatement.from_proto("test-deployment", rel).verify(world.roster)
@@ -97,7 +115,7 @@ def test_a_crash_before_the_release_is_finished_on_restart(
     info = again.info()
     assert info.round == 2 and info.state == pb.COLLECTING
     assert info.global_model_hash == rel.model_hash
-    assert again.audit_types()[-5:] == ["partial", "partial", "release", "checkpoint", "round_open"]
+    assert again.audit_types()[-7:] == ["partial", "partial", *ENDORSED_RELEASE]
     assert store.tasks(state=TaskState.OPEN) == []
     assert _audit_errors(again, tmp_path) == []
 
@@ -106,7 +124,9 @@ def test_recovery_releases_once(server: Server, store: Store, tmp_path: Path) ->
     world = server.world
     _crash_after_last_partial(server)
     again = make_server(world, store, tmp_path)
+    endorse_round(again, (1, 2))
     released = again.manager.release(1)
+    assert released is not None
     log_before = again.audit_path.read_bytes()
     for _ in range(3):  # every tick runs the recovery; it finds the round released
         again.manager.tick()
@@ -116,6 +136,69 @@ def test_recovery_releases_once(server: Server, store: Store, tmp_path: Path) ->
     assert third.audit_path.read_bytes() == log_before
     assert third.audit_types().count("release") == 1
     assert third.info().round == 2
+
+
+def _all_partials(server: Server) -> dict[str, np.ndarray]:
+    """Round 1's only task answered by key holders 1 and 2: the model awaits endorsements."""
+    task, vectors = _first_partial(server)
+    header, blob = partial(server, task, 2)
+    assert server.manager.submit_partial(2, header, blob) == "accepted"
+    assert server.manager.release(1) is None
+    return vectors
+
+
+def _released_once(server: Server, vectors: dict[str, np.ndarray]) -> pb.Release:
+    """Round 1 released exactly once, with t valid endorsements of the right model."""
+    rel = server.manager.release(1)
+    assert rel is not None, "the restarted server did not release the endorsed model"
+    roster = server.world.roster
+    ReleaseStatement.from_proto("test-deployment", rel).verify(roster)
+    endorsed = check_endorsements(roster, 1, rel.aggregate_digest, rel.model_hash, rel.endorsements)
+    assert endorsed == {1, 2} and len(rel.endorsements) == 2
+    _, model = decode_model(server.ctx.blobs.get(rel.model_hash), length=LENGTH)
+    assert np.abs(model - _weighted_mean(vectors, WEIGHTS)).max() < 1e-6
+    types = server.audit_types()
+    assert types.count("endorsement") == 2 and types.count("release") == 1
+    assert server.info().round == 2
+    return rel
+
+
+def test_a_restart_between_endorsements_releases_once_t_endorsed(
+    server: Server, store: Store, tmp_path: Path
+) -> None:
+    """All partials and one of t = 2 endorsements stored, then a restart: the stored
+    endorsement still counts, its key holder is not asked again, the next one releases."""
+    vectors = _all_partials(server)
+    endorse_round(server, (1,))
+    assert server.manager.release(1) is None
+    again = make_server(server.world, store, tmp_path, live=(1, 2))
+    assert again.manager.release(1) is None
+    assert again.info().status == "decrypting done; 1 of 2 endorsements"
+    assert not again.manager.task_for(1).pending  # its endorsement is in the store
+    endorse_round(again, (2,))
+    _released_once(again, vectors)
+    assert _audit_errors(again, tmp_path) == []
+
+
+def test_a_crash_after_the_last_endorsement_is_released_on_restart(
+    server: Server, store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The t-th endorsement is committed, then the server dies before it releases: the
+    restarted server releases on start, once, with the stored endorsements."""
+    vectors = _all_partials(server)
+    endorse_round(server, (1,))
+    monkeypatch.setattr(server.manager.releases, "maybe_release", lambda _round: _crash())
+    task = server.manager.task_for(2)
+    with pytest.raises(Crash):
+        server.manager.submit_endorsement(2, endorsement(server, task, 2))
+    assert [c.keyholder for c in store.certificates(1, "endorsement")] == [1, 2]
+    assert server.manager.release(1) is None
+    again = make_server(server.world, store, tmp_path)  # nobody polls: recovery alone
+    rel = _released_once(again, vectors)
+    third = make_server(server.world, store, tmp_path)
+    assert third.manager.release(1) == rel
+    assert third.audit_types().count("release") == 1
+    assert _audit_errors(third, tmp_path) == []
 
 
 def test_a_partial_quorum_is_not_finished(server: Server, store: Store, tmp_path: Path) -> None:
@@ -151,14 +234,15 @@ def _one_row_too_many(part: PartialDecryption) -> PartialDecryption:
 def test_a_wrong_shape_partial_is_refused_before_it_is_stored(server: Server) -> None:
     """Issue 10 item 4: a malformed partial never reaches the store, so it cannot wedge."""
     task, vectors = _first_partial(server)
-    header, blob = _answer(server, task, 2, mangle=_one_row_too_many)
+    header, blob = partial(server, task, 2, mangle=_one_row_too_many)
     with pytest.raises(InvalidPartialDecryption, match="wrong shape"):
         server.manager.submit_partial(2, header, blob)
     stored = server.ctx.store.answers(task.task_id, PartialRecord)
     assert [r.keyholder for r in stored] == [1]
     assert server.audit_types().count("partial") == 1
-    header, blob = _answer(server, task, 2)  # the honest answer still completes the round
+    header, blob = partial(server, task, 2)  # the honest answer still completes the round
     assert server.manager.submit_partial(2, header, blob) == "accepted"
+    endorse_round(server, (1, 2))
     rel = server.manager.release(1)
     assert rel is not None
     _, model = decode_model(server.ctx.blobs.get(rel.model_hash), length=LENGTH)
@@ -174,7 +258,7 @@ def test_partials_that_cannot_be_combined_are_reported_once(
     be in a store written by an earlier version, so it is put there directly here.
     """
     task, _ = _first_partial(server)
-    header, blob = _answer(server, task, 2, mangle=_one_row_too_many)
+    header, blob = partial(server, task, 2, mangle=_one_row_too_many)
     part = PartialDecryption.from_bytes(blob, server.world.roster.params)
     blob_hash = server.ctx.blobs.put(blob)
     with server.ctx.store.transaction():

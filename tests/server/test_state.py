@@ -208,3 +208,9 @@ def test_status_strings() -> None:
     )
     assert str(RoundStatus.refused(2, "why")) == "PolicyViolation: key holder 2 refused: why"
     assert str(RoundStatus.decrypting_with((2, 3))) == "decrypting with key holders [2, 3]"
+    assert str(RoundStatus.quorum_not_met(2, 3, 2, lock=3)) == (
+        "QuorumNotMet: 2 of 3 key holders reachable; 3 must lock the round, threshold 2."
+        " Nothing released."
+    )
+    assert str(RoundStatus.locking(1, 4)) == "decrypting after 1 of 4 key holders lock it"
+    assert str(RoundStatus.endorsing(1, 2)) == "decrypting done; 1 of 2 endorsements"

@@ -20,7 +20,7 @@ from server.state import (
     with_status,
 )
 from server.store import Store
-from server.store.base import PartialRecord, RefusalRecord, StoreConflict
+from server.store.base import CertificateRecord, PartialRecord, RefusalRecord, StoreConflict
 
 from .conftest import DEPLOYMENT, World
 
@@ -171,6 +171,27 @@ def test_a_partial_and_a_refusal_are_kept_apart(store: Store) -> None:
     assert store.add_answer(refusal) is True
     assert store.answers(task.task_id, RefusalRecord) == [refusal]
     assert store.answered(task.task_id) == {2}
+
+
+def test_certificates_are_kept_once_per_round_kind_and_keyholder(store: Store) -> None:
+    lock3 = CertificateRecord(1, "lock", 3, b"lock-3")
+    assert store.add_certificate(lock3) is True
+    assert store.add_certificate(CertificateRecord(1, "lock", 3, b"another")) is False
+    assert store.add_certificate(CertificateRecord(1, "lock", 1, b"lock-1")) is True
+    assert store.add_certificate(CertificateRecord(1, "endorsement", 3, b"end-3")) is True
+    assert store.add_certificate(CertificateRecord(2, "lock", 3, b"r2")) is True
+    assert [c.message for c in store.certificates(1, "lock")] == [b"lock-1", b"lock-3"]
+    assert store.certificates(1, "endorsement") == [
+        CertificateRecord(1, "endorsement", 3, b"end-3")
+    ]
+    assert store.certificates(3, "lock") == []
+
+
+def test_a_failed_transaction_keeps_no_certificate(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.add_certificate(CertificateRecord(1, "lock", 2, b"lock-2"))
+        raise RuntimeError("crash before commit")
+    assert store.certificates(1, "lock") == []
 
 
 def test_ceremony_messages(store: Store) -> None:

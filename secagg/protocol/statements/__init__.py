@@ -25,6 +25,7 @@ decrypted) is decided by :mod:`secagg.protocol.policy`, not here.
 from __future__ import annotations
 
 from secagg.protocol.statements.base import Signed, Statement
+from secagg.protocol.statements.certificates import EndorsementStatement, LockStatement
 from secagg.protocol.statements.keyholders import (
     CeremonyStatement,
     PartialStatement,
@@ -36,6 +37,8 @@ from secagg.protocol.statements.uploads import UploadStatement, WithdrawalStatem
 __all__ = [
     "CeremonyStatement",
     "CheckpointStatement",
+    "EndorsementStatement",
+    "LockStatement",
     "PartialStatement",
     "RefusalStatement",
     "ReleaseStatement",
