@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from secagg.errors import PermissionDenied, PolicyViolation
 from secagg.proto import service_pb2 as pb
@@ -95,14 +96,10 @@ class Certificates:
             return None
         if self._asked(rnd, keyholder, LOCK):
             return None
-        assert rnd.aggregate_hash is not None and rnd.aggregate_digest is not None
         uploads = self.ctx.store.uploads(rnd.number)
-        return pb.DecryptionTask(
-            pending=True,
-            kind=pb.TASK_LOCK,
-            round=rnd.number,
-            aggregate_hash=rnd.aggregate_hash,
-            aggregate_digest=rnd.aggregate_digest,
+        return self._task(
+            rnd,
+            pb.TASK_LOCK,
             contributions=[u.statement.to_contribution(u.signed.signature) for u in uploads],
         )
 
@@ -113,16 +110,25 @@ class Certificates:
             return None
         if self._asked(rnd, keyholder, ENDORSEMENT):
             return None
-        assert rnd.aggregate_hash is not None and rnd.aggregate_digest is not None
-        return pb.DecryptionTask(
-            pending=True,
-            kind=pb.TASK_ENDORSE,
-            round=rnd.number,
-            aggregate_hash=rnd.aggregate_hash,
-            aggregate_digest=rnd.aggregate_digest,
+        return self._task(
+            rnd,
+            pb.TASK_ENDORSE,
             locks=self.locks(rnd.number),
             partials=list(candidate.partials),
             model_hash=candidate.model_hash,
+        )
+
+    @staticmethod
+    def _task(rnd: Round, kind: pb.TaskKind, **fields: Any) -> pb.DecryptionTask:
+        """A LOCK or ENDORSE task of the round's aggregate (task id 0)."""
+        assert rnd.aggregate_hash is not None and rnd.aggregate_digest is not None
+        return pb.DecryptionTask(
+            pending=True,
+            kind=kind,
+            round=rnd.number,
+            aggregate_hash=rnd.aggregate_hash,
+            aggregate_digest=rnd.aggregate_digest,
+            **fields,
         )
 
     # ------------------------------------------------------------------ answers

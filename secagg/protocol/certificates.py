@@ -28,12 +28,28 @@ from collections.abc import Iterable
 from secagg.errors import EndorsementMissing, LockMissing, SecAggError
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.roster import Roster
-from secagg.protocol.statements import EndorsementStatement, LockStatement
+from secagg.protocol.statements import EndorsementStatement, LockStatement, Signed
 
 
 def lock_size(keyholders: int, threshold: int) -> int:
     """How many key holders must lock a round's aggregate: ``ceil((n + t) / 2)``."""
     return (keyholders + threshold + 1) // 2
+
+
+def _signers(
+    roster: Roster,
+    signed: Iterable[tuple[bool, Signed[LockStatement] | Signed[EndorsementStatement]]],
+) -> set[int]:
+    """Key holders whose statement is about the right thing (the flag) and verifies."""
+    valid: set[int] = set()
+    for relevant, statement in signed:
+        if not relevant:
+            continue
+        try:
+            valid.add(statement.verify(roster).keyholder)
+        except SecAggError:
+            continue
+    return valid
 
 
 def check_locks(
@@ -49,15 +65,16 @@ def check_locks(
     LockMissing
         Fewer than :func:`lock_size` distinct key holders locked this aggregate.
     """
-    valid: set[int] = set()
-    for lock in locks:
-        if lock.round != round_number or lock.aggregate_digest != aggregate_digest:
-            continue
-        try:
-            LockStatement.from_proto(roster.deployment_id, lock).verify(roster)
-        except SecAggError:
-            continue
-        valid.add(lock.keyholder)
+    valid = _signers(
+        roster,
+        (
+            (
+                (lock.round, lock.aggregate_digest) == (round_number, aggregate_digest),
+                LockStatement.from_proto(roster.deployment_id, lock),
+            )
+            for lock in locks
+        ),
+    )
     need = lock_size(roster.policy.keyholders, roster.policy.threshold)
     if len(valid) < need:
         raise LockMissing(
@@ -80,19 +97,17 @@ def check_endorsements(
     EndorsementMissing
         Fewer than ``t`` distinct key holders endorsed exactly (round, aggregate, model).
     """
-    valid: set[int] = set()
-    for e in endorsements:
-        if (e.round, e.aggregate_digest, e.model_hash) != (
-            round_number,
-            aggregate_digest,
-            model_hash,
-        ):
-            continue
-        try:
-            EndorsementStatement.from_proto(roster.deployment_id, e).verify(roster)
-        except SecAggError:
-            continue
-        valid.add(e.keyholder)
+    wanted = (round_number, aggregate_digest, model_hash)
+    valid = _signers(
+        roster,
+        (
+            (
+                (e.round, e.aggregate_digest, e.model_hash) == wanted,
+                EndorsementStatement.from_proto(roster.deployment_id, e),
+            )
+            for e in endorsements
+        ),
+    )
     need = roster.policy.threshold
     if len(valid) < need:
         raise EndorsementMissing(
