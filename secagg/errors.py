@@ -240,6 +240,16 @@ class DecryptionBudgetExhausted(PolicyViolation):
     reason: ClassVar[str] = "DECRYPTION_BUDGET_EXHAUSTED"
 
 
+class CrossCheckIncomplete(PolicyViolation):
+    """The quorums offered for endorsement do not leave every ``t - 1`` key holders out of one.
+
+    Without that, every combined quorum may contain a corrupt key holder whose shifted
+    partial then goes unnoticed: a key holder endorses only a fully cross-checked model.
+    """
+
+    reason: ClassVar[str] = "CROSS_CHECK_INCOMPLETE"
+
+
 class LockMissing(PolicyViolation):
     """A decryption task lacks a lock certificate: too few key holders locked its set.
 

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 
-from secagg.errors import PermissionDenied, PolicyViolation, SecAggError
+from secagg.errors import CrossCheckIncomplete, PermissionDenied, PolicyViolation, SecAggError
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import PartialEntry, RefusalEntry, ReleaseEntry, RoundOpenEntry
-from secagg.protocol.quorums import flatten
+from secagg.protocol.quorums import check_cross_checked, flatten
 from secagg.protocol.statements import (
     CheckpointStatement,
     PartialStatement,
@@ -202,7 +202,13 @@ class Releases:
             for t in self.ctx.store.tasks(state=TaskState.OPEN, round_number=task.round)
             if not t.operator
         ]
-        return family if all(self._complete(t) for t in family) else []
+        if not all(self._complete(t) for t in family):
+            return []
+        try:
+            check_cross_checked([t.quorum for t in family], self.ctx.policy.threshold)
+        except CrossCheckIncomplete:
+            return []  # quorums kept after a key holder left wait for the rest (server.tasks)
+        return family
 
     def _finish(self, family: list[Task]) -> None:
         """Decrypt with every quorum of a complete family; release only if all agree.

@@ -2,11 +2,13 @@
 
 A closed round is first locked (:mod:`server.certify`): no decryption task is planned
 before enough key holders locked the round to its aggregate, and every task carries
-their locks. A locked round gets one regular task per quorum of the cross-checking family over the
-live key holders (:func:`secagg.protocol.quorums.quorum_family`): every set of ``t - 1``
-live key holders is left out of some quorum when at least ``2t - 1`` are live, so a
-wrong partial shows as a disagreement between quorums (:mod:`server.cross_check`). If a
-member of a quorum stops polling before it answered, its task is superseded and the
+their locks. A locked round gets one regular task per quorum of the cross-checking
+family over the live key holders (:func:`secagg.protocol.quorums.quorum_family`): every
+set of ``t - 1`` live key holders is left out of some quorum, so a wrong partial shows as
+a disagreement between quorums (:mod:`server.cross_check`). That needs ``2t - 1`` live
+key holders; with fewer the round waits (``QuorumNotMet``), since key holders endorse
+only a fully cross-checked model (:func:`clients.keyholder.endorse.check_cross_checked`).
+If a member of a quorum stops polling before it answered, its task is superseded and the
 family is planned again over the key holders still live. The round's contributor set
 passed :func:`~secagg.protocol.policy.check_decryption` before the round closed
 (:func:`server.state.review_collecting`), so the server never asks for a decryption it
@@ -15,7 +17,7 @@ knows the key holders will refuse.
 Notes
 -----
 Every quorum of the family is one more decryption of the aggregate by each of its
-members; the decryption budget (future work) must count them all.
+members, charged to each member's decryption budget (:mod:`clients.keyholder.budget`).
 
 Operator tasks (:meth:`Tasks.operator_task`, the ``AdminRequestDecryption`` RPC) are
 *not* checked against the policy by the server, on purpose: they are the in-band way to
@@ -34,11 +36,11 @@ import logging
 
 from secagg.aggregate import Aggregator
 from secagg.ciphertext import EncryptedVector
-from secagg.errors import PolicyViolation
+from secagg.errors import CrossCheckIncomplete, PolicyViolation
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import DecryptionRequestEntry
-from secagg.protocol.quorums import quorum_family
+from secagg.protocol.quorums import check_cross_checked, quorum_family
 from secagg.protocol.statements import Signed, UploadStatement
 from secagg.protocol.status import RoundStatus
 from server.certify import Certificates
@@ -97,9 +99,11 @@ class Tasks:
             self.ctx.store.put_task(task)
         return task
 
-    def _not_met(self, round_number: int, live: int) -> None:
+    def _not_met(self, round_number: int, live: int, *, cross_check: int = 0) -> None:
         policy = self.ctx.policy
-        status = RoundStatus.quorum_not_met(live, policy.keyholders, policy.threshold)
+        status = RoundStatus.quorum_not_met(
+            live, policy.keyholders, policy.threshold, cross_check=cross_check
+        )
         self.ctx.set_status(round_number, status)
 
     def ensure(self, rnd: Round) -> None:
@@ -132,23 +136,15 @@ class Tasks:
             log.info(
                 "round %d: key holders %s unreachable; choosing a new quorum", rnd.number, missing
             )
-        if kept and not lost:
+        asked = [t.quorum for t in kept]
+        if asked and not lost and self._cross_checked(asked):
             return
-        if len(live) < self.ctx.policy.threshold:
-            if not kept:
-                self._not_met(rnd.number, len(live))
+        need = 2 * self.ctx.policy.threshold - 1  # every t - 1 left out of a quorum
+        if len(live) < need:
+            if lost or not kept:
+                self._not_met(rnd.number, len(live), cross_check=need)
             return
         family = quorum_family(live, self.ctx.policy.threshold)
-        if not family.full:
-            log.warning(
-                "round %d: %d key holders live: the quorums cross-check coalitions of %d, not "
-                "t - 1 = %d",
-                rnd.number,
-                len(live),
-                family.catches,
-                self.ctx.policy.threshold - 1,
-            )
-        asked = [t.quorum for t in kept]
         assert rnd.aggregate_hash is not None and rnd.aggregate_digest is not None
         contributions = tuple(u.signed for u in store.uploads(rnd.number))
         for quorum in family.quorums:
@@ -163,6 +159,13 @@ class Tasks:
                 )
                 asked.append(quorum)
         self.ctx.set_status(rnd.number, RoundStatus.cross_checking(asked))
+
+    def _cross_checked(self, quorums: list[tuple[int, ...]]) -> bool:
+        try:
+            check_cross_checked(quorums, self.ctx.policy.threshold)
+        except CrossCheckIncomplete:
+            return False
+        return True
 
     def _await_locks(self, rnd: Round, live: list[int]) -> None:
         if self.certs.lock_refused(rnd.number):

@@ -181,7 +181,7 @@ def test_second_aggregate_of_a_decrypted_round(world: tuple[Path, Roster], tmp_p
     record.remember(Decryption(1, t.aggregate_digest), ())
     check_not_decrypted(record.decrypted(), t)  # the same aggregate again: allowed
     record.remember(Decryption(1, hashlib.sha256(b"another aggregate").digest()), ())
-    with pytest.raises(AlreadyDecrypted, match="already decrypted with another aggregate"):
+    with pytest.raises(AlreadyDecrypted, match="locked to another aggregate"):
         check_not_decrypted(record.decrypted(), t)
     assert (tmp_path / "state" / "decrypted.json").stat().st_mode & 0o777 == 0o600
 

@@ -14,10 +14,11 @@ Security
 Clients accept a global model only with ``t`` endorsements, so at least one honest key
 holder did this work: a server cannot release a model that is not the decryption of the
 certified aggregate (a crafted "trap" model), nor one whose quorums disagreed. An
-endorsement reveals nothing new: the partials were already sent to the server. How far
-the model was cross-checked is what ``checked_quorums`` says: with fewer than ``2t - 1``
-key holders live, a deviating partial inside every combined quorum goes unnoticed
-except through the value bound.
+endorsement reveals nothing new: the partials were already sent to the server. The model
+must have been cross-checked fully (:func:`secagg.protocol.quorums.check_cross_checked`): the quorums leave
+every ``t - 1`` key holders out of one, so one of them is all honest whoever the corrupt
+ones are (else a server and one corrupt key holder could list only quorums that contain
+it and have a shifted model endorsed). That needs ``2t - 1`` live key holders.
 """
 
 from __future__ import annotations
@@ -30,11 +31,15 @@ import numpy as np
 from clients.connection import Connection
 from clients.keyholder.checks import download_aggregate
 from secagg.aggregate import EncryptedAggregate
-from secagg.errors import AggregateMismatch, InvalidPartialDecryption, PartialsDisagree
+from secagg.errors import (
+    AggregateMismatch,
+    InvalidPartialDecryption,
+    PartialsDisagree,
+)
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.certificates import check_locks
 from secagg.protocol.model_blob import encode_model
-from secagg.protocol.quorums import flatten
+from secagg.protocol.quorums import check_cross_checked, flatten
 from secagg.protocol.roster import Roster
 from secagg.protocol.statements import PartialStatement, Signed
 from secagg.threshold import PartialDecryption, check_partial, combine
@@ -96,6 +101,7 @@ def endorsed_model(conn: Connection, roster: Roster, task: pb.DecryptionTask) ->
     check_locks(roster, task.round, task.aggregate_digest, task.locks)
     if not task.partials:
         raise InvalidPartialDecryption("no partials to combine")
+    check_cross_checked([tuple(q.quorum) for q in task.partials], roster.policy.threshold)
     aggregate = download_aggregate(conn, roster, task)
     bound = roster.params.value_bound
     models: list[bytes] = []

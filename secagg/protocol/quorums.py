@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from math import comb
 
-from secagg.errors import QuorumNotMet
+from secagg.errors import CrossCheckIncomplete, QuorumNotMet
 
 #: Use every t-subset of the live key holders while there are at most this many.
 ALL_SUBSETS_UP_TO = 20
@@ -126,3 +126,20 @@ def unflatten(indices: Sequence[int], threshold: int) -> tuple[Quorum, ...]:
     if threshold < 1 or len(indices) % threshold:
         raise ValueError(f"{len(indices)} indices do not form quorums of {threshold}")
     return tuple(tuple(indices[i : i + threshold]) for i in range(0, len(indices), threshold))
+
+
+def check_cross_checked(quorums: Sequence[Quorum], threshold: int) -> None:
+    """The quorums leave every ``t - 1`` of their members out of one (else raise).
+
+    Raises
+    ------
+    CrossCheckIncomplete
+        Fewer than ``2t - 1`` members, or a set of ``t - 1`` in every quorum.
+    """
+    members = {i for q in quorums for i in q}
+    catches = threshold - 1
+    if len(members) < 2 * catches + 1 or not coverage(quorums, members, catches):
+        raise CrossCheckIncomplete(
+            f"quorums {[list(q) for q in quorums]} do not leave every {catches} of their "
+            f"members out of one; {2 * catches + 1} key holders must cross-check"
+        )

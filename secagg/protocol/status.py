@@ -95,18 +95,19 @@ class RoundStatus:
 
     @classmethod
     def quorum_not_met(
-        cls, live: int, keyholders: int, threshold: int, *, lock: int = 0
+        cls, live: int, keyholders: int, threshold: int, *, lock: int = 0, cross_check: int = 0
     ) -> RoundStatus:
         """Fewer key holders are reachable than the round needs now.
 
-        ``lock``: the round waits for locks, which need ``lock`` key holders (more than
-        the threshold); 0 when it waits for a decryption quorum.
+        ``lock``: the round waits for locks, which need ``lock`` key holders;
+        ``cross_check``: it waits for the ``2t - 1`` a fully cross-checked decryption
+        needs; neither: it waits for a decryption quorum of ``threshold``.
         """
-        need = (
-            f"{lock} must lock the round, threshold {threshold}"
-            if lock
-            else (f"threshold {threshold}")
-        )
+        need = f"threshold {threshold}"
+        if lock:
+            need = f"{lock} must lock the round, {need}"
+        elif cross_check:
+            need = f"{cross_check} must cross-check the decryption, {need}"
         return cls(
             StatusKind.QUORUM_NOT_MET,
             QuorumNotMet.reason,

@@ -1,15 +1,18 @@
 """A malicious-server test double: a gRPC ``Aggregation`` service the test drives.
 
 The double serves over real mTLS on 127.0.0.1 with the deployment's own server
-certificate, so the REAL key-holder agent (:class:`clients.keyholder.KeyHolder`) talks
-to it exactly as to the real server. It holds no policy of its own: the test decides
-what it answers (the round's state, blobs, the key bundle) and which
-:class:`~secagg.proto.service_pb2.DecryptionTask` it hands out next, and it records
-everything the key holder submits (partials with their bytes, refusals).
+certificate, so the REAL key-holder agent (:class:`clients.keyholder.KeyHolder`) and the
+REAL training client (:class:`clients.client.TrainingClient`) talk to it exactly as to
+the real server. It holds no policy of its own: the test decides what it answers (the
+round's state, releases, blobs, the key bundle) and which
+:class:`~secagg.proto.service_pb2.DecryptionTask` it hands out next, to any key holder
+or to one by index; it records everything the parties submit (partials with their bytes,
+refusals, locks, endorsements, uploads) and counts the calls made to it.
 
-Only the RPCs a key holder uses after its ceremony are served: ``GetPublicKey``,
-``GetRound`` (also its heartbeat), ``GetRelease`` (always NOT_FOUND), ``DownloadBlob``,
-``GetDecryptionTask``, ``SubmitPartial`` and ``RefuseTask``. Every wait is bounded.
+Served: ``GetPublicKey``, ``GetRound`` (also the key holder's heartbeat), ``GetRelease``
+(NOT_FOUND unless the test set one), ``DownloadBlob``, ``GetDecryptionTask``,
+``SubmitPartial``, ``RefuseTask``, ``SubmitLock``, ``SubmitEndorsement`` and ``Upload``.
+Every wait is bounded.
 """
 
 from __future__ import annotations
@@ -17,16 +20,20 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.rpc.transport import chunks, identity, join_chunks
+from secagg.rpc.transport import chunks, identity, join_chunks, peer_name
+
+C = TypeVar("C", pb.Lock, pb.Endorsement)
 
 
 @dataclass(frozen=True)
@@ -37,58 +44,153 @@ class Partial:
     blob: bytes
 
 
+@dataclass(frozen=True)
+class ReceivedUpload:
+    """One client upload as the client streamed it."""
+
+    header: pb.UploadHeader
+    blob: bytes
+
+
 @dataclass
 class Answers:
-    """What the key holders submitted, by task id (guarded by ``changed``)."""
+    """What the parties submitted (guarded by ``changed``).
+
+    Partials and refusals by task id (a refused LOCK or ENDORSE task has task id 0);
+    locks, endorsements and uploads in arrival order.
+    """
 
     partials: dict[int, list[Partial]] = field(default_factory=dict)
     refusals: dict[int, list[pb.Refusal]] = field(default_factory=dict)
+    locks: list[pb.Lock] = field(default_factory=list)
+    endorsements: list[pb.Endorsement] = field(default_factory=list)
+    uploads: list[ReceivedUpload] = field(default_factory=list)
     changed: threading.Condition = field(default_factory=threading.Condition)
+    claimed: set[int] = field(default_factory=set)  # id() of task-0 refusals already waited for
 
 
 class ServerDouble(pb_grpc.AggregationServicer):
-    """The servicer: hands out queued tasks, serves blobs, records answers."""
+    """The servicer: hands out queued tasks, serves blobs and releases, records answers.
+
+    Key holders are addressed by index through their certificate's common name
+    ``kh<index>`` (as :func:`~secagg.protocol.deployment.init_deployment` names them).
+    """
 
     def __init__(self, bundle: pb.PublicKeyBundle) -> None:
         self.bundle = bundle
         self.round_info = pb.RoundInfo(round=1, state=pb.DECRYPTING)
+        self.releases: dict[int, pb.Release] = {}
         self.blobs: dict[bytes, bytes] = {}
         self.answers = Answers()
+        self.calls: Counter[str] = Counter()
         self._tasks: list[pb.DecryptionTask] = []
+        self._queues: dict[str, list[pb.DecryptionTask]] = {}
         self._lock = threading.Lock()
+        self.timeout = 60.0  # seconds any wait_* waits for an answer
 
     # ------------------------------------------------------------ driven by the test
-    def give(self, task: pb.DecryptionTask, *blobs: bytes) -> None:
-        """Queue ``task`` for the next key holder that polls; serve ``blobs`` by SHA-256."""
+    def serve(self, *blobs: bytes) -> None:
+        """Serve ``blobs`` by their SHA-256."""
         with self._lock:
             for blob in blobs:
                 self.blobs[hashlib.sha256(blob).digest()] = blob
-            self._tasks.append(task)
+
+    def give(self, task: pb.DecryptionTask, *blobs: bytes, to: int | None = None) -> None:
+        """Queue ``task`` for the next key holder that polls (or only ``to``); serve ``blobs``."""
+        self.serve(*blobs)
+        with self._lock:
+            queue = self._tasks if to is None else self._queues.setdefault(f"kh{to}", [])
+            queue.append(task)
 
     def wait_answer(self, task_id: int, timeout: float = 60.0) -> Partial | pb.Refusal:
         """The first partial or refusal submitted for ``task_id`` (AssertionError on timeout)."""
+
+        def find() -> Partial | pb.Refusal | None:
+            if task_id in self.answers.partials:
+                return self.answers.partials[task_id][0]
+            if task_id in self.answers.refusals:
+                return self.answers.refusals[task_id][0]
+            return None
+
+        found = self._wait(find, f"task {task_id}", timeout)
+        assert isinstance(found, Partial | pb.Refusal)
+        return found
+
+    def wait_lock(self, keyholder: int, aggregate_digest: bytes) -> pb.Lock | pb.Refusal:
+        """Key holder ``keyholder``'s lock on this aggregate, or its next task-0 refusal."""
+        found = self._wait_certificate(self.answers.locks, keyholder, aggregate_digest)
+        assert isinstance(found, pb.Lock | pb.Refusal)
+        return found
+
+    def wait_endorsement(
+        self, keyholder: int, aggregate_digest: bytes
+    ) -> pb.Endorsement | pb.Refusal:
+        """Key holder ``keyholder``'s endorsement of this aggregate, or its next task-0 refusal."""
+        found = self._wait_certificate(self.answers.endorsements, keyholder, aggregate_digest)
+        assert isinstance(found, pb.Endorsement | pb.Refusal)
+        return found
+
+    def _wait_certificate(
+        self, submitted: Sequence[C], keyholder: int, aggregate_digest: bytes
+    ) -> object:
+        return self._wait(
+            lambda: self._certificate(submitted, keyholder, aggregate_digest),
+            f"key holder {keyholder}'s answer to a LOCK or ENDORSE task",
+            self.timeout,
+        )
+
+    def _certificate(
+        self, submitted: Sequence[C], keyholder: int, aggregate_digest: bytes
+    ) -> C | pb.Refusal | None:
+        """The first matching lock/endorsement in ``submitted``, else an unclaimed task-0 refusal.
+
+        A refusal of a LOCK or ENDORSE task names no aggregate: give a key holder one such
+        task at a time and wait for its answer before the next.
+        """
+        for item in submitted:
+            if item.keyholder == keyholder and item.aggregate_digest == aggregate_digest:
+                return item
+        for refusal in self.answers.refusals.get(0, []):
+            if refusal.keyholder == keyholder and id(refusal) not in self.answers.claimed:
+                self.answers.claimed.add(id(refusal))
+                return refusal
+        return None
+
+    def _wait(self, find: Callable[[], object], what: str, timeout: float) -> object:
+        """What ``find`` returns once it is not None (AssertionError after ``timeout``)."""
         deadline = time.monotonic() + timeout
         with self.answers.changed:
             while True:
-                if task_id in self.answers.partials:
-                    return self.answers.partials[task_id][0]
-                if task_id in self.answers.refusals:
-                    return self.answers.refusals[task_id][0]
+                found = find()
+                if found is not None:
+                    return found
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise AssertionError(f"no answer to task {task_id} within {timeout} s")
+                    raise AssertionError(f"no answer for {what} within {timeout} s")
                 self.answers.changed.wait(left)
+
+    def _record(self, add: Callable[[Answers], None]) -> pb.Ack:
+        with self.answers.changed:
+            add(self.answers)
+            self.answers.changed.notify_all()
+        return pb.Ack(status="recorded")
 
     # ------------------------------------------------------------ RPCs
     def GetPublicKey(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.PublicKeyBundle:  # noqa: N802
+        self.calls["GetPublicKey"] += 1
         return self.bundle
 
     def GetRound(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.RoundInfo:  # noqa: N802
+        self.calls["GetRound"] += 1
         return self.round_info
 
     def GetRelease(self, request: pb.ReleaseQuery, context: grpc.ServicerContext) -> pb.Release:  # noqa: N802
-        context.abort(grpc.StatusCode.NOT_FOUND, "no release")
-        raise AssertionError("unreachable")
+        self.calls["GetRelease"] += 1
+        release = self.releases.get(request.round)
+        if release is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "no release")
+            raise AssertionError("unreachable")
+        return release
 
     def DownloadBlob(  # noqa: N802
         self, request: pb.BlobRequest, context: grpc.ServicerContext
@@ -103,32 +205,55 @@ class ServerDouble(pb_grpc.AggregationServicer):
         self, request: pb.Empty, context: grpc.ServicerContext
     ) -> pb.DecryptionTask:
         with self._lock:
-            return self._tasks.pop(0) if self._tasks else pb.DecryptionTask(pending=False)
+            for queue in (self._queues.get(peer_name(context) or "", []), self._tasks):
+                if queue:
+                    return queue.pop(0)
+            return pb.DecryptionTask(pending=False)
 
     def SubmitPartial(  # noqa: N802
         self, request_iterator: Iterator[pb.PartialRequest], context: grpc.ServicerContext
     ) -> pb.Ack:
         header = next(request_iterator).header
-        blob = join_chunks(
-            (r.chunk for r in request_iterator),
-            expected_size=header.blob.total_size,
-            sha256=header.blob.sha256,
+        blob = _joined(header.blob, request_iterator)
+        self._record(
+            lambda a: a.partials.setdefault(header.task_id, []).append(Partial(header, blob))
         )
-        with self.answers.changed:
-            self.answers.partials.setdefault(header.task_id, []).append(Partial(header, blob))
-            self.answers.changed.notify_all()
         return pb.Ack(status="accepted")
 
     def RefuseTask(self, request: pb.Refusal, context: grpc.ServicerContext) -> pb.Ack:  # noqa: N802
-        with self.answers.changed:
-            self.answers.refusals.setdefault(request.task_id, []).append(request)
-            self.answers.changed.notify_all()
-        return pb.Ack(status="recorded")
+        return self._record(lambda a: a.refusals.setdefault(request.task_id, []).append(request))
+
+    def SubmitLock(self, request: pb.Lock, context: grpc.ServicerContext) -> pb.Ack:  # noqa: N802
+        return self._record(lambda a: a.locks.append(request))
+
+    def SubmitEndorsement(  # noqa: N802
+        self, request: pb.Endorsement, context: grpc.ServicerContext
+    ) -> pb.Ack:
+        return self._record(lambda a: a.endorsements.append(request))
+
+    def Upload(  # noqa: N802
+        self, request_iterator: Iterator[pb.UploadRequest], context: grpc.ServicerContext
+    ) -> pb.UploadReceipt:
+        header = next(request_iterator).header
+        blob = _joined(header.blob, request_iterator)
+        self._record(lambda a: a.uploads.append(ReceivedUpload(header, blob)))
+        return pb.UploadReceipt(
+            round=header.round,
+            ciphertext_hash=header.blob.sha256,
+            accepted_uploads=len(self.answers.uploads),
+        )
+
+
+def _joined(
+    blob: pb.BlobHeader, rest: Iterator[pb.PartialRequest] | Iterator[pb.UploadRequest]
+) -> bytes:
+    """The chunks that follow a streamed header, joined and checked against its blob header."""
+    return join_chunks((r.chunk for r in rest), expected_size=blob.total_size, sha256=blob.sha256)
 
 
 def start_double(deployment: Path, double: ServerDouble) -> tuple[grpc.Server, str]:
     """Serve ``double`` over mTLS (the deployment's server certificate); (server, address)."""
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     pb_grpc.add_AggregationServicer_to_server(double, server)  # type: ignore[no-untyped-call]
     creds = identity(deployment, "server").server_credentials()
     port = server.add_secure_port("127.0.0.1:0", creds)

@@ -1,10 +1,12 @@
 """A deployment, a real key ceremony's shares, the server double and real key-holder agents.
 
 The ``attack`` fixture gives a test an :class:`Attack`: a fresh deployment (4 clients,
-3 key holders, threshold 2, ``min_weight`` 5), key shares from a local dealerless key
-generation stored with the key holder's own storage code, the malicious server double
-serving the joint key with every key holder's signed endorsement, and helpers to craft
-client-signed uploads and decryption tasks. Key holders run as real agents in threads.
+3 key holders, threshold 2, ``min_weight`` 5; ``attack4``: 4 key holders, threshold 2),
+key shares from a local dealerless key generation stored with the key holder's own
+storage code, the malicious server double serving the joint key with every key holder's
+signed endorsement, and helpers to craft client-signed uploads, LOCK and DECRYPT tasks
+and the signatures of any party (the test plays the colluding ones: clients, corrupt key
+holders, the server). Key holders run as real agents in threads.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,14 +26,17 @@ from clients.connection import Connection
 from clients.keyholder import KeyHolder
 from clients.keyholder.storage import KeyHolderState
 from secagg import constants as C
+from secagg.encoding import F64
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.deployment import init_deployment
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import Roster
-from secagg.protocol.statements import CeremonyStatement, Signed, UploadStatement
+from secagg.protocol.statements import Signed, UploadStatement
 from secagg.rpc.transport import identity
 
+from ._expect import locked
 from ._server_double import ServerDouble, start_double
+from ._signatures import Signatures, key_bundle
 
 LENGTH = 16
 MIN_WEIGHT = 5
@@ -47,7 +52,7 @@ class Upload:
 
 
 @dataclass
-class Attack:
+class Attack(Signatures):
     """One deployment under a malicious server (see the module docstring)."""
 
     directory: Path
@@ -59,10 +64,13 @@ class Attack:
     _task_ids: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     # ------------------------------------------------------------ crafting
+    def update(self, seed: int) -> F64:
+        """A random model update (what :meth:`encrypt` encrypts for ``seed``)."""
+        return np.random.default_rng(seed).uniform(-1.0, 1.0, LENGTH)
+
     def encrypt(self, seed: int) -> secagg.EncryptedVector:
         """A fresh ciphertext of a random model update."""
-        update = np.random.default_rng(seed).uniform(-1.0, 1.0, LENGTH)
-        return secagg.encrypt(self.keys.public_key, update)
+        return secagg.encrypt(self.keys.public_key, self.update(seed))
 
     def upload(
         self,
@@ -88,27 +96,88 @@ class Attack:
         signed = Signed.create(statement, identity(self.directory, client).signing_key())
         return Upload(statement.to_contribution(signed.signature), data, vector)
 
-    def task(
-        self, *uploads: Upload, round_number: int = 1, quorum: tuple[int, ...] = (1, 2)
-    ) -> pb.DecryptionTask:
-        """Queue a task over the weighted sum of ``uploads``; the task (ids are fresh)."""
-        aggregate = secagg.aggregate(
+    def aggregate(self, *uploads: Upload) -> secagg.EncryptedAggregate:
+        """The weighted sum of ``uploads``, as an honest server computes it."""
+        return secagg.aggregate(
             [u.vector for u in uploads], [u.contribution.weight for u in uploads]
         )
-        blob = aggregate.to_bytes()
-        task = pb.DecryptionTask(
+
+    def task(
+        self,
+        *uploads: Upload,
+        round_number: int = 1,
+        quorum: tuple[int, ...] = (1, 2),
+        locks: Iterable[pb.Lock] | None = None,
+        to: int | None = None,
+    ) -> pb.DecryptionTask:
+        """Queue a DECRYPT task over the weighted sum of ``uploads``; the task (ids are fresh).
+
+        ``locks`` default to a full lock certificate, every key holder's lock signed by the
+        test (playing the key holders that locked): the key holder's own checks are what
+        is exercised. ``to``: only key holder ``to`` gets the task.
+        """
+        aggregate = self.aggregate(*uploads)
+        if locks is None:
+            locks = self.certificate(aggregate.digest, round_number=round_number)
+        task = self._task(uploads, aggregate, round_number, kind=pb.TASK_DECRYPT)
+        task.quorum.extend(quorum)
+        task.locks.extend(locks)
+        task.task_id = next(self._task_ids)
+        task.log_size, task.log_head = 1, bytes(32)
+        self.double.give(task, aggregate.to_bytes(), *(u.blob for u in uploads), to=to)
+        return task
+
+    def lock_task(self, *uploads: Upload, to: int, round_number: int = 1) -> pb.DecryptionTask:
+        """Queue for key holder ``to`` a LOCK task of the round to the sum of ``uploads``."""
+        aggregate = self.aggregate(*uploads)
+        task = self._task(uploads, aggregate, round_number, kind=pb.TASK_LOCK)
+        self.double.give(task, aggregate.to_bytes(), *(u.blob for u in uploads), to=to)
+        return task
+
+    def _task(
+        self,
+        uploads: Iterable[Upload],
+        aggregate: secagg.EncryptedAggregate,
+        round_number: int,
+        *,
+        kind: pb.TaskKind,
+    ) -> pb.DecryptionTask:
+        return pb.DecryptionTask(
             pending=True,
+            kind=kind,
             round=round_number,
-            aggregate_hash=hashlib.sha256(blob).digest(),
+            aggregate_hash=hashlib.sha256(aggregate.to_bytes()).digest(),
             aggregate_digest=aggregate.digest,
             contributions=[u.contribution for u in uploads],
-            quorum=list(quorum),
-            task_id=next(self._task_ids),
-            log_size=1,
-            log_head=bytes(32),
         )
-        self.double.give(task, blob, *(u.blob for u in uploads))
+
+    def endorse_task(
+        self,
+        *uploads: Upload,
+        partials: Iterable[pb.QuorumPartials],
+        model_hash: bytes,
+        locks: Iterable[pb.Lock] | None = None,
+        to: int,
+    ) -> pb.DecryptionTask:
+        """Queue for key holder ``to`` an ENDORSE task: these quorums' partials, this model.
+
+        ``locks`` default to a full certificate signed by the test; serve the partial
+        blobs with :meth:`ServerDouble.serve`.
+        """
+        aggregate = self.aggregate(*uploads)
+        task = self._task((), aggregate, 1, kind=pb.TASK_ENDORSE)  # the server lists none
+        task.locks.extend(self.certificate(aggregate.digest) if locks is None else locks)
+        task.partials.extend(partials)
+        task.model_hash = model_hash
+        self.double.give(task, aggregate.to_bytes(), to=to)
         return task
+
+    def locked_by(self, *keyholders: int, uploads: Iterable[Upload]) -> list[pb.Lock]:
+        """Real agents ``keyholders`` lock round 1 to the sum of ``uploads`` (each must lock)."""
+        task = self.lock_task(*uploads, to=keyholders[0])
+        for k in keyholders[1:]:
+            self.double.give(task, to=k)
+        return [locked(self, k, task) for k in keyholders]
 
     # ------------------------------------------------------------ key holders
     def start_keyholder(self, index: int) -> KeyHolder:
@@ -132,26 +201,17 @@ class Attack:
         self.agents.clear()
 
 
-def _bundle(directory: Path, roster: Roster, keys: secagg.KeySet) -> pb.PublicKeyBundle:
-    """The joint key with every key holder's signed endorsement (as after a ceremony)."""
-    key_id = keys.public_key.id_bytes
-    endorsements = []
-    for kh in roster.keyholders:
-        statement = CeremonyStatement.of_body(
-            roster.deployment_id, kind=pb.ENDORSEMENT, sender=kh.index, recipient=0, body=key_id
-        )
-        signed = Signed.create(statement, identity(directory, kh.name).signing_key())
-        endorsements.append(statement.to_proto(key_id, signed.signature))
-    return pb.PublicKeyBundle(public_key=keys.public_key.to_bytes(), endorsements=endorsements)
-
-
-@pytest.fixture
-def attack(tmp_path: Path) -> Iterator[Attack]:
+def _world(tmp_path: Path, *, keyholders: int, threshold: int) -> Iterator[Attack]:
     directory = tmp_path / "deployment"
     roster = init_deployment(
-        directory, clients=4, keyholders=3, threshold=2, model_length=LENGTH, min_weight=MIN_WEIGHT
+        directory,
+        clients=4,
+        keyholders=keyholders,
+        threshold=threshold,
+        model_length=LENGTH,
+        min_weight=MIN_WEIGHT,
     )
-    keys = secagg.dealerless_keygen(n=3, t=2, params=roster.params)
+    keys = secagg.dealerless_keygen(n=keyholders, t=threshold, params=roster.params)
     layout = DeploymentLayout(directory)
     for share in keys.shares:
         name = f"kh{share.index}"
@@ -159,7 +219,7 @@ def attack(tmp_path: Path) -> Iterator[Attack]:
             layout.party_dir(name, "keyholder"), layout.state_dir(name, "keyholder")
         )
         state.save_share(share)
-    double = ServerDouble(_bundle(directory, roster, keys))
+    double = ServerDouble(key_bundle(directory, roster, keys))
     server, address = start_double(directory, double)
     world = Attack(directory, roster, keys, double, address)
     try:
@@ -167,3 +227,15 @@ def attack(tmp_path: Path) -> Iterator[Attack]:
     finally:
         world.stop_keyholders()
         server.stop(grace=None)
+
+
+@pytest.fixture
+def attack(tmp_path: Path) -> Iterator[Attack]:
+    """3 key holders, threshold 2 (the default deployment): a lock needs all 3."""
+    yield from _world(tmp_path, keyholders=3, threshold=2)
+
+
+@pytest.fixture
+def attack4(tmp_path: Path) -> Iterator[Attack]:
+    """4 key holders, threshold 2: two disjoint quorums exist; a lock needs 3."""
+    yield from _world(tmp_path, keyholders=4, threshold=2)

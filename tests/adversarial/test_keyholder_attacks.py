@@ -15,9 +15,17 @@ holder must refuse, or a repeat it must answer with its stored partial:
   round's weight budget and have every other upload refused);
 * repeats: the same task twice (and after a restart) gets byte-identical partials;
   a second, different aggregate of a decrypted round is refused.
+
+Under lock certificates (:mod:`secagg.protocol.certificates`) every DECRYPT task here
+carries a complete certificate the test signs with every key holder's key: the
+strongest position a server could be in, and still the key holder's own checks refuse.
+The same contributor-set attacks are refused one step earlier, at LOCK time, so no
+certificate for such a set can be gathered from honest key holders at all.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pytest
 
@@ -30,23 +38,10 @@ from secagg.errors import (
 )
 from secagg.proto import service_pb2 as pb
 
-from ._server_double import Partial
-from .conftest import MIN_WEIGHT, Attack
+from ._expect import lock_refused, partial, refused
+from .conftest import MIN_WEIGHT, Attack, Upload
 
-
-def refused(attack: Attack, task: pb.DecryptionTask, error: type[SecAggError]) -> str:
-    """The key holder's answer to ``task`` must be a refusal for ``error``; its text."""
-    answer = attack.double.wait_answer(task.task_id)
-    assert isinstance(answer, pb.Refusal), f"answered with a partial, not {error.reason}"
-    assert answer.reason.startswith(f"{error.reason}: "), answer.reason
-    return answer.reason
-
-
-def partial(attack: Attack, task: pb.DecryptionTask) -> Partial:
-    """The key holder's answer to ``task`` must be a partial decryption."""
-    answer = attack.double.wait_answer(task.task_id)
-    assert isinstance(answer, Partial), f"refused: {answer}"
-    return answer
+__all__ = ["partial", "refused"]  # also used by test_decryption_budget
 
 
 def reencoded(blob: bytes) -> bytes:
@@ -163,3 +158,60 @@ def test_a_second_aggregate_of_a_decrypted_round_is_refused(attack: Attack) -> N
     partial(attack, attack.task(c1, c2, attack.upload("c3", attack.encrypt(3))))
     second = attack.task(c1, c2)  # the round without c3: the difference is c3's update
     assert "another aggregate" in refused(attack, second, AlreadyDecrypted)
+
+
+# ----------------------------------------------------------------------------- at lock time
+
+
+def _copied(attack: Attack) -> tuple[Upload, ...]:
+    victim = attack.encrypt(1)
+    return attack.upload("c1", victim), attack.upload("c2", victim)
+
+
+def _reencoded(attack: Attack) -> tuple[Upload, ...]:
+    victim = attack.encrypt(1)
+    copy = attack.upload("c2", victim, blob=reencoded(victim.to_bytes()))
+    return attack.upload("c1", victim), copy
+
+
+def _light(attack: Attack) -> tuple[Upload, ...]:
+    return attack.upload("c1", attack.encrypt(1)), attack.upload("c2", attack.encrypt(2), weight=0)
+
+
+def _heavy(attack: Attack) -> tuple[Upload, ...]:
+    cap = attack.roster.policy.max_client_weight
+    heavy = attack.upload("c1", attack.encrypt(1), weight=cap + 1)
+    return heavy, attack.upload("c2", attack.encrypt(2))
+
+
+@pytest.mark.parametrize(
+    ("crafted", "error"),
+    [
+        (_copied, DuplicateCiphertext),
+        (_reencoded, DuplicateCiphertext),
+        (_light, WeightBudgetExceeded),
+        (_heavy, WeightBudgetExceeded),
+    ],
+)
+def test_a_crafted_set_is_refused_a_lock(
+    attack: Attack, crafted: Callable[[Attack], tuple[Upload, ...]], error: type[SecAggError]
+) -> None:
+    """No lock, hence no certificate: the server cannot even ask for the decryption."""
+    attack.start_keyholder(1)
+    lock_refused(attack, 1, attack.lock_task(*crafted(attack), to=1), error)
+    assert not attack.double.answers.locks
+
+
+def test_a_replayed_ciphertext_is_refused_a_lock(attack: Attack) -> None:
+    attack.start_keyholder(1)
+    victim = attack.encrypt(1)
+    partial(
+        attack, attack.task(attack.upload("c1", victim), attack.upload("c2", attack.encrypt(2)))
+    )
+    replay = attack.lock_task(
+        attack.upload("c3", victim, round_number=2),
+        attack.upload("c4", attack.encrypt(4), round_number=2),
+        round_number=2,
+        to=1,
+    )
+    assert "in round 1" in lock_refused(attack, 1, replay, ReplayedCiphertext)

@@ -139,6 +139,12 @@ def world5() -> World:
     return make_world(5, 2)
 
 
+@pytest.fixture(scope="session")
+def world5t3() -> World:
+    """Five key holders, threshold 3 (locked by 4 = 2t - 2; a cross-check needs all 5)."""
+    return make_world(5, 3)
+
+
 @pytest.fixture(params=["memory", "sqlite"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """Each store implementation in turn (the conformance suite runs on both)."""

@@ -8,7 +8,9 @@ in every data prime's residue row and signs the result: a validly signed, well-s
 wrong partial that shifts one model coordinate. Every quorum of the cross-checking
 family must answer and agree before the server proposes the model for endorsement; a
 disagreement stops the release, is logged with the signed partials, and names the
-deviator when the live key holders allow it.
+deviator when the live key holders allow it. With fewer than ``2t - 1`` live key holders
+nothing is decrypted: key holders endorse only a fully cross-checked model (also with
+threshold 3, and in the 3-key-holder world).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 import pytest
 
 import secagg
+from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_log import read_entries
 from secagg.protocol.audit_verify import Report
 from secagg.protocol.audit_verify import _check_entry as check_entry
@@ -34,7 +37,7 @@ from server.faults import FaultPoint, Faults
 from server.state import TaskState
 from server.store import Store
 
-from ._keyholders import Mangle, run
+from ._keyholders import Mangle, fall_silent, lock_round, run
 from .conftest import DEPLOYMENT, LENGTH, Server, World, make_server
 from .test_decryption import _fill, _weighted_mean
 from .test_recovery import Crash, _audit_errors, _crash
@@ -119,19 +122,66 @@ def test_a_shifted_partial_stops_the_release_and_names_its_sender(
     assert store.tasks(state=TaskState.OPEN) == []
 
 
-def test_too_few_live_key_holders_release_and_say_how_far_it_was_checked(
+def test_too_few_live_key_holders_to_cross_check_wait(
     world5: World, store: Store, tmp_path: Path
 ) -> None:
+    """2 live key holders could decrypt (t = 2) but not cross-check (2t - 1 = 3): the round
+    waits and says why; a third one coming back releases a fully cross-checked model."""
     server = make_server(world5, store, tmp_path)
-    _fill(server, WEIGHTS)
-    # 1 and 3 lock the round with them, then go away: 2 < 2t - 1 = 3 live, one quorum
-    assert run(server, (2, 4), {}, locked_by=(1, 3)) == 2
+    vectors = _fill(server, WEIGHTS)
+    # 1 and 3 lock the round with them, then go away: 2 < 2t - 1 = 3 live
+    assert run(server, (2, 4), {}, locked_by=(1, 3)) == 0
+    assert server.manager.release(1) is None
+    info = server.info()
+    assert info.status_reason == "QUORUM_NOT_MET", info
+    assert "3 must cross-check the decryption, threshold 2" in info.status, info
+    assert run(server, (2, 4, 5), {}) == 6  # the three pairs of {2, 4, 5}
     rel = server.manager.release(1)
     assert rel is not None
     statement = ReleaseStatement.from_proto(DEPLOYMENT, rel).verify(world5.roster)
-    assert statement.checked_quorums == (2, 4)
-    assert [tuple(e.checked_quorums) for e in rel.endorsements] == [(2, 4), (2, 4)]
+    assert statement.checked_quorums == (2, 4, 2, 5, 4, 5)
+    assert all(tuple(e.checked_quorums) == (2, 4, 2, 5, 4, 5) for e in rel.endorsements)
+    _, model = decode_model(server.ctx.blobs.get(rel.model_hash), length=LENGTH)
+    assert np.abs(model - _weighted_mean(vectors, WEIGHTS)).max() < 1e-6
     assert _audit_errors(server, tmp_path) == []
+
+
+def test_exactly_2t_minus_2_live_key_holders_lock_but_get_no_decryption(
+    world5t3: World, store: Store, tmp_path: Path
+) -> None:
+    """t = 3 of 5: four key holders lock the round (``ceil((5 + 3) / 2)``) and stay live,
+    but a full cross-check needs 2t - 1 = 5: no DECRYPT task is handed out, the status
+    names the cross-check; the fifth key holder polling plans the ten triples."""
+    server = make_server(world5t3, store, tmp_path)
+    _fill(server, WEIGHTS)
+    lock_round(server, (1, 2, 3, 4))
+    assert not any(server.manager.task_for(k).pending for k in (1, 2, 3, 4))
+    assert store.tasks() == [] and "decryption_request" not in server.audit_types()
+    info = server.info()
+    assert info.state == pb.DECRYPTING and info.status_reason == "QUORUM_NOT_MET", info
+    assert info.status.startswith(
+        "QuorumNotMet: 4 of 5 key holders reachable; 5 must cross-check the decryption, threshold 3"
+    ), info
+    task = server.manager.task_for(5)
+    assert task.kind == pb.TASK_DECRYPT and tuple(task.quorum) == (1, 2, 5)
+    assert len(task.locks) == 4
+    assert len(store.tasks(state=TaskState.OPEN)) == 10  # every triple of five
+
+
+def test_a_kept_quorum_alone_is_not_proposed(server: Server) -> None:
+    """Three key holders lock and are asked the three pairs, then 3 falls silent: 2 < 2t - 1
+    live. [1, 2] is kept and may be answered, but its model alone is not cross-checked:
+    it is not proposed for endorsement. Once 3 is back the pairs with 3 are asked again."""
+    _fill(server, WEIGHTS)
+    lock_round(server, (1, 2, 3))
+    fall_silent(server, live=(1, 2))
+    assert run(server, (1, 2)) == 2  # [1, 2] answered; no ENDORSE task follows
+    info = server.info()
+    assert info.status_reason == "QUORUM_NOT_MET", info
+    assert "3 must cross-check the decryption, threshold 2" in info.status, info
+    assert run(server, (1, 2, 3)) == 4  # [1, 3] and [2, 3], planned again
+    rel = server.manager.release(1)
+    assert rel is not None and list(rel.checked_quorums) == [1, 2, 1, 3, 2, 3]
 
 
 def _verify(server: Server, tmp_path: Path, replace: dict[str, dict[str, object]]) -> list[str]:

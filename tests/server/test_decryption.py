@@ -22,7 +22,15 @@ from server.state import TaskState
 from server.store import Store
 from server.store.base import PartialRecord
 
-from ._keyholders import ENDORSED_RELEASE, endorse_round, fall_silent, lock_round, partial, refusal
+from ._keyholders import (
+    ENDORSED_RELEASE,
+    endorse_round,
+    fall_silent,
+    lock_round,
+    partial,
+    refusal,
+    run,
+)
 from .conftest import CLIENTS, LENGTH, Server, World, make_server
 from .test_uploads import send, snapshot
 
@@ -92,23 +100,29 @@ def test_full_round_releases_the_weighted_mean(server: Server) -> None:
     assert server.audit_types()[-6:] == ["partial", *ENDORSED_RELEASE]
 
 
-def test_a_new_quorum_replaces_a_silent_key_holder(server: Server) -> None:
+def test_a_new_quorum_replaces_a_silent_key_holder(
+    world5: World, store: Store, tmp_path: Path
+) -> None:
+    """Five key holders, t = 2: four lock, 4 goes away, 1, 2, 3 are asked the three pairs;
+    when 1 falls silent before it answered, 5 is live and quorums with 5 replace 1's."""
+    server = make_server(world5, store, tmp_path)
     _fill(server, {c: 10 for c in CLIENTS})
-    lock_round(server, (1, 2, 3))
+    lock_round(server, (1, 2, 3, 4))
+    fall_silent(server, live=(1, 2, 3))  # 2t - 1 = 3 live: enough to cross-check
     first = server.manager.task_for(2)
     assert list(first.quorum) == [1, 2]
     header, blob = partial(server, first, 2)
     server.manager.submit_partial(2, header, blob)
-    server.monotonic.advance(5.0)  # key holder 1 last polled 5 s ago: no longer live
-    server.manager.seen(2)
-    second = server.manager.task_for(3)
-    assert list(second.quorum) == [2, 3] and second.task_id != first.task_id
-    assert server.ctx.store.task(first.task_id).state is TaskState.SUPERSEDED  # type: ignore[union-attr]
-    for k in (2, 3):
-        header, blob = partial(server, second, k)
-        server.manager.submit_partial(k, header, blob)
-    endorse_round(server, (2, 3))
-    assert server.manager.release(1) is not None
+    fall_silent(server, live=(2, 3, 5))  # key holder 1 no longer polls; 5 does
+    second = server.manager.task_for(5)
+    assert list(second.quorum) == [2, 5] and second.task_id != first.task_id
+    assert store.task(first.task_id).state is TaskState.SUPERSEDED  # type: ignore[union-attr]
+    assert server.info().status == (
+        "decrypting with key holders [2, 3], [2, 5], [3, 5] (cross-checked)"
+    )
+    assert run(server, (2, 3, 5)) == 6  # [2, 3] kept; [2, 5] and [3, 5] replace [1, 2], [1, 3]
+    rel = server.manager.release(1)
+    assert rel is not None and list(rel.checked_quorums) == [2, 3, 2, 5, 3, 5]
 
 
 def test_the_release_survives_a_restart_between_partials(
@@ -119,10 +133,10 @@ def test_the_release_survives_a_restart_between_partials(
     task = server.manager.task_for(1)
     header, blob = partial(server, task, 1)
     server.manager.submit_partial(1, header, blob)
-    again = make_server(server.world, store, tmp_path, live=(1, 2))  # both re-read from disk
+    again = make_server(server.world, store, tmp_path, live=(1, 2, 3))  # all re-read from disk
     header, blob = partial(again, task, 2)
     again.manager.submit_partial(2, header, blob)
-    endorse_round(again, (1, 2))
+    assert run(again, (1, 2, 3)) == 4  # [1, 3] and [2, 3]: [1, 2] is not asked again
     assert again.manager.release(1) is not None and again.info().round == 2
 
 

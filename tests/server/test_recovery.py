@@ -37,16 +37,18 @@ from server.store.base import PartialRecord
 
 from ._keyholders import (
     ENDORSED_RELEASE,
+    answer,
     endorse_round,
     endorsement,
-    fall_silent,
     lock_round,
     partial,
+    run,
 )
 from .conftest import LENGTH, Server, make_server
 from .test_decryption import _fill, _weighted_mean
 
 WEIGHTS = {"c1": 10, "c2": 25, "c3": 7, "c4": 58}
+FAMILY = ((1, 2), (1, 3), (2, 3))  # the cross-checking quorums of three key holders, t = 2
 
 
 class Crash(Exception):
@@ -58,28 +60,39 @@ def _crash() -> None:
 
 
 def _first_partial(server: Server) -> tuple[pb.DecryptionTask, dict[str, np.ndarray]]:
-    """Round 1 closed with WEIGHTS' uploads and locked by all three key holders, of which
-    1 and 2 stay live (one task); its task, answered by key holder 1 only."""
+    """Round 1 closed with WEIGHTS' uploads and locked by all three key holders, which stay
+    live (the cross-check: all three pairs are asked); task [1, 2], answered by 1 only."""
     vectors = _fill(server, WEIGHTS)
     lock_round(server, (1, 2, 3))
-    fall_silent(server, live=(1, 2))
     task = server.manager.task_for(1)
-    assert [t.quorum for t in server.ctx.store.tasks(state=TaskState.OPEN)] == [(1, 2)]
+    assert [t.quorum for t in server.ctx.store.tasks(state=TaskState.OPEN)] == list(FAMILY)
+    assert tuple(task.quorum) == (1, 2)
     header, blob = partial(server, task, 1)
     assert server.manager.submit_partial(1, header, blob) == "accepted"
     return task, vectors
 
 
+def _all_but_the_last_partial(server: Server) -> tuple[pb.DecryptionTask, dict[str, np.ndarray]]:
+    """Every partial of round 1's three quorums but key holder 3's for [2, 3]; that task."""
+    _, vectors = _first_partial(server)
+    for k in (2, 1, 3, 2):  # 2 for [1, 2], 1 and 3 for [1, 3], 2 for [2, 3]
+        assert answer(server, k) == pb.TASK_DECRYPT
+    last = server.manager.task_for(3)
+    assert tuple(last.quorum) == (2, 3)
+    return last, vectors
+
+
 def _crash_after_last_partial(server: Server) -> dict[str, np.ndarray]:
-    """Round 1's task answered by both key holders; the server 'dies' after the last."""
+    """Round 1's three quorums answered; the server 'dies' after the last partial."""
     server.ctx.faults = Faults(FaultPoint.KILL_AFTER_LAST_PARTIAL, crash=_crash)
-    task, vectors = _first_partial(server)  # not the last partial: no crash
-    header, blob = partial(server, task, 2)
+    task, vectors = _all_but_the_last_partial(server)  # not the last partial: no crash
+    header, blob = partial(server, task, 3)
     with pytest.raises(Crash):
-        server.manager.submit_partial(2, header, blob)
-    # the window: both partials committed and logged, nothing released
+        server.manager.submit_partial(3, header, blob)
+    # the window: every partial committed and logged, nothing released
     store = server.ctx.store
-    assert {r.keyholder for r in store.answers(task.task_id, PartialRecord)} == {1, 2}
+    assert {r.keyholder for r in store.answers(task.task_id, PartialRecord)} == {2, 3}
+    assert server.audit_types().count("partial") == 6
     assert server.audit_types()[-2:] == ["partial", "partial"]
     rnd = store.round(1)
     assert rnd is not None and rnd.state is RoundState.DECRYPTING and rnd.release is None
@@ -139,10 +152,10 @@ def test_recovery_releases_once(server: Server, store: Store, tmp_path: Path) ->
 
 
 def _all_partials(server: Server) -> dict[str, np.ndarray]:
-    """Round 1's only task answered by key holders 1 and 2: the model awaits endorsements."""
-    task, vectors = _first_partial(server)
-    header, blob = partial(server, task, 2)
-    assert server.manager.submit_partial(2, header, blob) == "accepted"
+    """Round 1's three quorums all answered: the model awaits endorsements."""
+    task, vectors = _all_but_the_last_partial(server)
+    header, blob = partial(server, task, 3)
+    assert server.manager.submit_partial(3, header, blob) == "accepted"
     assert server.manager.release(1) is None
     return vectors
 
@@ -242,7 +255,7 @@ def test_a_wrong_shape_partial_is_refused_before_it_is_stored(server: Server) ->
     assert server.audit_types().count("partial") == 1
     header, blob = partial(server, task, 2)  # the honest answer still completes the round
     assert server.manager.submit_partial(2, header, blob) == "accepted"
-    endorse_round(server, (1, 2))
+    assert run(server, (1, 2, 3)) == 4  # the other two quorums of the cross-check; endorse
     rel = server.manager.release(1)
     assert rel is not None
     _, model = decode_model(server.ctx.blobs.get(rel.model_hash), length=LENGTH)
@@ -257,20 +270,21 @@ def test_partials_that_cannot_be_combined_are_reported_once(
     The server now refuses such a partial before storing it (test above); one can still
     be in a store written by an earlier version, so it is put there directly here.
     """
-    task, _ = _first_partial(server)
-    header, blob = partial(server, task, 2, mangle=_one_row_too_many)
+    task, _ = _all_but_the_last_partial(server)
+    header, blob = partial(server, task, 3, mangle=_one_row_too_many)
     part = PartialDecryption.from_bytes(blob, server.world.roster.params)
     blob_hash = server.ctx.blobs.put(blob)
     with server.ctx.store.transaction():
         server.ctx.store.add_answer(
-            PartialRecord(task.task_id, 2, blob_hash, part.digest, header.signature)
+            PartialRecord(task.task_id, 3, blob_hash, part.digest, header.signature)
         )
+    family = ", ".join(str(t.task_id) for t in server.ctx.store.tasks(state=TaskState.OPEN))
     with caplog.at_level(logging.ERROR, logger="secagg.server"):
         for _ in range(3):
             server.manager.tick()  # neither raises nor retries
         assert not server.manager.task_for(3).pending
     assert [r.message for r in caplog.records].count(
-        f"round 1: task {task.task_id} cannot be finished: partial has the wrong shape"
+        f"round 1: task {family} cannot be finished: partial has the wrong shape"
     ) == 1
     info = server.info()
     assert info.state == pb.DECRYPTING and info.status_reason == "INVALID_PARTIAL_DECRYPTION"
