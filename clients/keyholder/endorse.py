@@ -15,10 +15,11 @@ Clients accept a global model only with ``t`` endorsements, so at least one hone
 holder did this work: a server cannot release a model that is not the decryption of the
 certified aggregate (a crafted "trap" model), nor one whose quorums disagreed. An
 endorsement reveals nothing new: the partials were already sent to the server. The model
-must have been cross-checked fully (:func:`secagg.protocol.quorums.check_cross_checked`): the quorums leave
-every ``t - 1`` key holders out of one, so one of them is all honest whoever the corrupt
-ones are (else a server and one corrupt key holder could list only quorums that contain
-it and have a shifted model endorsed). That needs ``2t - 1`` live key holders.
+must have been cross-checked fully
+(:func:`secagg.protocol.quorums.check_cross_checked`): the quorums leave every ``t - 1``
+key holders out of one, so one of them is all honest whoever the corrupt ones are (else
+a server and one corrupt key holder could list only quorums that contain it and have a
+shifted model endorsed). That needs ``2t - 1`` live key holders.
 """
 
 from __future__ import annotations
