@@ -74,6 +74,10 @@ TRANSFER_TIMEOUT_SECONDS: Final = 600.0
 KEYHOLDER_LIVENESS_SECONDS: Final = 4.0
 #: How often agents poll the server.
 POLL_SECONDS: Final = 0.3
+#: How often a key holder polls right after a task (a round's lock, decryption and
+#: endorsement follow each other within seconds), and for how long after it.
+BUSY_POLL_SECONDS: Final = 0.05
+BUSY_WINDOW_SECONDS: Final = 3.0
 #: Nonce length of an upload.
 UPLOAD_NONCE_BYTES: Final = 16
 #: Where ``secagg init`` points the roster's server address by default.

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from contextlib import suppress
 
 import grpc
@@ -324,9 +325,12 @@ class KeyHolder:
         )
         if bundle_key.id_bytes != share.public_key_id:
             raise InvalidKeyMaterial("the server publishes another joint public key than ours")
+        busy_until = 0.0
         while not stop.is_set():
             task = self.conn.call(self.conn.stub.GetDecryptionTask, pb.Empty())
             if task.pending:
                 self.handle(task, share)
-            else:
-                stop.wait(C.POLL_SECONDS)
+                busy_until = time.monotonic() + C.BUSY_WINDOW_SECONDS
+            else:  # the next step of a round comes soon after the last one
+                busy = time.monotonic() < busy_until
+                stop.wait(C.BUSY_POLL_SECONDS if busy else C.POLL_SECONDS)
