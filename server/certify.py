@@ -26,7 +26,7 @@ from typing import Any
 
 from secagg.errors import PermissionDenied, PolicyViolation
 from secagg.proto import service_pb2 as pb
-from secagg.protocol.audit_entries import EndorsementEntry, LockEntry, RefusalEntry
+from secagg.protocol.audit_entries import AuditEntry, EndorsementEntry, LockEntry, RefusalEntry
 from secagg.protocol.certificates import lock_size
 from secagg.protocol.statements import (
     EndorsementStatement,
@@ -145,44 +145,41 @@ class Certificates:
 
     def submit_lock(self, keyholder: int, msg: pb.Lock) -> None:
         """Verify and store a key holder's lock of the current round."""
-        if msg.keyholder != keyholder:
-            raise PermissionDenied("keyholder field does not match the authenticated certificate")
+        _same_caller(keyholder, msg.keyholder)
         self._current(msg.round, msg.aggregate_digest, "lock")
         signed = LockStatement.from_proto(self.ctx.roster.deployment_id, msg)
         signed.verify(self.ctx.roster)
-        record = CertificateRecord(msg.round, LOCK, keyholder, msg.SerializeToString())
-        with self.ctx.store.transaction():
-            if self.ctx.store.add_certificate(record):
-                self.ctx.audit.record(LockEntry.of(signed))
-        locked = len(self.locks(msg.round))
+        self._store(LOCK, msg, LockEntry.of(signed))
         log.info(
             "round %d: key holder %d locked (%d of %d)",
             msg.round,
             keyholder,
-            locked,
+            len(self.locks(msg.round)),
             self.lock_size,
         )
 
     def submit_endorsement(self, keyholder: int, msg: pb.Endorsement) -> None:
         """Verify and store a key holder's endorsement of the round's candidate model."""
-        if msg.keyholder != keyholder:
-            raise PermissionDenied("keyholder field does not match the authenticated certificate")
+        _same_caller(keyholder, msg.keyholder)
         self._current(msg.round, msg.aggregate_digest, "endorsement")
         candidate = self.candidates.get(msg.round)
         if candidate is None or msg.model_hash != candidate.model_hash:
             raise PolicyViolation("the endorsement names another model than the round's")
         signed = EndorsementStatement.from_proto(self.ctx.roster.deployment_id, msg)
         signed.verify(self.ctx.roster)
-        record = CertificateRecord(msg.round, ENDORSEMENT, keyholder, msg.SerializeToString())
+        self._store(ENDORSEMENT, msg, EndorsementEntry.of(signed))
+        log.info("round %d: key holder %d endorsed the model", msg.round, keyholder)
+
+    def _store(self, kind: str, msg: pb.Lock | pb.Endorsement, entry: AuditEntry) -> None:
+        """Store a verified lock or endorsement once, with its audit entry."""
+        record = CertificateRecord(msg.round, kind, msg.keyholder, msg.SerializeToString())
         with self.ctx.store.transaction():
             if self.ctx.store.add_certificate(record):
-                self.ctx.audit.record(EndorsementEntry.of(signed))
-        log.info("round %d: key holder %d endorsed the model", msg.round, keyholder)
+                self.ctx.audit.record(entry)
 
     def refuse(self, keyholder: int, refusal: pb.Refusal) -> None:
         """Record a key holder's signed refusal to lock or endorse the current round."""
-        if refusal.keyholder != keyholder:
-            raise PermissionDenied("keyholder field does not match the authenticated certificate")
+        _same_caller(keyholder, refusal.keyholder)
         rnd = self.ctx.store.current_round()
         if rnd is None or rnd.state is not RoundState.DECRYPTING or rnd.number != refusal.round:
             raise PolicyViolation("the refusal does not answer the round being decrypted")
@@ -198,3 +195,9 @@ class Certificates:
         log.warning(
             "round %d: key holder %d refused to %s: %s", rnd.number, keyholder, kind, refusal.reason
         )
+
+
+def _same_caller(caller: int, claimed: int) -> None:
+    """The message names the key holder whose certificate sent it (else PermissionDenied)."""
+    if claimed != caller:
+        raise PermissionDenied("keyholder field does not match the authenticated certificate")

@@ -55,10 +55,10 @@ log = logging.getLogger("secagg.server")
 class Releases:
     """Accepts partials and refusals; releases a round when its quorum answered."""
 
-    def __init__(self, ctx: Context, tasks: Tasks, certs: Certificates) -> None:
+    def __init__(self, ctx: Context, tasks: Tasks) -> None:
         self.ctx = ctx
         self.tasks = tasks
-        self.certs = certs
+        self.certs: Certificates = tasks.certs  # the locks and endorsements of the rounds
         self._unfinishable: set[tuple[int, ...]] = set()  # families that failed to combine
 
     def parse(self, blob: bytes) -> PartialDecryption:

@@ -76,7 +76,7 @@ class RoundManager:
         self.uploads = Uploads(ctx, self.lock)
         self.certs = Certificates(ctx)
         self.tasks = Tasks(ctx, self.liveness, self.certs)
-        self.releases = Releases(ctx, self.tasks, self.certs)
+        self.releases = Releases(ctx, self.tasks)
         length = ctx.policy.model_length
         self.initial_model = np.zeros(length) if initial_model is None else initial_model
         if self.initial_model.shape != (length,):
