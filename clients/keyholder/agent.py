@@ -163,21 +163,23 @@ class KeyHolder:
         decrypted. An aggregate this key holder locked was recomputed then; any other is
         recomputed now. Raises the checks' errors.
         """
-        contributions = self.checked_set(task)
+        contributions, locked = self.checked_set(task)
         check_locks(self.roster, task.round, task.aggregate_digest, task.locks)
         decryption = Decryption(task.round, task.aggregate_digest)
         stored = self.record.answer(decryption, task.quorum)
         if stored is not None:
             return stored
-        if self.record.decrypted().get(task.round) == task.aggregate_digest:
+        if locked:
             return Recomputed(download_aggregate(self.conn, self.roster, task), ())
         return self.recomputed(task, share, contributions)
 
-    def checked_set(self, task: pb.DecryptionTask) -> list[UploadStatement]:
-        """The task's contributor set passes the policy, and the round is not locked elsewhere."""
+    def checked_set(self, task: pb.DecryptionTask) -> tuple[list[UploadStatement], bool]:
+        """The task's contributor set, once it passes the policy and the round is not
+        locked to another aggregate here; and whether it is locked to this one already."""
         contributions = check_task(self.roster, task)
-        check_not_decrypted(self.record.decrypted(), task)
-        return contributions
+        locked = self.record.decrypted()
+        check_not_decrypted(locked, task)
+        return contributions, locked.get(task.round) == task.aggregate_digest
 
     def recomputed(
         self, task: pb.DecryptionTask, share: KeyShare, contributions: list[UploadStatement]
@@ -200,10 +202,10 @@ class KeyHolder:
         The record is fsync'd before the lock is signed: after a crash this key holder
         still refuses every other aggregate of the round.
         """
-        contributions = self.checked_set(task)
-        decryption = Decryption(task.round, task.aggregate_digest)
-        if self.record.decrypted().get(task.round) != task.aggregate_digest:
+        contributions, locked = self.checked_set(task)
+        if not locked:
             recomputed = self.recomputed(task, share, contributions)
+            decryption = Decryption(task.round, task.aggregate_digest)
             self.record.remember(decryption, recomputed.ciphertext_digests)
         lock = Signed.create(
             LockStatement(self.roster.deployment_id, task.round, self.index, task.aggregate_digest),

@@ -1,11 +1,12 @@
-"""What a key holder decrypted and what it answered, durable across restarts.
+"""What a key holder locked, decrypted and answered, durable across restarts.
 
 Three things, all in the key holder's state directory
 (:meth:`~secagg.protocol.layout.DeploymentLayout.state_dir`):
 
 ``decrypted.json``
-    round -> digest of the one aggregate of that round this key holder decrypted; a
-    second, different aggregate of the round is refused (``AlreadyDecrypted``).
+    round -> digest of the one aggregate of that round this key holder locked (and
+    possibly decrypted); a second, different aggregate of the round is refused, for a
+    lock as for a decryption (``AlreadyDecrypted``). The name predates locks.
 ``ciphertexts.json``
     content digest (:attr:`~secagg.ciphertext.EncryptedVector.digest`) of every
     ciphertext this key holder decrypted over -> the (round, aggregate) it was part of;
@@ -109,7 +110,7 @@ class DecryptionRecord:
 
     # ------------------------------------------------------------ decryptions
     def decrypted(self) -> dict[int, bytes]:
-        """Round -> digest of the aggregate this key holder partially decrypted."""
+        """Round -> digest of the aggregate this key holder locked the round to."""
         return {int(r): bytes.fromhex(str(d)) for r, d in self._read_json(DECRYPTED_FILE).items()}
 
     def seen_ciphertexts(self) -> dict[bytes, Decryption]:
