@@ -48,14 +48,8 @@ cross-checking quorums per key holder is ``~2^31.5``). The price of the third da
 is the upload: 45 bytes per parameter instead of 30. Two 60-bit data primes (``q ~
 2^120``) leave no room for any lifetime budget at this precision.
 
-*Noise model.* A fresh public-key BFV encryption under SEAL (encrypted at key level, then
-divided by the special prime) carries noise ``|v| <= 1 + ||r * s||_inf`` where ``r`` has
-coefficients in ``[-1/2, 1/2]`` and ``s`` is the joint secret, a sum of at most
-``max_keyholders`` ternary polynomials. Hoeffding's bound over the ``N`` products gives
-``||r * s||_inf <= n * sqrt(N * ln(2^(kappa + log2 N + 1)) / 2)`` except with probability
-``2^-kappa`` per ciphertext (:func:`fresh_noise_bound`). A weighted sum with total weight
-``W`` has noise at most ``W`` times that: this is ``B``. ``tests/test_threshold_noise.py``
-measures the real noise against this bound.
+*Noise model.* See :mod:`secagg.noise`: ``B`` is ``max_total_weight`` times the bound on a
+fresh ciphertext's noise (:func:`~secagg.noise.fresh_noise_bound`).
 
 *Flooding.* Each partial decryption adds noise uniform in ``[-2^b, 2^b)`` per
 coefficient. For one coefficient whose aggregate noise is at most ``B``, the statistical
@@ -81,27 +75,9 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from secagg import constants as C
+from secagg._internal.seal_limits import SUPPORTED_DEGREES, seal_max_bits, seal_primes
 from secagg.errors import ParameterError
-
-_SUPPORTED_DEGREES = (4096, 8192, 16384, 32768)
-
-
-def _seal_primes(degree: int, bit_sizes: tuple[int, ...]) -> tuple[int, ...]:
-    import tenseal.sealapi as seal
-
-    return tuple(m.value() for m in seal.CoeffModulus.Create(degree, list(bit_sizes)))
-
-
-def _seal_max_bits(degree: int) -> int:
-    import tenseal.sealapi as seal
-
-    return int(seal.CoeffModulus.MaxBitCount(degree, seal.SEC_LEVEL_TYPE.TC128))
-
-
-def fresh_noise_bound(degree: int, max_keyholders: int, statistical_security: int) -> float:
-    """High-probability bound on the infinity norm of a fresh ciphertext's noise."""
-    tail = math.log(2.0) * (statistical_security + math.log2(degree) + 1)
-    return 1.0 + max_keyholders * math.sqrt(degree * tail / 2.0)
+from secagg.noise import fresh_noise_bound
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -198,7 +174,7 @@ class Parameters:
             raise ParameterError(
                 f"decryption_budget_bits must lie in [0, {C.MAX_DECRYPTION_BUDGET_BITS}]"
             )
-        primes = _seal_primes(poly_modulus_degree, coeff_modulus_bits)
+        primes = seal_primes(poly_modulus_degree, coeff_modulus_bits)
         data_q = math.prod(primes[:-1])
         noise = max_total_weight * fresh_noise_bound(
             poly_modulus_degree, max_keyholders, statistical_security
@@ -234,8 +210,8 @@ class Parameters:
         """Collect every problem, so the error names them all at once."""
         p: list[str] = []
         n = self.poly_modulus_degree
-        if n not in _SUPPORTED_DEGREES:
-            p.append(f"poly_modulus_degree must be one of {_SUPPORTED_DEGREES}")
+        if n not in SUPPORTED_DEGREES:
+            p.append(f"poly_modulus_degree must be one of {SUPPORTED_DEGREES}")
             return p
         if len(self.coeff_modulus) < 2:
             p.append("coeff_modulus needs at least one data prime and the special prime")
@@ -245,10 +221,10 @@ class Parameters:
             if not 2 < q < 2**60 or q % (2 * n) != 1 or pow(3, q - 1, q) != 1:
                 p.append(f"coeff_modulus entry {q} is not an NTT-friendly prime below 2^60")
         total_bits = sum(q.bit_length() for q in self.coeff_modulus)
-        if total_bits > _seal_max_bits(n):
+        if total_bits > seal_max_bits(n):
             p.append(
                 f"coeff_modulus has {total_bits} bits; 128-bit security allows "
-                f"{_seal_max_bits(n)} for N={n}"
+                f"{seal_max_bits(n)} for N={n}"
             )
         if not 2 <= self.plain_modulus_bits <= C.MAX_PLAIN_MODULUS_BITS:
             p.append(f"plain_modulus_bits must lie in [2, {C.MAX_PLAIN_MODULUS_BITS}]")

@@ -12,7 +12,7 @@ import tenseal.sealapi as seal
 
 import secagg
 from secagg import constants as C
-from secagg.params import fresh_noise_bound
+from secagg.noise import fresh_noise_bound
 
 DEFAULT = secagg.Parameters.default()
 

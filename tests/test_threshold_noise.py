@@ -25,7 +25,7 @@ from _threshold_world import (
 import secagg
 from secagg._internal.modarith import add_mod, mul_mod
 from secagg.encoding import encode
-from secagg.params import fresh_noise_bound
+from secagg.noise import fresh_noise_bound
 
 # --- noise ------------------------------------------------------------------------------------
 
