@@ -1,4 +1,11 @@
-"""A party's connection to the server: mTLS channel, deadlines, retries, chunked transfers."""
+"""A party's connection to the server: mTLS channel, deadlines, retries, chunked transfers.
+
+The channel trusts the roster's server certificate only (:mod:`secagg.rpc.transport`).
+When a call fails as ``UNAVAILABLE``, :meth:`Connection.call` asks
+:meth:`~secagg.rpc.transport.Identity.check_server` whether the peer is the roster's
+server before it retries: a peer that is not fails the party with
+:class:`~secagg.errors.ServerNotAuthentic` at once, instead of retrying for minutes.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +40,7 @@ class Connection:
         self, me: Identity, address: str | None = None, *, stop: threading.Event | None = None
     ) -> None:
         self.me = me
+        self.address = address
         self.stop = stop or threading.Event()
         self.channel = me.channel(address)
         self.stub = pb_grpc.AggregationStub(self.channel)  # type: ignore[no-untyped-call]
@@ -45,13 +53,22 @@ class Connection:
         timeout: float = C.RPC_TIMEOUT_SECONDS,
         retry_for: float = 120.0,
     ) -> T:
-        """Call a unary RPC, retrying transient failures (server restarts) for ``retry_for`` s."""
+        """Call a unary RPC, retrying transient failures (server restarts) for ``retry_for`` s.
+
+        Raises
+        ------
+        ServerNotAuthentic
+            The call could not connect and the peer at the server's address is not the
+            roster's server (its certificate failed the pinned handshake).
+        """
         give_up = time.monotonic() + retry_for
         delay = 0.2
         while True:
             try:
                 return fn(request, timeout=timeout)
             except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    self.me.check_server(self.address)
                 if exc.code() not in _RETRY or time.monotonic() > give_up:
                     raise
                 if self.stop.wait(delay):

@@ -20,6 +20,7 @@ from types import ModuleType
 from secagg import bench
 from secagg import constants as C
 from secagg.errors import SecAggError
+from secagg.protocol.hosts import assignment
 from secagg.protocol.roster import Policy
 
 COMMAND_GROUP = "secagg.commands"
@@ -60,6 +61,8 @@ _INIT_OPTIONS = {
     "epsilon_budget": "epsilon_budget",
     "min_weight": "min_weight",
     "max_client_weight": "max_client_weight",
+    "hosts": "host",
+    "resolve": "resolve",
 }
 
 
@@ -135,6 +138,23 @@ def _library_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=int,
         help="largest weight one upload may carry; default: the weight budget // clients, "
         "so that all clients together always fit",
+    )
+    i.add_argument(
+        "--host",
+        type=assignment,
+        action="append",
+        default=[],
+        metavar="PARTY=NAME",
+        help="also name NAME (a DNS name or an IP address) in PARTY's certificate; "
+        "repeatable. Without --host server=..., the server's certificate names localhost",
+    )
+    i.add_argument(
+        "--resolve",
+        type=assignment,
+        action="append",
+        default=[],
+        metavar="NAME=IP",
+        help="every party reaches host NAME at IP (the roster's [hosts]; no DNS); repeatable",
     )
     i.set_defaults(func=_init)
 

@@ -82,3 +82,8 @@ BUSY_WINDOW_SECONDS: Final = 3.0
 UPLOAD_NONCE_BYTES: Final = 16
 #: Where ``secagg init`` points the roster's server address by default.
 DEFAULT_SERVER_ADDRESS: Final = "127.0.0.1:50051"
+
+# --- Key holder storage at rest -------------------------------------------------------------
+#: The environment variable a key holder reads its share's passphrase from (unless
+#: ``--passphrase-file`` or ``--passphrase-env`` names another source).
+KEYHOLDER_PASSPHRASE_ENV: Final = "SECAGG_KEYHOLDER_PASSPHRASE"

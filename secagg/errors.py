@@ -265,3 +265,23 @@ class EndorsementMissing(PolicyViolation):
     """A released model lacks ``t`` valid key-holder endorsements (or they name another model)."""
 
     reason: ClassVar[str] = "ENDORSEMENT_MISSING"
+
+
+class SecretMemoryUnavailable(SecAggError, RuntimeError):
+    """Secret material would have to cross to SEAL through a named file (no memfd here).
+
+    SEAL objects holding key material or plaintexts cross only through anonymous memory
+    files (Linux ``memfd_create``); secagg refuses rather than write them to disk.
+    """
+
+    reason: ClassVar[str] = "SECRET_MEMORY_UNAVAILABLE"
+
+
+class ServerNotAuthentic(SecAggError):
+    """The party at the server's address is not the roster's server.
+
+    Its certificate is not the one whose SHA-256 the roster records, or does not carry
+    the roster's server name or the ``serverAuth`` usage: nothing is sent to it.
+    """
+
+    reason: ClassVar[str] = "SERVER_NOT_AUTHENTIC"

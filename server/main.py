@@ -33,7 +33,9 @@ log = logging.getLogger("secagg.server")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``secagg serve``."""
     parser.add_argument("deployment", type=Path, help="deployment directory (secagg init)")
-    parser.add_argument("--address", help="listen address (default: the roster's)")
+    parser.add_argument(
+        "--address", help="listen address (default: the roster's, mapped by its [hosts])"
+    )
     parser.add_argument("--data", type=Path, help="state directory (default DIR/server/data)")
     parser.add_argument(
         "--initial-model",
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     pb_grpc.add_AggregationServicer_to_server(AggregationService(rounds), server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    address = args.address or me.roster.server_address
+    address = me.roster.server_target(args.address)  # a host name via the roster's [hosts]
     port = server.add_secure_port(address, me.server_credentials())
     if port == 0:
         log.error("cannot listen on %s", address)

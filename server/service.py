@@ -1,7 +1,9 @@
 """The gRPC servicer: authenticates the peer, maps RPCs to the round manager, maps errors.
 
-Every RPC first resolves the caller's role from its certificate's common name and the
-roster; a caller in the wrong role gets PERMISSION_DENIED. Library errors cross the wire
+Every RPC first resolves the caller's role from its certificate and the roster: the
+CA-verified certificate must name its party (common name among its DNS names) and carry
+``clientAuth`` only (:func:`secagg.rpc.transport.peer_name`); a certificate that does not,
+or a caller in the wrong role, gets PERMISSION_DENIED. Library errors cross the wire
 as rich statuses (:func:`secagg.rpc.errors.abort_with`): the status code comes from the
 error's class, the details carry its machine-readable reason, and the message keeps
 ``"ClassName: text"`` so people see *why* (e.g. ``ReplayDetected: ...``).

@@ -6,13 +6,23 @@
                                         the initial model's SHA-256
     DIR/initial_model.bin               public: round 1's global model (ModelBlob)
     DIR/ca/ca.pem, ca.key               the deployment CA (keep ca.key offline)
+    DIR/ca/server.pem                   public: the server's certificate (every party pins
+                                        it; its SHA-256 is in the roster)
     DIR/server/                         tls.pem, tls.key, signing.key
-    DIR/keyholders/kh<i>/               tls.pem, tls.key, signing.key, exchange.key, storage.key
+    DIR/keyholders/kh<i>/               tls.pem, tls.key, signing.key, exchange.key
     DIR/clients/c<i>/                   tls.pem, tls.key, signing.key
     DIR/admin/                          tls.pem, tls.key (operator tools)
 
 Private keys are written with mode 0600. In a real deployment each party receives only
-its own directory plus ``roster.toml`` and ``ca/ca.pem``.
+its own directory plus ``roster.toml``, ``ca/ca.pem`` and ``ca/server.pem``.
+
+Each certificate names its party and carries the right key usage
+(:mod:`secagg.protocol.tls_identity`): ``hosts`` (``--host PARTY=NAME``) adds host names
+or addresses to a party's certificate, ``resolve`` (``--resolve NAME=IP``) maps host names
+to addresses in the roster's ``[hosts]`` table, so a deployment spread over several hosts
+needs no DNS entries and no edited certificate. The server's certificate always names the
+host of ``server_address``; without any ``--host server=...`` it also names ``localhost``
+and ``127.0.0.1`` (the loopback deployments of the demo and the tests).
 
 The roster itself (:class:`Roster`, :class:`Policy`, :func:`load_roster`) lives in
 :mod:`secagg.protocol.roster`; where each file lives is :class:`DeploymentLayout`'s.
@@ -20,27 +30,25 @@ The roster itself (:class:`Roster`, :class:`Policy`, :func:`load_roster`) lives 
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import ipaddress
 import os
 import secrets
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tomli_w
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from cryptography.x509.oid import NameOID
 
 from secagg import constants as C
 from secagg.encoding import F64
 from secagg.errors import ConfigError
 from secagg.params import Parameters
+from secagg.protocol.hosts import check_host, host_table, split_address
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.model_blob import encode_model
 from secagg.protocol.roster import (
@@ -49,6 +57,13 @@ from secagg.protocol.roster import (
     Roster,
     check_weight_budget,
     load_roster,
+)
+from secagg.protocol.tls_identity import (
+    LOOPBACK_NAMES,
+    ca_certificate,
+    fingerprint,
+    party_certificate,
+    party_names,
 )
 
 _RAW = serialization.Encoding.Raw
@@ -74,38 +89,19 @@ def _pem_key(key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey | X25519Private
     )
 
 
-def _certificate(
-    common_name: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer_key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Name | None,
-    *,
-    is_ca: bool,
-) -> x509.Certificate:
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer or subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
-    )
-    if not is_ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName(common_name),
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
+def _party_hosts(
+    hosts: Sequence[tuple[str, str]], parties: Sequence[str], server_address: str
+) -> dict[str, list[str]]:
+    """Party name -> its configured host names/addresses (validated; see the module doc)."""
+    table: dict[str, list[str]] = {name: [] for name in parties}
+    for party, host in hosts:
+        if party not in table:
+            raise ConfigError(f"--host {party}={host}: {party!r} is not a party of this roster")
+        table[party].append(check_host(host))
+    server_host, _ = split_address(server_address)
+    loopback = [] if table["server"] else list(LOOPBACK_NAMES)
+    table["server"] += [*loopback, server_host]
+    return table
 
 
 def init_deployment(
@@ -125,6 +121,8 @@ def init_deployment(
     min_weight: int = Policy.default_of("min_weight"),
     max_client_weight: int | None = None,
     initial_model: F64 | None = None,
+    hosts: Sequence[tuple[str, str]] = (),
+    resolve: Sequence[tuple[str, str]] = (),
 ) -> Roster:
     """Write a new deployment directory and return its roster.
 
@@ -134,7 +132,9 @@ def init_deployment(
     its SHA-256, so no server can start the federation from a model of its choosing.
     ``max_client_weight`` (default: the parameter set's ``max_total_weight // clients``)
     caps one upload's weight so that all roster clients together always fit the
-    round's weight budget; a larger cap is refused.
+    round's weight budget; a larger cap is refused. ``hosts`` are ``(party, host)`` pairs
+    naming a party's hosts in its certificate, ``resolve`` ``(host name, IP)`` pairs for
+    the roster's ``[hosts]`` table (see the module docstring).
 
     Raises
     ------
@@ -179,17 +179,32 @@ def init_deployment(
     if model.shape != (model_length,) or not np.all(np.isfinite(model)):
         raise ConfigError(f"the initial model must be {model_length} finite values")
     initial_blob = encode_model(1, model)
+    names = [f"kh{i}" for i in range(1, keyholders + 1)] + [f"c{i}" for i in range(1, clients + 1)]
+    party_hosts = _party_hosts(hosts, ["server", ADMIN_NAME, *names], server_address)
+    resolved = host_table(resolve)
     ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_cert = _certificate("secagg-ca", ca_key, ca_key, None, is_ca=True)
+    ca_cert = ca_certificate(ca_key)
     _write_private(layout.ca_key, _pem_key(ca_key))
     layout.ca_certificate.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    server_fingerprint = b""
 
     def make(name: str, role: str, *, exchange: bool = False) -> tuple[bytes, bytes]:
+        nonlocal server_fingerprint
         path = layout.party_dir(name, role)
         tls_key = ec.generate_private_key(ec.SECP256R1())
-        cert = _certificate(name, tls_key, ca_key, ca_cert.subject, is_ca=False)
+        cert = party_certificate(
+            name,
+            server=role == "server",
+            names=party_names(name, party_hosts[name], resolved),
+            key=tls_key,
+            ca_key=ca_key,
+            ca=ca_cert,
+        )
         _write_private(path / "tls.key", _pem_key(tls_key))
         (path / "tls.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        if role == "server":
+            server_fingerprint = fingerprint(cert)
+            layout.server_certificate.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         if role == "admin":
             return b"", b""
         signing = Ed25519PrivateKey.generate()
@@ -198,7 +213,6 @@ def init_deployment(
         if exchange:
             ex = X25519PrivateKey.generate()
             _write_private(path / "exchange.key", _pem_key(ex))
-            _write_private(path / "storage.key", secrets.token_bytes(32))
             ex_pub = ex.public_key().public_bytes(_RAW, _RAW_PUB)
         return signing.public_key().public_bytes(_RAW, _RAW_PUB), ex_pub
 
@@ -227,10 +241,16 @@ def init_deployment(
         },
         "parameters": {"id": params.id},
         "policy": policy.as_dict(),
-        "server": {"name": "server", "signing_public_key": server_sig.hex()},
+        "server": {
+            "name": "server",
+            "signing_public_key": server_sig.hex(),
+            "tls_certificate_sha256": server_fingerprint.hex(),
+        },
         "keyholders": kh_entries,
         "clients": client_entries,
     }
+    if resolved:
+        document["hosts"] = resolved
     layout.initial_model.write_bytes(initial_blob)
     layout.roster.write_text(tomli_w.dumps(document))
     return load_roster(directory)

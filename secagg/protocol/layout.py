@@ -45,6 +45,11 @@ class DeploymentLayout:
         return self.root / "ca" / "ca.pem"
 
     @property
+    def server_certificate(self) -> Path:
+        """The server's TLS certificate (public; every party pins it, the roster has its hash)."""
+        return self.root / "ca" / "server.pem"
+
+    @property
     def initial_model(self) -> Path:
         """Round 1's global model (a ``ModelBlob``; public, its hash is in the roster)."""
         return self.root / "initial_model.bin"

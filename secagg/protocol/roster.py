@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from secagg import constants as C
 from secagg.errors import ConfigError
 from secagg.params import Parameters
+from secagg.protocol.hosts import hosts_table, resolve_address
 from secagg.protocol.layout import ROSTER_FILE
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
@@ -109,7 +110,12 @@ class Party:
 
 @dataclass(frozen=True)
 class Roster:
-    """The validated contents of ``roster.toml``."""
+    """The validated contents of ``roster.toml``.
+
+    ``server_certificate_sha256``: the SHA-256 of the server's TLS certificate, which
+    every party pins (empty in rosters built in memory: no channel trusts such a server).
+    ``hosts``: host name -> IP address (``[hosts]``, from ``secagg init --resolve``).
+    """
 
     deployment_id: str
     server_address: str
@@ -119,6 +125,13 @@ class Roster:
     server: Party
     keyholders: tuple[Party, ...]
     clients: tuple[Party, ...]
+    server_certificate_sha256: bytes = b""
+    hosts: dict[str, str] = field(default_factory=dict)
+
+    def server_target(self, address: str | None = None) -> str:
+        """Where to reach (or bind) the server: ``address`` (default: the roster's) with its
+        host name replaced by the address ``[hosts]`` maps it to, if any."""
+        return resolve_address(address or self.server_address, self.hosts)
 
     def keyholder(self, index: int) -> Party:
         """The key holder with this index (raises :class:`ConfigError`)."""
@@ -255,6 +268,8 @@ def load_roster(directory: Path) -> Roster:
     )
     srv = _Fields(top._get("server"), "server")
     server = Party(srv.text("name", NAME_PATTERN), "server", srv.key("signing_public_key"))
+    server_fingerprint = srv.key("tls_certificate_sha256")
+    hosts = hosts_table(doc.get("hosts", {}))
     khs_raw = top._get("keyholders")
     if not isinstance(khs_raw, list) or len(khs_raw) != keyholders:
         raise ConfigError(f"roster.toml: keyholders must list exactly {keyholders} entries")
@@ -298,4 +313,6 @@ def load_roster(directory: Path) -> Roster:
         server=server,
         keyholders=tuple(khs),
         clients=clients,
+        server_certificate_sha256=server_fingerprint,
+        hosts=hosts,
     )

@@ -76,8 +76,11 @@ class Deployment(ProcessGroup):
         min_contributors: int | None = None,
         max_weight_share: float | None = None,
         name: str = "dep",
+        address: str | None = None,
+        init_args: Sequence[str] = (),
     ) -> Deployment:
-        """``secagg init`` a new deployment on a free loopback port."""
+        """``secagg init`` a new deployment (default: on a free loopback port);
+        ``init_args`` are further ``secagg init`` options (e.g. ``--host``)."""
         directory = root / name
         args: list[str | Path] = [
             "init",
@@ -87,7 +90,8 @@ class Deployment(ProcessGroup):
             "--threshold", str(threshold),
             "--rounds", str(rounds),
             "--model-length", str(model_length),
-            "--address", f"127.0.0.1:{free_port()}",
+            "--address", address or f"127.0.0.1:{free_port()}",
+            *init_args,
         ]  # fmt: skip
         if round_timeout is not None:
             args += ["--round-timeout", str(round_timeout)]
