@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import secrets
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -174,7 +175,7 @@ def test_unknown_client(world: tuple[Path, Roster]) -> None:
 
 
 def test_second_aggregate_of_a_decrypted_round(world: tuple[Path, Roster], tmp_path: Path) -> None:
-    state = KeyHolderState(tmp_path, tmp_path / "state")
+    state = KeyHolderState(tmp_path, tmp_path / "state", passphrase=secrets.token_bytes(16))
     record = DecryptionRecord(state.state_dir)
     t = task(contribution(world, "c1"), contribution(world, "c2"))
     check_not_decrypted(record.decrypted(), t)  # nothing decrypted yet
@@ -206,7 +207,7 @@ class _RecordingConnection:
 def test_refusal_is_signed_with_reason_code_and_text(world: tuple[Path, Roster]) -> None:
     dep, roster = world
     me = identity(dep, "kh2")
-    agent = KeyHolder(me)
+    agent = KeyHolder(me, passphrase=secrets.token_bytes(16))
     assert agent.state.state_dir == DeploymentLayout(dep).state_dir("kh2", "keyholder")
     conn = _RecordingConnection()
     agent.conn = conn  # type: ignore[assignment]

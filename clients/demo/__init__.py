@@ -17,6 +17,7 @@ does this. ``--in-process`` runs the older single-process library example instea
 from __future__ import annotations
 
 import argparse
+import secrets
 import shutil
 import time
 import warnings
@@ -27,6 +28,7 @@ import numpy as np
 
 from clients.demo import baselines, progress, report
 from clients.demo.processes import Processes, free_port
+from secagg import constants as C
 from secagg.protocol.deployment import init_deployment
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import Roster
@@ -211,8 +213,13 @@ def _start_parties(
     dep = str(layout.root)
     procs.start("server", "serve", dep)
     time.sleep(0.5)
+    print(
+        "secagg demo: the key holders seal their key shares under a generated passphrase "
+        f"(demo only; a deployment sets {C.KEYHOLDER_PASSPHRASE_ENV} or --passphrase-file)"
+    )
+    passphrase = {C.KEYHOLDER_PASSPHRASE_ENV: secrets.token_urlsafe(32)}
     for i in range(1, args.keyholders + 1):
-        procs.start(f"kh{i}", "keyholder", dep, "--index", str(i))
+        procs.start(f"kh{i}", "keyholder", dep, "--index", str(i), env=passphrase)
     for c in roster.clients:
         extra = ["--budget-rounds", horizons[c.name]] if c.name in horizons else []
         procs.start(

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 #: How long stopped children get to exit before they are killed (seconds).
@@ -27,11 +29,14 @@ class Processes:
         logs.mkdir(parents=True, exist_ok=True)
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
 
-    def start(self, name: str, *args: str) -> None:
-        """Start ``secagg ARGS...`` as the child called ``name``."""
+    def start(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> None:
+        """Start ``secagg ARGS...`` as the child called ``name`` (with ``env`` added)."""
         log = open(self.logs / f"{name}.log", "wb")  # noqa: SIM115 (kept open for the child)
         self.procs[name] = subprocess.Popen(
-            [sys.executable, "-m", "secagg.cli", *args], stdout=log, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "secagg.cli", *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env} if env else None,
         )
 
     def check(self) -> None:

@@ -31,6 +31,11 @@ What it does not
 ----------------
 It cannot tell a well-formed ciphertext from a crafted one (no zero-knowledge proofs):
 admit only trusted clients. Its record is only as good as its state directory.
+
+Its share's passphrase is required: from ``SECAGG_KEYHOLDER_PASSPHRASE`` (or the variable
+``--passphrase-env`` names) or ``--passphrase-file PATH`` outside the key holder's own
+directory. ``--reseal-share`` converts a share an older version sealed under
+``storage.key`` beside it, then exits.
 """
 
 from __future__ import annotations
@@ -43,6 +48,9 @@ import threading
 from pathlib import Path
 
 from clients.keyholder.agent import KeyHolder
+from clients.keyholder.storage import read_passphrase, reseal_from_key_file
+from secagg import constants as C
+from secagg.protocol.layout import DeploymentLayout
 from secagg.rpc.transport import identity
 
 __all__ = ["KeyHolder", "add_arguments", "run"]
@@ -52,7 +60,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``secagg keyholder``."""
     parser.add_argument("deployment", type=Path)
     parser.add_argument("--index", type=int, required=True, help="key-holder index (1..n)")
-    parser.add_argument("--passphrase-env", help="read the share passphrase from this variable")
+    parser.add_argument(
+        "--passphrase-env",
+        help=f"read the share passphrase from this variable (default {C.KEYHOLDER_PASSPHRASE_ENV})",
+    )
+    parser.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="read the share passphrase from this file (not inside the key holder's directory)",
+    )
+    parser.add_argument(
+        "--reseal-share",
+        action="store_true",
+        help="re-seal a share an older version sealed under storage.key, delete it, and exit",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,7 +82,18 @@ def run(args: argparse.Namespace) -> int:
         level=logging.INFO, format=f"%(asctime)s kh{args.index} %(levelname)s %(message)s"
     )
     me = identity(args.deployment, f"kh{args.index}")
-    passphrase = os.environ[args.passphrase_env].encode() if args.passphrase_env else None
+    layout = DeploymentLayout(args.deployment)
+    own_dirs = (layout.party_dir(me.name, "keyholder"), layout.state_dir(me.name, "keyholder"))
+    passphrase = read_passphrase(
+        environ=os.environ,
+        env_var=args.passphrase_env,
+        passphrase_file=args.passphrase_file,
+        forbidden_dirs=own_dirs,
+    )
+    if args.reseal_share:
+        reseal_from_key_file(*own_dirs, passphrase=passphrase)
+        logging.info("key holder %d: share re-sealed under the passphrase", args.index)
+        return 0
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

@@ -1,9 +1,10 @@
 """Internal: the bridge between numpy arrays and SEAL objects inside TenSEAL.
 
 Not part of the public API. TenSEAL's ``sealapi`` binding saves and loads SEAL objects
-through file paths only, so objects cross over as SEAL's binary format written to a
-private RAM-backed directory (``/dev/shm`` when present, mode 0700); each file is removed
-right after use. We only ever hand SEAL bytes that we built ourselves from validated
+through file paths only, so objects cross over as SEAL's binary format in an *anonymous*
+memory file (Linux ``memfd_create``, handed to SEAL as ``/proc/self/fd/N``): it has no
+name in any filesystem and vanishes when its descriptor is closed or the process dies,
+however it dies. We only ever hand SEAL bytes that we built ourselves from validated
 arrays: untrusted input is never parsed by SEAL.
 
 The hot conversions (a ciphertext's residues out, a coefficient plaintext in, a
@@ -36,22 +37,19 @@ residues below their primes), but we never rely on it for untrusted input: see a
 
 Security
 --------
-Key-share material passes through a temporary file for the duration of one ``load``
-call (the NTT-form plaintext of ``lambda_j * S_j``). The directory is private to the
-process owner and RAM-backed where the platform offers it.
+Secret material (``lambda_j * S_j``, the DKG secrets ``s_i``/``e_i``, a client's plaintext,
+a transparent ciphertext being decoded, and every object read back through SEAL's
+``save``) crosses only through anonymous memory files
+(:mod:`secagg._internal.seal_handoff`): no named file ever holds it, so nothing is left
+behind when a process is killed. Without ``memfd_create`` (not Linux) a secret hand-off
+raises :class:`~secagg.errors.SecretMemoryUnavailable`; only public objects (ciphertexts,
+public keys) then cross through a private scratch directory.
 """
 
 from __future__ import annotations
 
-import atexit
-import itertools
 import os
-import shutil
 import struct
-import tempfile
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from functools import lru_cache
 
 import numpy as np
@@ -60,6 +58,7 @@ import zstandard
 
 from secagg._internal import seal_memory
 from secagg._internal.modarith import U64
+from secagg._internal.seal_handoff import load_from, saved
 from secagg.params import Parameters
 
 _HEADER = struct.Struct("<HBBBBHQ")
@@ -70,44 +69,9 @@ _PT_META = struct.Struct("<Qd")  # coeff_count, scale
 _MAX_SEAL_OBJECT = 1 << 31
 
 
-class _Scratch:
-    """A private directory for short-lived SEAL files, unique names per thread."""
-
-    def __init__(self) -> None:
-        base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-        self.path = tempfile.mkdtemp(prefix="secagg-", dir=base)
-        os.chmod(self.path, 0o700)
-        self._counter = itertools.count()
-        atexit.register(shutil.rmtree, self.path, True)
-
-    @contextmanager
-    def file(self) -> Iterator[str]:
-        name = os.path.join(self.path, f"{threading.get_ident()}-{next(self._counter)}")
-        try:
-            yield name
-        finally:
-            with suppress(FileNotFoundError):
-                os.unlink(name)
-
-
-_scratch: _Scratch | None = None
-_scratch_lock = threading.Lock()
-
-
-def _get_scratch() -> _Scratch:
-    global _scratch
-    with _scratch_lock:
-        if _scratch is None or not os.path.isdir(_scratch.path):
-            _scratch = _Scratch()
-        return _scratch
-
-
 def _seal_version() -> tuple[int, int]:
     """The SEAL version written by this build (read from an object SEAL serialized)."""
-    with _get_scratch().file() as path:
-        seal.Modulus(3).save(path)
-        with open(path, "rb") as fh:
-            _, _, major, minor, _, _, _ = _HEADER.unpack(fh.read(16))
+    _, _, major, minor, _, _, _ = _HEADER.unpack(saved(seal.Modulus(3), secret=False)[:16])
     return major, minor
 
 
@@ -207,8 +171,8 @@ class SealBackend:
         moduli = np.asarray(primes, dtype=np.uint64).reshape(1, -1, 1)
         polys = _random_words((3, len(primes), n)) % moduli
         coeffs = _random_words((n,)) % np.uint64(self.params.plain_modulus)
-        try:
-            loaded = self._loaded_plaintext(coeffs)
+        try:  # random test data, not secret: may cross public hand-off files
+            loaded = self._loaded_plaintext(coeffs, secret=False)
             loaded.reserve(2 * n)
             if not np.array_equal(seal_memory.plaintext_view(loaded), coeffs):
                 return False
@@ -219,16 +183,15 @@ class SealBackend:
                     return False
             written = seal.Plaintext(n)
             seal_memory.plaintext_view(written)[:] = coeffs
-            return bool(np.array_equal(self._saved_coefficients(written), coeffs))
+            return bool(np.array_equal(self._saved_coefficients(written, secret=False), coeffs))
         except (seal_memory.LayoutMismatch, RuntimeError, ValueError):
             return False
 
     # --- building SEAL objects from arrays -------------------------------------------
-    def _load(self, obj: object, blob: bytes, context: object | None = None) -> None:
-        with _get_scratch().file() as path:
-            with open(path, "wb") as fh:
-                fh.write(blob)
-            obj.load(context or self.context, path)  # type: ignore[attr-defined]
+    def _load(
+        self, obj: object, blob: bytes, context: object | None = None, *, secret: bool
+    ) -> None:
+        load_from(obj, blob, context or self.context, secret=secret)
 
     def _ciphertext_blob(self, polys: U64, parms_id: bytes, ntt: bool) -> bytes:
         size, nprimes, n = polys.shape
@@ -237,8 +200,11 @@ class SealBackend:
 
     def to_ciphertext(self, polys: U64, *, ntt: bool = False) -> seal.Ciphertext:
         """A data-level SEAL ciphertext from residues of shape ``(size, primes, N)``."""
+        return self._ciphertext(polys, ntt=ntt, secret=False)
+
+    def _ciphertext(self, polys: U64, *, ntt: bool, secret: bool) -> seal.Ciphertext:
         ct = seal.Ciphertext()
-        self._load(ct, self._ciphertext_blob(polys, self.data_parms_id, ntt))
+        self._load(ct, self._ciphertext_blob(polys, self.data_parms_id, ntt), secret=secret)
         return ct
 
     def to_plaintext(self, coeffs: U64) -> seal.Plaintext:
@@ -258,32 +224,26 @@ class SealBackend:
         seal_memory.plaintext_view(pt)[:] = coeffs
         return pt
 
-    def _loaded_plaintext(self, coeffs: U64) -> seal.Plaintext:
+    def _loaded_plaintext(self, coeffs: U64, *, secret: bool = True) -> seal.Plaintext:
         pt = seal.Plaintext()
         body = bytes(32) + _PT_META.pack(coeffs.size, 1.0) + _dyn_array(coeffs)
-        self._load(pt, _wrap(body))
+        self._load(pt, _wrap(body), secret=secret)
         return pt
 
     def to_ntt_plaintext(self, residues: U64) -> seal.Plaintext:
-        """A data-level NTT-form plaintext from residues of shape ``(primes, N)``."""
+        """A data-level NTT-form plaintext from residues of shape ``(primes, N)`` (secret)."""
         pt = seal.Plaintext()
         body = self.data_parms_id + _PT_META.pack(residues.size, 1.0) + _dyn_array(residues)
-        self._load(pt, _wrap(body))
+        self._load(pt, _wrap(body), secret=True)
         return pt
 
     def to_public_key(self, polys: U64) -> seal.PublicKey:
         """A SEAL public key from NTT-form key-level residues of shape ``(2, primes, N)``."""
         pk = seal.PublicKey()
-        self._load(pk, self._ciphertext_blob(polys, self.key_parms_id, True))
+        self._load(pk, self._ciphertext_blob(polys, self.key_parms_id, True), secret=False)
         return pk
 
-    # --- reading SEAL objects back ----------------------------------------------------
-    @staticmethod
-    def _saved(obj: object) -> bytes:
-        with _get_scratch().file() as path:
-            obj.save(path)  # type: ignore[attr-defined]
-            with open(path, "rb") as fh:
-                return fh.read()
+    # --- reading SEAL objects back (always secret: a product may hold a key share) ----
 
     def from_ciphertext(self, ct: seal.Ciphertext) -> U64:
         """Residues of shape ``(size, primes, N)`` of a SEAL ciphertext (a copy)."""
@@ -292,7 +252,7 @@ class SealBackend:
         return self._saved_residues(ct)
 
     def _saved_residues(self, ct: seal.Ciphertext) -> U64:
-        body, _ = _unwrap(self._saved(ct))
+        body, _ = _unwrap(saved(ct))
         size, n, nprimes, _, _ = _CT_META.unpack_from(body, 33)
         data = _read_dyn_array(body[33 + _CT_META.size :])
         return data.reshape(size, nprimes, n)
@@ -307,24 +267,27 @@ class SealBackend:
         out[: data.size] = data
         return out
 
-    def _saved_coefficients(self, pt: seal.Plaintext) -> U64:
-        body, _ = _unwrap(self._saved(pt))
+    def _saved_coefficients(self, pt: seal.Plaintext, *, secret: bool = True) -> U64:
+        body, _ = _unwrap(saved(pt, secret=secret))
         return _read_dyn_array(body[32 + _PT_META.size :])
 
     # --- operations -------------------------------------------------------------------
     def ntt_key_level(self, polys: U64) -> U64:
-        """Forward NTT of key-level residues, shape ``(k, key_primes, N)``, k >= 1."""
+        """Forward NTT of key-level residues, shape ``(k, key_primes, N)``, k >= 1 (secret)."""
         k = polys.shape[0]
         padded = np.concatenate([polys, polys[:1]]) if k == 1 else polys
         ct = seal.Ciphertext()
         blob = self._ciphertext_blob(padded, self.key_arith_parms_id, False)
-        self._load(ct, blob, self.key_arith)
+        self._load(ct, blob, self.key_arith, secret=True)
         self.key_arith_evaluator.transform_to_ntt_inplace(ct)
         return self.from_ciphertext(ct)[:k]
 
     def decode_transparent(self, m: U64) -> U64:
-        """Scale-and-round ``m`` (shape ``(primes, N)``): ``round(t * m / q) mod t``."""
-        ct = self.to_ciphertext(np.stack([m, np.zeros_like(m)]))
+        """Scale-and-round ``m`` (shape ``(primes, N)``): ``round(t * m / q) mod t``.
+
+        ``m`` is a decryption (a plaintext in disguise): it crosses as a secret object.
+        """
+        ct = self._ciphertext(np.stack([m, np.zeros_like(m)]), ntt=False, secret=True)
         pt = seal.Plaintext()
         self._decoder.decrypt(ct, pt)
         return self.from_plaintext(pt)

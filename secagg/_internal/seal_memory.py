@@ -1,7 +1,8 @@
 """Internal: direct access to the coefficient arrays of live SEAL objects.
 
 TenSEAL's ``sealapi`` binding has no buffer access: objects cross to numpy only through
-``save``/``load`` on files, and ``save`` always zstd-compresses. For encryption that glue
+``save``/``load`` on a path (an anonymous memory file, :mod:`secagg._internal.seal_handoff`),
+and ``save`` always zstd-compresses. For encryption that glue
 cost more than a third of the time. On the TenSEAL build we pin, this module instead
 views a SEAL ``Ciphertext``'s or ``Plaintext``'s coefficient array in place, through the
 object layouts of pybind11 and SEAL 4.x (verified on this build):
@@ -22,7 +23,7 @@ words against the binding's own accessors (parms_id, size, degree, number of pri
 flag, coefficient count, array size and capacity; not the scale, correction factor or
 memory pool) and raises :class:`LayoutMismatch` on any difference; (3)
 :class:`~secagg._internal.seal_backend.SealBackend` enables the direct path only after a self-test
-agrees bit for bit with SEAL's serialization, and falls back to files otherwise.
+agrees bit for bit with SEAL's serialization, and falls back to ``save``/``load`` otherwise.
 Only objects this process created are touched; network input never reaches this code.
 Writes skip the checks SEAL's ``load`` would run: callers validate what they write.
 A view keeps its SEAL object alive, but it is valid only until the object is resized.

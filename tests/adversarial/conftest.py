@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import secrets
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from ._signatures import Signatures, key_bundle
 
 LENGTH = 16
 MIN_WEIGHT = 5
+#: The key holders' share passphrase (generated per test session).
+PASSPHRASE = secrets.token_urlsafe(24).encode()
 
 
 @dataclass(frozen=True)
@@ -183,7 +186,7 @@ class Attack(Signatures):
     def start_keyholder(self, index: int) -> KeyHolder:
         """Run key holder ``index``'s real agent in a thread, against the double."""
         me = identity(self.directory, f"kh{index}")
-        agent = KeyHolder(me)
+        agent = KeyHolder(me, passphrase=PASSPHRASE)
         agent.conn = Connection(me, self.address, stop=agent.stop)
         thread = threading.Thread(target=agent.run, name=f"kh{index}", daemon=True)
         thread.start()
@@ -216,7 +219,9 @@ def _world(tmp_path: Path, *, keyholders: int, threshold: int) -> Iterator[Attac
     for share in keys.shares:
         name = f"kh{share.index}"
         state = KeyHolderState(
-            layout.party_dir(name, "keyholder"), layout.state_dir(name, "keyholder")
+            layout.party_dir(name, "keyholder"),
+            layout.state_dir(name, "keyholder"),
+            passphrase=PASSPHRASE,
         )
         state.save_share(share)
     double = ServerDouble(key_bundle(directory, roster, keys))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -19,8 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, TypeVar
 
+from secagg.constants import KEYHOLDER_PASSPHRASE_ENV
+
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
+#: The key holders' share passphrase (generated per test session; only key holders get it).
+KEYHOLDER_PASSPHRASE = secrets.token_urlsafe(24)
 
 
 def free_port() -> int:
@@ -30,9 +35,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _env() -> dict[str, str]:
+def _env(*, keyholder: bool = False) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop(KEYHOLDER_PASSPHRASE_ENV, None)
     env["PYTHONUNBUFFERED"] = "1"
+    if keyholder:
+        env[KEYHOLDER_PASSPHRASE_ENV] = KEYHOLDER_PASSPHRASE
     return env
 
 
@@ -129,7 +137,7 @@ class ProcessGroup:
         popen = subprocess.Popen(
             [sys.executable, "-m", "secagg.cli", *map(str, args)],
             cwd=REPO,
-            env=_env(),
+            env=_env(keyholder=bool(args) and str(args[0]) == "keyholder"),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,

@@ -24,6 +24,7 @@ from secagg.proto import service_pb2 as pb
 from secagg.protocol.sealing import decrypt_at_rest
 
 from ._harness import Deployment, Harness, max_error, weighted_mean
+from ._processes import KEYHOLDER_PASSPHRASE
 
 CLIENTS = {"c1": (11, 10), "c2": (22, 25), "c3": (33, 7), "c4": (44, 58)}  # name: (seed, weight)
 ROUNDS = 3
@@ -132,9 +133,9 @@ def _found(haystacks: dict[str, bytes], needles: dict[str, bytes]) -> list[str]:
 def _keyholder_secrets(dep: Deployment, index: int) -> tuple[bytes, dict[str, bytes]]:
     """(the decrypted share, named needles of every secret of key holder ``index``)."""
     kh_dir = dep.directory / "keyholders" / f"kh{index}"
-    storage_key = (kh_dir / "storage.key").read_bytes()
+    passphrase = KEYHOLDER_PASSPHRASE.encode()
     share_bytes = decrypt_at_rest(
-        (kh_dir / "state" / "share.enc").read_bytes(), storage_key, is_passphrase=False
+        (kh_dir / "state" / "share.enc").read_bytes(), passphrase, is_passphrase=True
     )
     share = KeyShare.from_bytes(share_bytes, dep.roster.params)
     assert share.index == index
@@ -154,8 +155,8 @@ def _keyholder_secrets(dep: Deployment, index: int) -> tuple[bytes, dict[str, by
         assert len(private) == 32
         for k, needle in enumerate(_needles(private)):
             needles[f"kh{index} {key_file} (form {k})"] = needle
-    for k, needle in enumerate(_needles(storage_key)):
-        needles[f"kh{index} storage.key (form {k})"] = needle
+    for k, needle in enumerate(_needles(passphrase)):
+        needles[f"kh{index} storage passphrase (form {k})"] = needle
     tls_pem = (kh_dir / "tls.key").read_bytes()
     needles[f"kh{index} tls.key PEM"] = tls_pem
     body = b"".join(line for line in tls_pem.splitlines() if not line.startswith(b"-----"))
