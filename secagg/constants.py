@@ -87,3 +87,19 @@ DEFAULT_SERVER_ADDRESS: Final = "127.0.0.1:50051"
 #: The environment variable a key holder reads its share's passphrase from (unless
 #: ``--passphrase-file`` or ``--passphrase-env`` names another source).
 KEYHOLDER_PASSPHRASE_ENV: Final = "SECAGG_KEYHOLDER_PASSPHRASE"
+
+# --- Key ceremony: commitments and test decryption (secagg.keycheck) ------------------------
+#: Domain of a key holder's commitment to its public-key contribution ``b_i`` (KEY_COMMIT).
+DOMAIN_KEY_COMMIT: Final = b"secagg/dkg/key-commit/v1"
+#: Domain of a key holder's commitment to the Shamir share it sends one recipient.
+DOMAIN_SHARE_COMMIT: Final = b"secagg/dkg/share-commit/v1"
+#: Plaintext coefficients of one test ciphertext (random values mod ``t``); partials of
+#: test ciphertexts carry only these coefficients. A wrong key or share garbles each one
+#: independently, so 16 leave a chance of ``t^-16`` that a failure goes unseen.
+CEREMONY_TEST_VALUES: Final = 16
+#: While ``C(n, t)`` is at most this, test ciphertexts are decrypted by every t-subset;
+#: above it by the ``n`` cyclic windows ``{k, ..., k + t - 1}`` (each key holder in ``t``
+#: of them). Consecutive windows differ in one member, so their agreeing implies that
+#: every share lies on one polynomial of degree ``t - 1``; but unlike all t-subsets they
+#: need not include a subset of honest key holders only (see secagg.keycheck).
+CEREMONY_ALL_QUORUMS_MAX: Final = 20

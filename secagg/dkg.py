@@ -29,8 +29,13 @@ holder endorses the resulting joint public key before clients use it.
 
 Security
 --------
-Semi-honest model: there is no verifiable secret sharing yet, so a key holder that
-sends inconsistent shares is not detected here. Party state holds secrets; drop it after
+This module alone is semi-honest: nothing here detects a key holder that picks its
+``b_i`` after seeing the others' (a rogue key whose secret it alone knows) or sends
+inconsistent shares. The key ceremony adds what does: every key holder commits to
+``b_i`` and to each share before any is revealed, and the joint key is test-decrypted
+by every t-subset before anyone endorses it (:mod:`secagg.keycheck`,
+:mod:`clients.keyholder.ceremony`). There are no proofs of knowledge of ``s_i``, ``e_i``
+(see the threat model for what remains). Party state holds secrets; drop it after
 ``finalize``. :func:`dealerless_keygen` runs all parties in one process and is meant for
 tests, benchmarks and demos, not for production keys.
 """
@@ -194,6 +199,8 @@ def dealerless_keygen(*, n: int, t: int, params: Parameters) -> KeySet:
     --------
     Every party's secret passes through this one process: use it for tests, benchmarks
     and local demos. Real deployments run :class:`DkgParticipant` in separate key holders.
+    It makes no commitments and runs no test decryption: every party here is this
+    process, so there is nobody to check (:mod:`secagg.keycheck` is what the ceremony adds).
     """
     _check_roster(params, n, t)
     parties = [DkgParticipant(params, index=i, keyholders=n, threshold=t) for i in range(1, n + 1)]

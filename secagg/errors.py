@@ -285,3 +285,35 @@ class ServerNotAuthentic(SecAggError):
     """
 
     reason: ClassVar[str] = "SERVER_NOT_AUTHENTIC"
+
+
+# --- Key ceremony (secagg.keycheck, clients.keyholder.ceremony, server.ceremony) ----------
+
+
+class CeremonyAborted(PolicyViolation):
+    """The key ceremony cannot produce a key every key holder can vouch for.
+
+    ``culprits`` names the key holders (indices) that may have deviated: if exactly one
+    key holder deviated, it is among them; empty when no single key holder explains it.
+    """
+
+    reason: ClassVar[str] = "CEREMONY_ABORTED"
+
+    def __init__(self, message: str, *, culprits: tuple[int, ...] = ()) -> None:
+        self.culprits = tuple(sorted(set(culprits)))
+        names = ", ".join(str(i) for i in self.culprits)
+        plural = "s" if len(self.culprits) > 1 else ""
+        blame = f": key holder{plural} {names}" if names else ": no single key holder named"
+        super().__init__(message + blame)
+
+
+class CommitmentMismatch(CeremonyAborted):
+    """A public-key contribution or a Shamir share does not match its sender's commitment."""
+
+    reason: ClassVar[str] = "COMMITMENT_MISMATCH"
+
+
+class KeyCheckFailed(CeremonyAborted):
+    """Test ciphertexts did not decrypt to their values under every subset of key holders."""
+
+    reason: ClassVar[str] = "KEY_CHECK_FAILED"

@@ -3,30 +3,48 @@
 The server stores and forwards ceremony messages; it cannot read sealed shares. It
 computes the joint public key from the public contributions (anyone can) and publishes
 it with every key holder's endorsement; clients check those endorsements themselves.
-Bodies are checked with the codecs of :mod:`secagg.protocol.ceremony`, signatures with
-:class:`~secagg.protocol.statements.CeremonyStatement`.
+Bodies are checked with the codecs of :mod:`secagg.protocol.ceremony` (exact sizes),
+signatures with :class:`~secagg.protocol.statements.CeremonyStatement`. Phases go in
+order: SEED_COMMIT, SEED_REVEAL, KEY_COMMIT, KEY_CONTRIBUTION, TEST_CIPHERTEXT,
+TEST_PARTIAL, ENDORSEMENT; each needs all ``n`` messages of the one before.
+
+Security
+--------
+Defence in depth only: a KEY_CONTRIBUTION that does not match its sender's KEY_COMMIT
+is refused here (:class:`~secagg.errors.CommitmentMismatch`), but the key holders check
+the commitments, the shares and the test decryption themselves
+(:mod:`clients.keyholder.ceremony`) and never rely on this relay's order or checks.
 """
 
 from __future__ import annotations
 
 from secagg.dkg import combine_public_key, common_seed
-from secagg.errors import InvalidKeyMaterial, PolicyViolation
+from secagg.errors import CommitmentMismatch, InvalidKeyMaterial, PolicyViolation
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import CeremonyEntry
 from secagg.protocol.ceremony import (
-    FIXED_BODY_BYTES,
     MAX_SEALED_SHARE_BYTES,
+    body_size,
+    contribution_hash,
+    decode_key_commit,
     decode_key_contribution,
-    key_contribution_size,
 )
 from secagg.protocol.roster import Roster
 from secagg.protocol.statements import CeremonyStatement
 from server.audit_trail import AuditTrail
 from server.store import Store
 
-_KINDS = (pb.SEED_COMMIT, pb.SEED_REVEAL, pb.KEY_CONTRIBUTION, pb.ENCRYPTED_SHARE, pb.ENDORSEMENT)
-_ORDER = (pb.SEED_COMMIT, pb.SEED_REVEAL, pb.KEY_CONTRIBUTION)
+_ORDER = (
+    pb.SEED_COMMIT,
+    pb.SEED_REVEAL,
+    pb.KEY_COMMIT,
+    pb.KEY_CONTRIBUTION,
+    pb.TEST_CIPHERTEXT,
+    pb.TEST_PARTIAL,
+    pb.ENDORSEMENT,
+)
+_KINDS = (*_ORDER, pb.ENCRYPTED_SHARE)
 #: Bodies up to this size are copied into the audit entry (commitments, seeds, endorsements).
 _LOGGED_BODY_BYTES = 32
 
@@ -49,7 +67,9 @@ class Ceremony:
         kind = msg.kind
         if kind not in _KINDS:
             raise PolicyViolation("unknown ceremony message kind")
-        if kind in FIXED_BODY_BYTES and len(msg.body) != FIXED_BODY_BYTES[kind]:
+        policy = self.roster.policy
+        size = body_size(kind, self.roster.params, policy.keyholders, policy.threshold)
+        if size is not None and len(msg.body) != size:
             raise PolicyViolation("ceremony message body has the wrong size")
         if kind == pb.ENCRYPTED_SHARE:
             if not 1 <= msg.recipient <= self.n or msg.recipient == msg.sender:
@@ -58,10 +78,15 @@ class Ceremony:
                 raise PolicyViolation("sealed share too large")
         elif msg.recipient != 0:
             raise PolicyViolation("only shares have a recipient")
-        if kind == pb.KEY_CONTRIBUTION and len(msg.body) != key_contribution_size(
-            self.roster.params
-        ):
-            raise PolicyViolation("public-key contribution has the wrong size")
+
+    def _check_commitment(self, msg: pb.CeremonyMessage) -> None:
+        """A contribution must match its sender's KEY_COMMIT (raises CommitmentMismatch)."""
+        commits = {m.sender: m.body for m in self.store.ceremony_messages(pb.KEY_COMMIT)}
+        committed, _ = decode_key_commit(commits[msg.sender], self.n)
+        if contribution_hash(self.roster.deployment_id, msg.sender, msg.body) != committed:
+            raise CommitmentMismatch(
+                "public-key contribution does not match its commitment", culprits=(msg.sender,)
+            )
 
     def post(self, sender_index: int, msg: pb.CeremonyMessage) -> None:
         """Check and store one message; raises PolicyViolation / SignatureInvalid."""
@@ -71,6 +96,8 @@ class Ceremony:
         kind = msg.kind
         if kind in _ORDER[1:] and self.count(_ORDER[_ORDER.index(kind) - 1]) < self.n:
             raise PolicyViolation("previous ceremony phase is not complete")
+        if kind == pb.KEY_CONTRIBUTION:
+            self._check_commitment(msg)
         if kind == pb.ENDORSEMENT:
             pk = self.joint_public_key()
             if pk is None or msg.body != pk.id_bytes:

@@ -15,6 +15,9 @@ class CeremonyKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_CONTRIBUTION: _ClassVar[CeremonyKind]
     ENCRYPTED_SHARE: _ClassVar[CeremonyKind]
     ENDORSEMENT: _ClassVar[CeremonyKind]
+    KEY_COMMIT: _ClassVar[CeremonyKind]
+    TEST_CIPHERTEXT: _ClassVar[CeremonyKind]
+    TEST_PARTIAL: _ClassVar[CeremonyKind]
 
 class RoundState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -37,6 +40,9 @@ SEED_REVEAL: CeremonyKind
 KEY_CONTRIBUTION: CeremonyKind
 ENCRYPTED_SHARE: CeremonyKind
 ENDORSEMENT: CeremonyKind
+KEY_COMMIT: CeremonyKind
+TEST_CIPHERTEXT: CeremonyKind
+TEST_PARTIAL: CeremonyKind
 ROUND_STATE_UNSPECIFIED: RoundState
 CEREMONY: RoundState
 COLLECTING: RoundState
@@ -273,7 +279,7 @@ class Endorsement(_message.Message):
     def __init__(self, round: _Optional[int] = ..., keyholder: _Optional[int] = ..., aggregate_digest: _Optional[bytes] = ..., model_hash: _Optional[bytes] = ..., checked_quorums: _Optional[_Iterable[int]] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class DecryptionTask(_message.Message):
-    __slots__ = ("pending", "round", "aggregate_hash", "aggregate_digest", "contributions", "quorum", "task_id", "log_size", "log_head", "kind", "locks", "partials", "model_hash")
+    __slots__ = ("pending", "round", "aggregate_hash", "aggregate_digest", "contributions", "quorum", "task_id", "log_size", "log_head", "kind", "locks", "partials", "model_hash", "consistency")
     PENDING_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     AGGREGATE_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -287,6 +293,7 @@ class DecryptionTask(_message.Message):
     LOCKS_FIELD_NUMBER: _ClassVar[int]
     PARTIALS_FIELD_NUMBER: _ClassVar[int]
     MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
+    CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
     pending: bool
     round: int
     aggregate_hash: bytes
@@ -300,7 +307,16 @@ class DecryptionTask(_message.Message):
     locks: _containers.RepeatedCompositeFieldContainer[Lock]
     partials: _containers.RepeatedCompositeFieldContainer[QuorumPartials]
     model_hash: bytes
-    def __init__(self, pending: _Optional[bool] = ..., round: _Optional[int] = ..., aggregate_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., quorum: _Optional[_Iterable[int]] = ..., task_id: _Optional[int] = ..., log_size: _Optional[int] = ..., log_head: _Optional[bytes] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., locks: _Optional[_Iterable[_Union[Lock, _Mapping]]] = ..., partials: _Optional[_Iterable[_Union[QuorumPartials, _Mapping]]] = ..., model_hash: _Optional[bytes] = ...) -> None: ...
+    consistency: _containers.RepeatedCompositeFieldContainer[ConsistencyProof]
+    def __init__(self, pending: _Optional[bool] = ..., round: _Optional[int] = ..., aggregate_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., quorum: _Optional[_Iterable[int]] = ..., task_id: _Optional[int] = ..., log_size: _Optional[int] = ..., log_head: _Optional[bytes] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., locks: _Optional[_Iterable[_Union[Lock, _Mapping]]] = ..., partials: _Optional[_Iterable[_Union[QuorumPartials, _Mapping]]] = ..., model_hash: _Optional[bytes] = ..., consistency: _Optional[_Iterable[_Union[ConsistencyProof, _Mapping]]] = ...) -> None: ...
+
+class ConsistencyProof(_message.Message):
+    __slots__ = ("from_size", "hashes")
+    FROM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    from_size: int
+    hashes: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, from_size: _Optional[int] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class PartialHeader(_message.Message):
     __slots__ = ("task_id", "round", "keyholder", "blob", "signature", "checkpoint_signature")

@@ -9,7 +9,14 @@ KEY_CONTRIBUTION   ``b_i`` residues, [key-level prime][coefficient], 60-bit pack
 ENCRYPTED_SHARE    a ``SealedShare`` whose plaintext is ``f_i(j)``, [data prime][coefficient],
                    60-bit packed
 ENDORSEMENT        the 32-byte id of the joint public key
+KEY_COMMIT         ``H(b_i) || H(share for 1) || ... || H(share for n)``, 32 bytes each
+                   (:func:`contribution_hash`, :func:`share_hash`)
+TEST_CIPHERTEXT    a :class:`~secagg.keycheck.KeyProbe`: ``c0`` heads, then ``c1``, packed
+TEST_PARTIAL       the sender's partials of every probe (:func:`secagg.keycheck.probe_partials`)
 =================  ===================================================================
+
+Every body except a sealed share has one size per deployment (:func:`body_size`): the
+server refuses any other.
 
 The server (to check sizes and compute the joint public key) and the key holders (to
 build and read messages) both use these functions; nobody packs bodies by hand.
@@ -18,16 +25,19 @@ Decoders check sizes and raise :class:`~secagg.errors.InvalidKeyMaterial`.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 from google.protobuf.message import DecodeError
 
+from secagg import constants as C
+from secagg._internal.envelope import require_reduced
 from secagg._internal.modarith import U64, pack60, packed_size, unpack60
 from secagg.errors import InvalidKeyMaterial
+from secagg.keycheck import VALUES, KeyProbe, quorums_per_keyholder
 from secagg.params import Parameters
 from secagg.proto import service_pb2 as pb
 
-#: Bodies of these kinds have a fixed size (bytes).
-FIXED_BODY_BYTES = {pb.SEED_COMMIT: 32, pb.SEED_REVEAL: 32, pb.ENDORSEMENT: 32}
 #: Upper bound on a sealed share's serialized size.
 MAX_SEALED_SHARE_BYTES = 1024 * 1024
 
@@ -47,7 +57,9 @@ def decode_key_contribution(body: bytes, params: Parameters) -> U64:
     k, n = len(params.coeff_modulus), params.poly_modulus_degree
     if len(body) != key_contribution_size(params):
         raise InvalidKeyMaterial("public-key contribution has the wrong size")
-    return unpack60(body, k * n).reshape(k, n)
+    out = unpack60(body, k * n).reshape(k, n)
+    require_reduced(out, params.coeff_modulus, InvalidKeyMaterial, "contribution not reduced")
+    return out
 
 
 def share_plaintext_size(params: Parameters) -> int:
@@ -65,7 +77,11 @@ def decode_share(plain: bytes, params: Parameters, *, sender: int) -> U64:
     width = len(params.data_primes) * params.poly_modulus_degree
     if len(plain) != share_plaintext_size(params):
         raise InvalidKeyMaterial(f"share from key holder {sender} has the wrong size")
-    return unpack60(plain, width).reshape(len(params.data_primes), params.poly_modulus_degree)
+    out = unpack60(plain, width).reshape(len(params.data_primes), params.poly_modulus_degree)
+    require_reduced(
+        out, params.data_primes, InvalidKeyMaterial, f"share from key holder {sender} not reduced"
+    )
+    return out
 
 
 def encode_sealed(ephemeral_public_key: bytes, nonce: bytes, ciphertext: bytes) -> bytes:
@@ -90,3 +106,117 @@ def decode_sealed(body: bytes) -> tuple[bytes, bytes, bytes]:
 def share_context(deployment_id: str, sender: int, recipient: int, public_key_id: bytes) -> bytes:
     """Associated data binding a sealed share to its route and the joint public key."""
     return f"{deployment_id}/{sender}->{recipient}".encode() + public_key_id
+
+
+# --------------------------------------------------------------------- commitments
+def _commitment(
+    domain: bytes, deployment_id: str, sender: int, recipient: int, data: bytes
+) -> bytes:
+    route = (
+        deployment_id.encode() + b"\0" + sender.to_bytes(4, "big") + recipient.to_bytes(4, "big")
+    )
+    return hashlib.sha256(domain + len(route).to_bytes(4, "big") + route + data).digest()
+
+
+def contribution_hash(deployment_id: str, sender: int, body: bytes) -> bytes:
+    """What KEY_COMMIT commits to for a KEY_CONTRIBUTION body."""
+    return _commitment(C.DOMAIN_KEY_COMMIT, deployment_id, sender, 0, body)
+
+
+def share_hash(deployment_id: str, sender: int, recipient: int, plain: bytes) -> bytes:
+    """What KEY_COMMIT commits to for one recipient's share plaintext (:func:`encode_share`)."""
+    return _commitment(C.DOMAIN_SHARE_COMMIT, deployment_id, sender, recipient, plain)
+
+
+def encode_key_commit(
+    deployment_id: str, sender: int, contribution: bytes, shares: dict[int, bytes]
+) -> bytes:
+    """A KEY_COMMIT body: the contribution body and every share plaintext (1..n), hashed."""
+    return contribution_hash(deployment_id, sender, contribution) + b"".join(
+        share_hash(deployment_id, sender, j, shares[j]) for j in sorted(shares)
+    )
+
+
+def decode_key_commit(body: bytes, keyholders: int) -> tuple[bytes, tuple[bytes, ...]]:
+    """(contribution hash, share hash for 1..n) of a KEY_COMMIT body."""
+    if len(body) != C.DIGEST_BYTES * (keyholders + 1):
+        raise InvalidKeyMaterial("key commitment has the wrong size")
+    hashes = [body[k : k + C.DIGEST_BYTES] for k in range(0, len(body), C.DIGEST_BYTES)]
+    return hashes[0], tuple(hashes[1:])
+
+
+# --------------------------------------------------------------------- test decryption
+def _probe_shape(params: Parameters) -> tuple[int, int]:
+    return len(params.data_primes), params.poly_modulus_degree
+
+
+def probe_size(params: Parameters, keyholders: int) -> int:
+    """Bytes of a TEST_CIPHERTEXT body."""
+    primes, n = _probe_shape(params)
+    return packed_size(primes * ((keyholders + 1) * VALUES + 2 * n))
+
+
+def encode_probe(probe: KeyProbe) -> bytes:
+    """A TEST_CIPHERTEXT body."""
+    return pack60(np.concatenate([probe.c0.reshape(-1), probe.c1.reshape(-1)]))
+
+
+def decode_probe(
+    body: bytes, params: Parameters, *, keyholders: int, public_key_id: bytes, sender: int
+) -> KeyProbe:
+    """A key holder's probe from its TEST_CIPHERTEXT body; raises InvalidKeyMaterial."""
+    primes, n = _probe_shape(params)
+    if len(body) != probe_size(params, keyholders):
+        raise InvalidKeyMaterial(f"test ciphertexts of key holder {sender} have the wrong size")
+    flat = unpack60(body, primes * ((keyholders + 1) * VALUES + 2 * n))
+    head = (keyholders + 1) * primes * VALUES
+    c0 = flat[:head].reshape(keyholders + 1, primes, VALUES)
+    c1 = flat[head:].reshape(2, primes, n)
+    for part in (c0, c1):
+        require_reduced(
+            part, params.data_primes, InvalidKeyMaterial, f"test ciphertext of {sender} not reduced"
+        )
+    return KeyProbe(params, public_key_id, c0, c1)
+
+
+def _partials_shape(params: Parameters, keyholders: int, threshold: int) -> tuple[int, ...]:
+    per = quorums_per_keyholder(keyholders, threshold)
+    return (keyholders, per, keyholders + 1, len(params.data_primes), VALUES)
+
+
+def probe_partials_size(params: Parameters, keyholders: int, threshold: int) -> int:
+    """Bytes of a TEST_PARTIAL body."""
+    return packed_size(int(np.prod(_partials_shape(params, keyholders, threshold))))
+
+
+def encode_probe_partials(partials: U64) -> bytes:
+    """A TEST_PARTIAL body."""
+    return pack60(np.ascontiguousarray(partials).reshape(-1))
+
+
+def decode_probe_partials(
+    body: bytes, params: Parameters, *, keyholders: int, threshold: int, sender: int
+) -> U64:
+    """A key holder's probe partials from its TEST_PARTIAL body; raises InvalidKeyMaterial."""
+    shape = _partials_shape(params, keyholders, threshold)
+    if len(body) != probe_partials_size(params, keyholders, threshold):
+        raise InvalidKeyMaterial(f"test partials of key holder {sender} have the wrong size")
+    out = unpack60(body, int(np.prod(shape))).reshape(shape)
+    require_reduced(
+        out, params.data_primes, InvalidKeyMaterial, f"test partial of {sender} not reduced"
+    )
+    return out
+
+
+def body_size(kind: int, params: Parameters, keyholders: int, threshold: int) -> int | None:
+    """The exact size of a body of ``kind`` (None: sealed shares, capped instead)."""
+    sizes: dict[int, int] = {
+        pb.SEED_COMMIT: 32,
+        pb.SEED_REVEAL: 32,
+        pb.ENDORSEMENT: 32,
+        pb.KEY_CONTRIBUTION: key_contribution_size(params),
+        pb.KEY_COMMIT: C.DIGEST_BYTES * (keyholders + 1),
+        pb.TEST_CIPHERTEXT: probe_size(params, keyholders),
+        pb.TEST_PARTIAL: probe_partials_size(params, keyholders, threshold),
+    }
+    return sizes.get(kind)
