@@ -44,7 +44,7 @@ def _params(args: argparse.Namespace) -> int:
 def _audit(args: argparse.Namespace) -> int:
     from secagg.protocol.audit_verify import main as verify_main
 
-    return verify_main(args.directory, as_json=args.json, data=args.data)
+    return verify_main(args.directory, as_json=args.json, data=args.data, witnesses=args.witness)
 
 
 #: ``init_deployment`` keyword <- ``secagg init`` option (argparse destination).
@@ -163,6 +163,14 @@ def _library_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     a.add_argument("directory", type=Path, help="deployment directory, or a demo's output")
     a.add_argument("--data", type=Path, help="the server's state directory (serve --data)")
     a.add_argument("--json", action="store_true", help="machine-readable report")
+    a.add_argument(
+        "--witness",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a key holder's witness.json to hold the log to (repeatable; those in DIR are read)",
+    )
     a.set_defaults(func=_audit)
 
 

@@ -317,3 +317,22 @@ class KeyCheckFailed(CeremonyAborted):
     """Test ciphertexts did not decrypt to their values under every subset of key holders."""
 
     reason: ClassVar[str] = "KEY_CHECK_FAILED"
+
+
+# --- Witnessed audit log (secagg.protocol.merkle, clients.keyholder.witness) ------------
+
+
+class MerkleProofInvalid(AuditChainBroken):
+    """An RFC 6962 inclusion or consistency proof does not verify."""
+
+    reason: ClassVar[str] = "MERKLE_PROOF_INVALID"
+
+
+class InconsistentLogHead(PolicyViolation):
+    """A key holder refuses to co-sign an audit-log head that does not extend its last one.
+
+    A witness co-signs a (size, root) only with a consistency proof from the head it
+    co-signed last: a server that truncated, pruned or forked its log cannot get it signed.
+    """
+
+    reason: ClassVar[str] = "INCONSISTENT_LOG_HEAD"

@@ -231,7 +231,11 @@ class RoundManager:
     def log_rejection(self, client: str, header: pb.UploadHeader | None, reason: str) -> None:
         """Record a refused upload in the audit log (best effort)."""
         self.ctx.audit.rejection(
-            header.round if header else 0, client, header.blob.sha256 if header else b"", reason
+            header.round if header else 0,
+            client,
+            header.blob.sha256 if header else b"",
+            reason,
+            header=header,
         )
 
     def withdraw(self, client: str, request: pb.Withdrawal) -> None:

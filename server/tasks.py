@@ -181,7 +181,11 @@ class Tasks:
             self.ctx.set_status(rnd.number, RoundStatus.locking(locked, need))
 
     def task_for(self, keyholder: int) -> pb.DecryptionTask:
-        """What this key holder should do now: lock the round, decrypt, or endorse."""
+        """What this key holder should do now: lock the round, decrypt, or endorse.
+
+        A DECRYPT task carries the proofs that its log head extends the heads this key
+        holder may have co-signed (:meth:`server.audit_trail.AuditTrail.consistency_proofs`).
+        """
         store = self.ctx.store
         cur = store.current_round()
         if cur is not None:
@@ -192,6 +196,9 @@ class Tasks:
             if keyholder in task.quorum and keyholder not in store.answered(task.task_id):
                 proto = task.to_proto()
                 proto.locks.extend(self.certs.locks(task.round))
+                proto.consistency.extend(
+                    self.ctx.audit.consistency_proofs(keyholder, task.log_size)
+                )
                 return proto
         endorse = self.certs.endorse_task(cur, keyholder) if cur is not None else None
         return endorse or pb.DecryptionTask(pending=False)

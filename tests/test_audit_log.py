@@ -1,10 +1,10 @@
 """The audit log's writer and reader (``secagg.protocol.audit_log``), without any process.
 
-Checks the on-disk format (one canonical JSON line per entry), the RFC 6962 chain
-(recomputed by hand with hashlib), resuming an existing log, the reader's refusals (each
-naming the entry), durable appends that refuse rather than half-append, and the
-checkpoint digest's bindings, and that a typed entry (``AuditLog.record``) reads back
-as itself.
+Checks the on-disk format (one canonical JSON line per entry, no floats), the RFC 6962
+Merkle tree hash (recomputed by hand with hashlib), resuming an existing log, the
+reader's refusals (each naming the entry), durable appends that refuse rather than
+half-append, and the checkpoint digest's bindings, and that a typed entry
+(``AuditLog.record``) reads back as itself.
 """
 
 from __future__ import annotations
@@ -27,32 +27,34 @@ from secagg.protocol.audit_entries import (
     parse_entry,
 )
 from secagg.protocol.audit_log import (
-    ZERO_HEAD,
     AuditLog,
     canonical,
-    chain_heads,
     leaf_hash,
-    next_head,
+    merkle_tree,
     read_entries,
 )
+from secagg.protocol.merkle import EMPTY_ROOT, node_hash
 from secagg.protocol.roster import Party
 from secagg.protocol.statements import CheckpointStatement, Signed, UploadStatement
 
 ENTRIES: list[tuple[str, dict[str, object]]] = [
     ("roster", {"deployment_id": "d1", "policy": {"threshold": 2, "rounds": 3}}),
-    ("upload", {"round": 1, "client": "c1", "weight": 10, "epsilon": 0.5, "nonce": "00ff"}),
+    ("upload", {"round": 1, "client": "c1", "weight": 10, "epsilon": "0x1.0p-1", "nonce": "00"}),
     ("aggregate", {"round": 1, "inputs": [{"client": "c1", "weight": 10}], "note": "é ok"}),
     ("checkpoint", {"size": 3, "head": "ab" * 32}),
 ]
 
 
 def _by_hand(lines: list[bytes]) -> bytes:
-    """The chain head over ``lines`` computed with hashlib only (RFC 6962 prefixes)."""
-    head = bytes(32)
-    for line in lines:
-        leaf = hashlib.sha256(b"\x00" + line).digest()
-        head = hashlib.sha256(b"\x01" + head + leaf).digest()
-    return head
+    """RFC 6962's MTH over ``lines`` computed with hashlib only (section 2.1)."""
+    if not lines:
+        return hashlib.sha256(b"").digest()
+    if len(lines) == 1:
+        return hashlib.sha256(b"\x00" + lines[0]).digest()
+    k = 1
+    while k * 2 < len(lines):
+        k *= 2
+    return hashlib.sha256(b"\x01" + _by_hand(lines[:k]) + _by_hand(lines[k:])).digest()
 
 
 def _filled(path: Path, n: int = len(ENTRIES)) -> AuditLog:
@@ -76,7 +78,7 @@ def _entry(seq: int, type_: str = "x", **data: object) -> bytes:
 def test_append_and_read_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "audit.log"  # the parent directory is created
     log = AuditLog(path)
-    assert (log.size, log.head) == (0, ZERO_HEAD)
+    assert (log.size, log.head) == (0, EMPTY_ROOT)
     returned = [log.append(t, d) for t, d in ENTRIES]
     assert [seq for seq, _ in returned] == [1, 2, 3, 4]
     assert returned[-1][1] == log.head and log.size == 4
@@ -104,21 +106,36 @@ def test_append_and_read_round_trip(tmp_path: Path) -> None:
     assert lines[0].startswith(b'{"data":{"deployment_id":"d1","policy":{"rounds":3,')
 
 
-def test_chain_head_matches_a_hand_computation(tmp_path: Path) -> None:
+def test_head_is_the_merkle_root_by_hand(tmp_path: Path) -> None:
     log = _filled(tmp_path / "audit.log")
+    for type_, data in ENTRIES:  # 8 entries: a full tree of depth 3
+        log.append(type_, data)
     lines = (tmp_path / "audit.log").read_bytes().splitlines()
     assert log.head == _by_hand(lines)
-    # every intermediate head, as append returned it and as chain_heads recomputes it
-    heads = chain_heads(list(read_entries(tmp_path / "audit.log")))
+    # every intermediate head, as the tree over the read entries recomputes it
+    tree = merkle_tree(list(read_entries(tmp_path / "audit.log")))
+    heads = [tree.root(i) for i in range(len(lines) + 1)]
     assert heads == [_by_hand(lines[:i]) for i in range(len(lines) + 1)]
-    assert heads[0] == bytes(32)
+    assert heads[0] == hashlib.sha256(b"").digest()
     # the primitives themselves
     line = lines[0]
     assert leaf_hash(line) == hashlib.sha256(b"\x00" + line).digest()
     assert leaf_hash(line) != hashlib.sha256(line).digest(), "the leaf prefix is not optional"
     h, leaf = os.urandom(32), os.urandom(32)
-    assert next_head(h, leaf) == hashlib.sha256(b"\x01" + h + leaf).digest()
-    assert next_head(h, leaf) != next_head(leaf, h)
+    assert node_hash(h, leaf) == hashlib.sha256(b"\x01" + h + leaf).digest()
+    assert node_hash(h, leaf) != node_hash(leaf, h)
+
+
+def test_floats_are_neither_written_nor_read(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit.log")
+    with pytest.raises(TypeError, match="no floats"):
+        log.append("upload", {"epsilon": 0.5})
+    with pytest.raises(TypeError, match="no floats"):
+        log.append("roster", {"policy": {"share": [1, 0.5]}})
+    assert log.size == 0 and not (tmp_path / "audit.log").exists()
+    _write_lines(tmp_path / "audit.log", [b'{"data":{"epsilon":0.5},"seq":1,"type":"upload"}'])
+    with pytest.raises(AuditChainBroken, match=r"^entry 1: not a canonical audit entry$"):
+        list(read_entries(tmp_path / "audit.log"))
 
 
 def test_append_returns_the_head_after_each_entry(tmp_path: Path) -> None:
@@ -137,13 +154,13 @@ def test_reopening_resumes_size_and_head(tmp_path: Path) -> None:
     first = _filled(path, 3)
     again = AuditLog(path)
     assert (again.size, again.head) == (first.size, first.head) == (3, first.head)
-    assert again.head != ZERO_HEAD
+    assert again.head != EMPTY_ROOT
     # appending after the restart continues the same chain
     seq, head = again.append(*ENTRIES[3])
     assert seq == 4
     lines = path.read_bytes().splitlines()
     assert [json.loads(line)["seq"] for line in lines] == [1, 2, 3, 4]
-    assert head == _by_hand(lines) == chain_heads(list(read_entries(path)))[-1]
+    assert head == _by_hand(lines) == merkle_tree(list(read_entries(path))).root()
     # and an uninterrupted writer would have produced the same bytes
     _filled(tmp_path / "fresh.log")
     assert (tmp_path / "fresh.log").read_bytes() == path.read_bytes()
@@ -299,7 +316,7 @@ def test_a_failed_fsync_leaves_a_readable_chain(tmp_path: Path) -> None:
     log.append(*ENTRIES[1])
     entries = list(read_entries(path))  # raises AuditChainBroken today
     assert [e.type for e in entries] == ["roster", "upload"]
-    assert chain_heads(entries)[-1] == log.head
+    assert merkle_tree(entries).root() == log.head
     assert AuditLog(path).size == 2
 
 
@@ -314,7 +331,7 @@ def test_checkpoint_digest_binds_deployment_size_and_head() -> None:
     variants = {
         "size": CheckpointStatement(deployment_id="dep-a", size=31, head=head).digest(),
         "size0": CheckpointStatement(deployment_id="dep-a", size=0, head=head).digest(),
-        "head": CheckpointStatement(deployment_id="dep-a", size=30, head=ZERO_HEAD).digest(),
+        "head": CheckpointStatement(deployment_id="dep-a", size=30, head=EMPTY_ROOT).digest(),
         "head-bit": CheckpointStatement(
             deployment_id="dep-a", size=30, head=bytes([head[0] ^ 1]) + head[1:]
         ).digest(),
@@ -323,8 +340,9 @@ def test_checkpoint_digest_binds_deployment_size_and_head() -> None:
     }
     assert base not in variants.values()
     assert len(set(variants.values())) == len(variants)
-    # not just a hash of the head: it is domain-separated from the chain's own hashes
-    assert base not in (head, hashlib.sha256(head).digest(), next_head(ZERO_HEAD, head))
+    # not just a hash of the head: it is domain-separated from the tree's own hashes
+    assert base not in (head, hashlib.sha256(head).digest(), node_hash(EMPTY_ROOT, head))
+    assert CheckpointStatement.DOMAIN == b"secagg/audit-checkpoint/v2"  # v1 signed a chain
 
 
 # ----------------------------------------------------------------- typed entries

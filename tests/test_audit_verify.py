@@ -47,6 +47,7 @@ from secagg.protocol.audit_entries import (
 from secagg.protocol.audit_log import AuditLog, canonical
 from secagg.protocol.audit_verify import Report, main, verify_log
 from secagg.protocol.deployment import init_deployment
+from secagg.protocol.exact_float import exact_json
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import load_roster
 from secagg.protocol.statements import (
@@ -68,6 +69,8 @@ NOT_RETAINED = [
     "entry {agg} (aggregate): ciphertexts not retained; aggregate not recomputed",
     "entry {rel} (release): aggregate or partials not retained; model not recomputed",
 ]
+NO_WITNESS = "no witness heads: a truncated or re-signed log cannot be told from the original"
+REJECTED = "SIZE_LIMIT_EXCEEDED: too large"
 
 
 def _h(label: str) -> bytes:
@@ -151,7 +154,8 @@ def write_log(
                 record(LockEntry.of(Signed.create(lock, signer)))
 
     roster_hash = hashlib.sha256((directory / "roster.toml").read_bytes()).digest()
-    record(RosterEntry(dep_id, roster_hash, roster.params.id, roster.policy.as_dict()))
+    policy = exact_json(roster.policy.as_dict())
+    record(RosterEntry(dep_id, roster_hash, roster.params.id, policy))
     pk_id = _h("joint public key")
     for kh in roster.keyholders:
         endorsement = CeremonyStatement.of_body(
@@ -169,7 +173,8 @@ def write_log(
         )
         uploads.append(statement)
         record(UploadEntry.of(Signed.create(statement, key(client))))
-    record(UploadRejectedEntry(1, "c4", b"", "SIZE_LIMIT_EXCEEDED: too large"))
+    too_large = UploadStatement(dep_id, 1, "c4", bytes(16), model, _h("c4"), 10, epsilon)
+    record(UploadRejectedEntry.of(Signed.create(too_large, key("c4")), reason=REJECTED))
     agg_digest, agg_hash = _h("aggregate"), _h("aggregate blob")
     inputs = tuple(AggregateInput(u.client_id, u.ciphertext_hash, u.weight) for u in uploads)
     record(AggregateEntry(1, agg_hash, agg_digest, sum(weights.values()), inputs))
@@ -218,7 +223,10 @@ def edit(directory: Path, seq: int, change: Callable[[dict[str, Any]], None]) ->
 
 
 def not_retained(seqs: dict[str, int]) -> list[str]:
-    return [w.format(agg=seqs["aggregate"], rel=seqs["release"]) for w in NOT_RETAINED]
+    """The warnings of a valid log without blobs and without witnesses."""
+    return [w.format(agg=seqs["aggregate"], rel=seqs["release"]) for w in NOT_RETAINED] + [
+        NO_WITNESS
+    ]
 
 
 # ----------------------------------------------------------------- a valid log
@@ -325,7 +333,8 @@ MALFORMED = {
     "list item": ("aggregate", _set("inputs", [{"client": "c1"}]), "aggregate.inputs[0]"),
     "short nonce": ("upload", _set("nonce", "00" * 3), "nonce must be 16 bytes"),
     "ceremony kind": ("ceremony", _set("kind", "NO_SUCH_KIND"), "NO_SUCH_KIND"),
-    "huge float": ("upload", _set("epsilon", 10**400), "OverflowError"),
+    "float as a number": ("upload", _set("epsilon", 10**400), "upload.epsilon must be a string"),
+    "inexact float text": ("upload", _set("epsilon", "0x1p-1"), "canonical float.hex() text"),
     "lock bool for int": ("lock", _set("keyholder", True), "lock.keyholder must be an integer"),
     "endorsement quorums": ("endorsement", _set("checked_quorums", "1,2"), "checked_quorums"),
 }

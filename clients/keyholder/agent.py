@@ -11,7 +11,9 @@ DECRYPT
     The same checks, plus a lock certificate (:func:`secagg.protocol.certificates.check_locks`)
     and the key's decryption budget; then a partial decryption signed as a
     :class:`~secagg.protocol.statements.PartialStatement`, with a co-signature of the
-    audit-log checkpoint the task shows.
+    audit-log checkpoint the task shows, given only if that head extends the last one
+    this key holder co-signed (:mod:`clients.keyholder.witness`, checked before anything
+    is decrypted; refused with ``INCONSISTENT_LOG_HEAD``).
 ENDORSE
     Combine every listed quorum's partials itself (:mod:`clients.keyholder.endorse`) and
     sign an :class:`~secagg.protocol.statements.EndorsementStatement` of the model.
@@ -53,6 +55,7 @@ from clients.keyholder.checks import (
 from clients.keyholder.endorse import endorsed_model
 from clients.keyholder.record import Decryption, DecryptionRecord, StoredAnswer
 from clients.keyholder.storage import KeyHolderState
+from clients.keyholder.witness import Witness
 from secagg import constants as C
 from secagg.errors import InvalidKeyMaterial, SecAggError
 from secagg.keys import JointPublicKey, KeyShare
@@ -60,7 +63,6 @@ from secagg.proto import service_pb2 as pb
 from secagg.protocol.certificates import check_locks
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.statements import (
-    CheckpointStatement,
     EndorsementStatement,
     LockStatement,
     PartialStatement,
@@ -94,6 +96,7 @@ class KeyHolder:
         )
         self.record = DecryptionRecord(self.state.state_dir)
         self.budget = DecryptionBudget(self.state.state_dir, self.params)
+        self.witness = Witness(self.state.state_dir, self.roster, self.index)
         self.conn = Connection(me, stop=self.stop)
 
     def ceremony(self, stop: threading.Event) -> KeyShare:
@@ -140,6 +143,7 @@ class KeyHolder:
             elif task.kind == pb.TASK_ENDORSE:
                 self.endorse(task)
             else:
+                self.witness.check(task.log_size, task.log_head, task.consistency)
                 self.send_partial(task, self.partial(task, share))
         except SecAggError as exc:
             self.refuse(task, f"{exc.reason}: {exc}")
@@ -285,13 +289,11 @@ class KeyHolder:
         """Stream a stored partial with its signature and a co-signature of the task's checkpoint.
 
         The checkpoint co-signature is made for the task at hand (it witnesses the audit
-        log head the task shows and reveals nothing of the decryption).
+        log head the task shows and reveals nothing of the decryption), after the head is
+        checked against and kept as this key holder's witnessed head.
         """
-        checkpoint = Signed.create(
-            CheckpointStatement(
-                deployment_id=self.roster.deployment_id, size=task.log_size, head=task.log_head
-            ),
-            self.signing_key,
+        checkpoint_signature = self.witness.cosign(
+            task.log_size, task.log_head, task.consistency, self.signing_key
         )
         header = pb.PartialHeader(
             task_id=task.task_id,
@@ -299,7 +301,7 @@ class KeyHolder:
             keyholder=self.index,
             blob=blob_header(answer.partial),
             signature=answer.signature,
-            checkpoint_signature=checkpoint.signature,
+            checkpoint_signature=checkpoint_signature,
         )
         self.conn.call(
             lambda _, timeout: self.conn.stub.SubmitPartial(

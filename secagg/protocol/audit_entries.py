@@ -6,10 +6,14 @@ JSON type and turns hex back into bytes. Entries that carry a signed statement r
 it (``signed(deployment_id)``), so the bytes a signature is checked over come from
 :mod:`secagg.protocol.statements` on both sides.
 
-Encoding of fields: ``bytes`` as lower-case hex, ``int``/``float``/``str``/``bool`` as
-JSON scalars (a ``bool`` is never an ``int``), tuples as lists, :class:`AggregateInput`
-as an object. Entries hold hashes, signatures and public metadata only: never
-ciphertext payloads, key material or model values.
+Encoding of fields: ``bytes`` as lower-case hex, ``int``/``str``/``bool`` as JSON
+scalars (a ``bool`` is never an ``int``), tuples as lists, :class:`AggregateInput` as an
+object. There are no floats in entries: a statement's float (an upload's ε) and the
+policy's floats are logged as their exact ``float.hex()`` text
+(:mod:`secagg.protocol.exact_float`), which turns back into the very same double, so a
+statement rebuilt from an entry digests to the same bytes. Entries hold hashes,
+signatures and public metadata only: never ciphertext payloads, key material or model
+values.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
+from secagg.protocol.exact_float import exact_float, parse_exact_float
 from secagg.protocol.statements import (
     CeremonyStatement,
     CheckpointStatement,
@@ -36,6 +41,11 @@ from secagg.protocol.typed_json import from_json, to_json
 E = TypeVar("E", bound="AuditEntry")
 S = TypeVar("S", bound=Statement)
 SE = TypeVar("SE", bound="SignedEntry[Any]")
+
+
+def _is_float_field(kind: type[Any], name: str) -> bool:
+    hint = next(f.type for f in dataclasses.fields(kind) if f.name == name)
+    return hint in (float, "float")
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,8 @@ class SignedEntry(AuditEntry, Generic[S]):
     Subclasses name the statement type (``STATEMENT``), the entry field holding
     the signature (``SIGNATURE``) and the statement fields the entry stores under another
     name (``RENAMED``, statement field -> entry field). Entry fields that are not part of
-    the statement (e.g. ``task_id``) are passed to :meth:`of` as keywords.
+    the statement (e.g. ``task_id``) are passed to :meth:`of` as keywords. A statement's
+    float field is stored as :func:`exact_float` text (declare the entry field ``str``).
     """
 
     STATEMENT: ClassVar[type[Any]]
@@ -74,6 +85,9 @@ class SignedEntry(AuditEntry, Generic[S]):
         kind = self.STATEMENT
         names = [f.name for f in dataclasses.fields(kind) if f.name != "deployment_id"]
         values = {n: getattr(self, self.RENAMED.get(n, n)) for n in names}
+        for n in names:
+            if _is_float_field(kind, n):
+                values[n] = parse_exact_float(values[n])
         return Signed(kind(deployment_id=deployment_id, **values), getattr(self, self.SIGNATURE))
 
     @classmethod
@@ -85,7 +99,8 @@ class SignedEntry(AuditEntry, Generic[S]):
             if f.name == cls.SIGNATURE:
                 values[f.name] = signed.signature
             elif f.name not in values:
-                values[f.name] = getattr(signed.statement, stored_as.get(f.name, f.name))
+                value = getattr(signed.statement, stored_as.get(f.name, f.name))
+                values[f.name] = exact_float(value) if isinstance(value, float) else value
         return cls(**values)
 
 
@@ -94,7 +109,11 @@ class SignedEntry(AuditEntry, Generic[S]):
 
 @dataclass(frozen=True)
 class RosterEntry(AuditEntry):
-    """The first entry: which roster, parameters and policy the log is about."""
+    """The first entry: which roster, parameters and policy the log is about.
+
+    ``policy``: the roster's policy table with its floats as exact text
+    (:func:`secagg.protocol.exact_float.exact_json`).
+    """
 
     TYPE: ClassVar[str] = "roster"
     deployment_id: str
@@ -147,7 +166,7 @@ class RoundOpenEntry(AuditEntry):
 
 @dataclass(frozen=True)
 class UploadEntry(SignedEntry[UploadStatement]):
-    """An accepted upload: the client's signed statement."""
+    """An accepted upload: the client's signed statement (``epsilon`` as :func:`exact_float`)."""
 
     STATEMENT: ClassVar[type[Any]] = UploadStatement
     TYPE: ClassVar[str] = "upload"
@@ -158,19 +177,38 @@ class UploadEntry(SignedEntry[UploadStatement]):
     global_model_hash: bytes
     weight: int
     ciphertext_hash: bytes
-    epsilon: float
+    epsilon: str
     signature: bytes
 
 
 @dataclass(frozen=True)
-class UploadRejectedEntry(AuditEntry):
-    """A refused upload (best effort: recorded when the log can be written)."""
+class UploadRejectedEntry(SignedEntry[UploadStatement]):
+    """A refused upload: the client's signed statement as it came, and why it was refused.
 
+    Best effort (recorded when the log can be written). When the upload brought no
+    statement (no header) every statement field is empty and ``signature`` is ``b""``:
+    the entry is then the server's word only, and the verifier says so.
+    """
+
+    STATEMENT: ClassVar[type[Any]] = UploadStatement
     TYPE: ClassVar[str] = "upload_rejected"
+    RENAMED: ClassVar[dict[str, str]] = {"client_id": "client"}
     round: int
     client: str
+    nonce: bytes
+    global_model_hash: bytes
+    weight: int
     ciphertext_hash: bytes
+    epsilon: str
+    signature: bytes
     reason: str
+
+    @classmethod
+    def unsigned(
+        cls, round_number: int, client: str, ciphertext_hash: bytes, reason: str
+    ) -> UploadRejectedEntry:
+        """A refusal of an upload that brought no statement."""
+        return cls(round_number, client, b"", b"", 0, ciphertext_hash, "", b"", reason)
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,27 @@
-"""The tamper-evident audit log: an append-only hash chain with signed checkpoints.
+"""The tamper-evident audit log: an RFC 6962 Merkle tree over entries, with signed checkpoints.
 
-Each entry is one line of canonical JSON (sorted keys, no spaces) holding its sequence
-number, type and data (bytes as hex). Hashing follows RFC 6962's domain separation:
-``leaf = SHA-256(0x00 || entry)``, and the chain head after entry ``n`` is
-``head_n = SHA-256(0x01 || head_{n-1} || leaf_n)`` with ``head_0`` = 32 zero bytes.
-A checkpoint entry commits to the head before it (its ``size`` and ``head``), signed by
-the server; key holders co-sign the head they were shown when they answer a decryption
-request, so the server cannot later rewrite history that a key holder witnessed.
+Each entry is one line of canonical JSON (sorted keys, no spaces, ASCII) holding its
+sequence number, type and data (bytes as hex); entries hold no floats (a float is
+written as its exact ``float.hex()`` text by :mod:`secagg.protocol.audit_entries`), so
+the bytes are the same in any language that sorts keys and writes integers and strings.
+The log's head after ``n`` entries is the RFC 6962 Merkle tree hash of those ``n``
+entries (:mod:`secagg.protocol.merkle`: ``leaf = SHA-256(0x00 || entry)``, nodes
+``SHA-256(0x01 || left || right)``). A checkpoint entry commits to the head before it
+(its ``size`` and ``head``), signed by the server; key holders co-sign the head a
+decryption task shows only if it extends the last head they co-signed (a consistency
+proof, :mod:`clients.keyholder.witness`), and keep it: ``secagg audit verify`` holds
+the log to every witness's head.
 
 Entries hold hashes, signatures and public metadata only — never ciphertext payloads,
 key material or model values.
 
 :class:`AuditLog` appends durably (write, flush, fsync) and raises
 :class:`~secagg.errors.AuditWriteFailed` if it cannot, so the caller refuses the
-operation. :func:`read_entries` and :func:`chain_heads` are the verifier's primitives.
+operation. :func:`read_entries` and :func:`merkle_tree` are the verifier's primitives.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
@@ -29,23 +32,32 @@ from typing import Any
 
 from secagg.errors import AuditChainBroken, AuditWriteFailed
 from secagg.protocol.audit_entries import AuditEntry
+from secagg.protocol.merkle import MerkleTree, leaf_hash
 
-ZERO_HEAD = bytes(32)
+__all__ = ["AuditLog", "Entry", "canonical", "leaf_hash", "merkle_tree", "read_entries"]
+
+
+def _no_floats(value: Any) -> bool:
+    if isinstance(value, float):
+        return False
+    if isinstance(value, dict):
+        return all(_no_floats(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_no_floats(v) for v in value)
+    return True
 
 
 def canonical(entry: dict[str, Any]) -> bytes:
-    """The canonical encoding of an entry (what is hashed and written)."""
+    """The canonical encoding of an entry (what is hashed and written).
+
+    Raises
+    ------
+    TypeError
+        If the entry holds a float (its text would depend on the JSON writer).
+    """
+    if not _no_floats(entry):
+        raise TypeError("audit entries hold no floats (write float.hex() text)")
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
-
-
-def leaf_hash(entry_bytes: bytes) -> bytes:
-    """RFC 6962 leaf hash."""
-    return hashlib.sha256(b"\x00" + entry_bytes).digest()
-
-
-def next_head(head: bytes, leaf: bytes) -> bytes:
-    """Chain step (RFC 6962's interior-node prefix 0x01)."""
-    return hashlib.sha256(b"\x01" + head + leaf).digest()
 
 
 @dataclass(frozen=True)
@@ -59,18 +71,30 @@ class Entry:
 
 
 class AuditLog:
-    """Append-only writer; thread-safe; resumes the chain of an existing file."""
+    """Append-only writer; thread-safe; resumes the tree of an existing file.
+
+    ``tree`` holds every entry's leaf hash, so the server can prove any head it showed
+    consistent with a later one (:meth:`~secagg.protocol.merkle.MerkleTree.consistency_proof`).
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self.size = 0
-        self.head = ZERO_HEAD
+        self.tree = MerkleTree()
         if self.path.exists():
             for entry in read_entries(self.path):
-                self.size = entry.seq
-                self.head = next_head(self.head, leaf_hash(entry.raw))
+                self.tree.append(leaf_hash(entry.raw))
+
+    @property
+    def size(self) -> int:
+        """Entries in the log."""
+        return self.tree.size
+
+    @property
+    def head(self) -> bytes:
+        """The Merkle tree hash of every entry."""
+        return self.tree.root()
 
     def append(self, type_: str, data: dict[str, Any]) -> tuple[int, bytes]:
         """Append durably; returns (sequence number, new head).
@@ -94,9 +118,8 @@ class AuditLog:
                         raise
             except OSError as exc:
                 raise AuditWriteFailed(f"cannot write the audit log: {exc}") from exc
-            self.size += 1
-            self.head = next_head(self.head, leaf_hash(entry))
-            return self.size, self.head
+            self.tree.append(leaf_hash(entry))
+            return self.size, self.tree.root()
 
     def record(self, entry: AuditEntry) -> tuple[int, bytes]:
         """Append a typed entry (see :mod:`secagg.protocol.audit_entries`)."""
@@ -115,9 +138,10 @@ def read_entries(path: Path) -> Iterator[Entry]:
                     and set(obj) == {"seq", "type", "data"}
                     and isinstance(obj["data"], dict)
                     and isinstance(obj["type"], str)
+                    and _no_floats(obj)
                     and canonical(obj) == raw
                 )
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 ok = False
             if not ok:
                 raise AuditChainBroken(f"entry {number}: not a canonical audit entry")
@@ -128,9 +152,6 @@ def read_entries(path: Path) -> Iterator[Entry]:
             yield Entry(number, obj["type"], obj["data"], raw)
 
 
-def chain_heads(entries: list[Entry]) -> list[bytes]:
-    """``heads[i]`` = head after the first ``i`` entries (``heads[0]`` = zero)."""
-    heads = [ZERO_HEAD]
-    for e in entries:
-        heads.append(next_head(heads[-1], leaf_hash(e.raw)))
-    return heads
+def merkle_tree(entries: list[Entry]) -> MerkleTree:
+    """The Merkle tree over ``entries`` (its ``root(i)`` is the head after entry ``i``)."""
+    return MerkleTree(leaf_hash(e.raw) for e in entries)

@@ -1,8 +1,9 @@
 """The shared real run of the audit tests, and the helpers that read, edit and re-sign its log.
 
-``audit_run`` (server, 3 key holders with t = 2, 4 synthetic clients, 2 rounds) runs once
-per session, not once per module: the first audit test module that asks for it runs the
-deployment to the end and stops every process, later modules reuse the finished
+``audit_run`` (server, 3 key holders with t = 2, 4 synthetic clients, 2 rounds, and one
+upload the server refuses before round 1's clients start: a signed upload for the wrong
+round) runs once per session, not once per module: the first audit test module that asks
+for it runs the deployment to the end and stops every process, later modules reuse the finished
 directory (stashed on the pytest config). Every test works on its own copy
 (:func:`copy_deployment`), so edits never leak between tests.
 
@@ -14,6 +15,7 @@ statement from the edited entry with the typed entries
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -21,14 +23,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import ReleaseEntry, UploadEntry
-from secagg.protocol.audit_log import ZERO_HEAD, canonical, leaf_hash, next_head
+from secagg.protocol.audit_log import canonical, leaf_hash
 from secagg.protocol.audit_verify import verify_log
 from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.merkle import MerkleTree
 from secagg.protocol.roster import load_roster
 from secagg.protocol.statements import CheckpointStatement, Signed
 from secagg.rpc.transport import identity
@@ -43,6 +47,7 @@ ROUNDS = 2
 ROUND_ENTRIES = ["round_open", *["upload"] * len(CLIENTS), "aggregate", *["lock"] * 3]
 ROUND_ENTRIES += [*["decryption_request"] * 3, *["partial"] * 6, *["endorsement"] * 2]
 ROUND_ENTRIES += ["release", "checkpoint"]
+REJECTED = "c3"  # the client whose wrong-round upload round 1 refuses (logged after round_open)
 FAIL = re.compile(r"^FAIL: entry (\d+) \((\w+)\): (.+)$")
 ENTRY = re.compile(r"^entry (\d+)\b")
 
@@ -61,7 +66,10 @@ def audit_run(module_harness: Harness, request: pytest.FixtureRequest) -> AuditR
     """The finished run (every process stopped), shared by all audit test modules."""
     if _RUN not in request.config.stash:
         dep = module_harness.create(rounds=ROUNDS, model_length=20_000, round_timeout=300)
-        module_harness.start_deployment(dep)
+        info = module_harness.start_deployment(dep)
+        header, blob = dep.build_upload(REJECTED, info, blob=os.urandom(64), round=info.round + 1)
+        with pytest.raises(grpc.RpcError):
+            dep.upload(REJECTED, header, blob)
         releases = dep.run_to_finish(CLIENTS, ROUNDS, finish_timeout=60)
         for name in ("kh1", "kh2", "kh3", "server"):  # key holders first (see test_rounds.py)
             assert dep.stop(name) == 0, f"{name} did not stop cleanly\n{dep.log_tail()}"
@@ -99,11 +107,11 @@ def server_key(directory: Path) -> Ed25519PrivateKey:
 
 def reseal(directory: Path, entries: list[dict[str, Any]], *, renumber: bool = False) -> None:
     """Write ``entries`` as the server would have: every checkpoint's head recomputed over
-    the (modified) chain and re-signed with the server's real key. ``renumber`` also
+    the (modified) Merkle tree and re-signed with the server's real key. ``renumber`` also
     rewrites the sequence numbers (after a deletion) and the checkpoints' sizes."""
     dep_id = load_roster(directory).deployment_id
     key = server_key(directory)
-    heads, lines = [ZERO_HEAD], []
+    tree, lines = MerkleTree(), []
     for seq, entry in enumerate(entries, start=1):
         if renumber:
             entry["seq"] = seq
@@ -111,12 +119,12 @@ def reseal(directory: Path, entries: list[dict[str, Any]], *, renumber: bool = F
                 entry["data"]["size"] = seq - 1
         if entry["type"] == "checkpoint":
             size = entry["data"]["size"]
-            entry["data"]["head"] = heads[size].hex()
-            checkpoint = Signed.create(CheckpointStatement(dep_id, size, heads[size]), key)
+            entry["data"]["head"] = tree.root(size).hex()
+            checkpoint = Signed.create(CheckpointStatement(dep_id, size, tree.root(size)), key)
             entry["data"]["server_signature"] = checkpoint.signature.hex()
         raw = canonical(entry)
         lines.append(raw)
-        heads.append(next_head(heads[-1], leaf_hash(raw)))
+        tree.append(leaf_hash(raw))
     write_raw(directory, lines)
 
 

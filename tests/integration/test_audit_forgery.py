@@ -144,7 +144,7 @@ def test_history_rewritten_and_resigned_by_the_server_is_caught(
     cosigned = [e for e in entries if e["type"] == "partial" and e["data"]["round"] >= rnd]
     expected = [
         f"entry {p['seq']} (partial): key holder {p['data']['keyholder']} co-signed a head "
-        f"that entries 1..{p['data']['checkpoint_size']} do not produce"
+        f"that is not the Merkle root of entries 1..{p['data']['checkpoint_size']}"
         for p in cosigned
     ]
     assert all(p["data"]["checkpoint_size"] >= changed_seq for p in cosigned)
@@ -160,7 +160,10 @@ def test_history_rewritten_and_resigned_by_the_server_is_caught(
             f"entry {aggregate['seq']} (aggregate): aggregate of round 1 does not list exactly "
             "the accepted uploads",
         )
-    assert report.errors == expected
+    # and every key holder's own witnessed head (its last, in round 2) covers the change
+    witnessed = [e for e in report.errors if "(witnessed by key holder" in e]
+    assert len(witnessed) == 3, report.errors
+    assert report.errors == expected + witnessed
     # the CLI agrees: exit 1, the first FAIL line names the first problem
     result = verify_cli(copy)
     assert result.returncode == 1, result.stdout

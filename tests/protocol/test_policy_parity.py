@@ -49,6 +49,7 @@ from secagg.protocol.audit_entries import (
 from secagg.protocol.audit_log import AuditLog
 from secagg.protocol.audit_verify import verify_log
 from secagg.protocol.deployment import init_deployment
+from secagg.protocol.exact_float import exact_json
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import Roster
 from secagg.protocol.statements import CeremonyStatement, Signed, UploadStatement
@@ -165,7 +166,8 @@ def _verifier_errors(
     layout.audit_log.unlink(missing_ok=True)
     log, dep = AuditLog(layout.audit_log), roster.deployment_id
     roster_hash = hashlib.sha256(layout.roster.read_bytes()).digest()
-    log.record(RosterEntry(dep, roster_hash, roster.params.id, roster.policy.as_dict()))
+    policy = exact_json(roster.policy.as_dict())  # no floats in audit entries
+    log.record(RosterEntry(dep, roster_hash, roster.params.id, policy))
     key_id = hashlib.sha256(b"joint public key").digest()
     for kh in roster.keyholders:
         body = CeremonyStatement.of_body(

@@ -1,6 +1,6 @@
 """The verifier's state while it walks the log, and its three ways of judging an entry.
 
-A check function gets the :class:`Verification` (roster, layout, chain heads, what
+A check function gets the :class:`Verification` (roster, layout, Merkle tree, what
 earlier entries established) and the entry's :class:`At` (where it is, for messages).
 It records problems with :meth:`Verification.fail`; the three helpers turn the shared
 protocol code's exceptions into report lines:
@@ -9,7 +9,8 @@ protocol code's exceptions into report lines:
   :mod:`secagg.protocol.statements`, never a digest built here);
 * :meth:`Verification.policy` — a rule of :mod:`secagg.protocol.policy`, reported with
   its reason code (``WEIGHT_SHARE_EXCEEDED: ...``);
-* :meth:`Verification.head_matches` — a (size, head) pair against the recomputed chain.
+* :meth:`Verification.head_matches` — a (size, head) pair against the recomputed Merkle
+  tree (:mod:`secagg.protocol.merkle`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from secagg.protocol.audit_entries import (
     DecryptionRequestEntry,
     PartialEntry,
 )
-from secagg.protocol.audit_log import Entry, chain_heads
+from secagg.protocol.audit_log import Entry, merkle_tree
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import Party, Roster
 from secagg.protocol.statements import Signed, UploadStatement
@@ -33,6 +34,8 @@ from secagg.protocol.statements import Signed, UploadStatement
 from .report import Report, RoundReport
 
 SIGNATURE_FIELDS = ("signature", "server_signature", "checkpoint_signature")
+#: The ``reason`` prefix of a rejection the server refused for a bad signature.
+SIGNATURE_REFUSED = "SignatureInvalid:"
 _LOWER_HEX = re.compile(r"(?:[0-9a-f]{2})*")
 _ANY_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
 
@@ -106,7 +109,7 @@ class Verification:
         self, layout: DeploymentLayout, roster: Roster, entries: Sequence[Entry], report: Report
     ) -> None:
         self.layout, self.roster, self.report = layout, roster, report
-        self.heads = chain_heads(list(entries))
+        self.tree = merkle_tree(list(entries))
         self.seen = Seen()
 
     @property
@@ -174,5 +177,5 @@ class Verification:
         return True
 
     def head_matches(self, at: At, size: int, head: bytes) -> bool:
-        """True if entries ``1..size`` (all before ``at``) produce ``head``."""
-        return 0 <= size < at.seq and self.heads[size] == head
+        """True if ``head`` is the Merkle root of entries ``1..size`` (all before ``at``)."""
+        return 0 <= size < at.seq and self.tree.root(size) == head

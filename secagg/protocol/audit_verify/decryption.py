@@ -1,7 +1,7 @@
 """Checks of the decryption entries: requests, partials, refusals, releases, checkpoints.
 
 What the server cannot forge is what these checks lean on: the key holders' signatures
-over their partials, the chain heads they co-signed when they answered, the lock
+over their partials, the log heads (Merkle roots) they co-signed when they answered, the lock
 certificate logged before every partial, and the threshold of distinct valid partials
 and of distinct valid endorsements behind every release (:mod:`.certificates`).
 """
@@ -46,8 +46,8 @@ def check_partial(v: Verification, at: At, entry: PartialEntry) -> None:
     if not v.head_matches(at, entry.checkpoint_size, entry.checkpoint_head):
         v.fail(
             at,
-            f"key holder {k} co-signed a head that entries 1..{entry.checkpoint_size} "
-            "do not produce",
+            f"key holder {k} co-signed a head that is not the Merkle root of entries "
+            f"1..{entry.checkpoint_size}",
         )
     v.signature(
         at,
@@ -106,7 +106,7 @@ def check_release(v: Verification, at: At, entry: ReleaseEntry) -> None:
 
 
 def check_checkpoint(v: Verification, at: At, entry: CheckpointEntry) -> None:
-    """The server signed the head that the entries before it produce."""
+    """The server signed the Merkle root of the entries before it."""
     if not v.head_matches(at, entry.size, entry.head):
-        v.fail(at, f"chain head does not match entries 1..{entry.size}: an entry was altered")
+        v.fail(at, f"head is not the Merkle root of entries 1..{entry.size}: an entry was altered")
     v.signature(at, entry.signed(v.deployment_id), field="server_signature")

@@ -6,12 +6,14 @@ import hashlib
 
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import CeremonyEntry, PublicKeyEntry, RosterEntry
+from secagg.protocol.exact_float import exact_json
 
 from .context import At, Verification
 
 
 def check_roster(v: Verification, at: At, entry: RosterEntry) -> None:
-    """The first entry names the roster (by hash), parameters and policy of roster.toml."""
+    """The first entry names the roster (by hash), parameters and policy of roster.toml
+    (the policy's floats as exact text, :mod:`secagg.protocol.exact_float`)."""
     if at.seq != 1:
         v.fail(at, "the roster must be the first entry")
     roster = v.roster
@@ -19,7 +21,7 @@ def check_roster(v: Verification, at: At, entry: RosterEntry) -> None:
         entry.roster_sha256 != hashlib.sha256(v.layout.roster.read_bytes()).digest()
         or entry.deployment_id != roster.deployment_id
         or entry.params_id != roster.params.id
-        or entry.policy != roster.policy.as_dict()
+        or entry.policy != exact_json(roster.policy.as_dict())
     ):
         v.fail(at, "logged roster does not match roster.toml")
 

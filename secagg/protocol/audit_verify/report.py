@@ -2,7 +2,7 @@
 
 Every error and warning names the entry it is about (``entry N (type): ...``), except
 the chain errors :func:`~secagg.protocol.audit_log.read_entries` raises, which name the
-entry in their own words.
+entry in their own words, and a bad witness file, named by its path.
 """
 
 from __future__ import annotations
@@ -45,9 +45,10 @@ class RoundReport:
 
 @dataclass
 class Report:
-    """The verification result."""
+    """The verification result (``witnesses``: the key holders whose heads the log was held to)."""
 
     entries: int = 0
+    witnesses: list[int] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rounds: dict[int, RoundReport] = field(default_factory=dict)
@@ -66,6 +67,7 @@ class Report:
         return {
             "ok": self.ok,
             "entries": self.entries,
+            "witnesses": self.witnesses,
             "errors": self.errors,
             "warnings": self.warnings,
             "rounds": [asdict(r) for r in self.rounds.values()],
@@ -86,7 +88,8 @@ def _certificates(r: RoundReport) -> str:
 def format_report(report: Report) -> str:
     """Human-readable summary: one line per round (and one of its locks and endorsements),
     then warnings, errors and the verdict."""
-    lines = [f"{report.entries} entries"]
+    held = f"key holders {report.witnesses}" if report.witnesses else "no witness"
+    lines = [f"{report.entries} entries, held to the co-signed heads of {held}"]
     for r in sorted(report.rounds.values(), key=lambda x: x.round):
         if not (r.uploads or r.released_model):
             continue

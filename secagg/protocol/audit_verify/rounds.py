@@ -7,6 +7,7 @@ violation is reported with its reason code.
 
 from __future__ import annotations
 
+from secagg.errors import SecAggError
 from secagg.protocol.audit_entries import (
     AggregateEntry,
     RoundOpenEntry,
@@ -16,7 +17,7 @@ from secagg.protocol.audit_entries import (
 )
 from secagg.protocol.policy import check_decryption, check_upload
 
-from .context import At, Verification
+from .context import SIGNATURE_REFUSED, At, Verification
 from .recompute import recompute_aggregate
 
 
@@ -49,12 +50,33 @@ def check_upload_entry(v: Verification, at: At, entry: UploadEntry) -> None:
     v.seen.nonces.add((client, entry.nonce))
     report = v.round(r)
     report.uploads += 1
-    report.max_epsilon = max(report.max_epsilon, entry.epsilon)
+    report.max_epsilon = max(report.max_epsilon, signed.statement.epsilon)
 
 
 def check_upload_rejected(v: Verification, at: At, entry: UploadRejectedEntry) -> None:
-    """Counted only (the server may log a refusal of anything)."""
+    """The refused upload's statement is checked like an accepted one's signature.
+
+    The client must have signed it, unless the server refused it for its signature
+    (reason ``SignatureInvalid: ...``), in which case the signature must indeed fail. A
+    refusal with no statement (the upload brought none) is the server's word only: a
+    warning.
+    """
     v.round(entry.round).rejected += 1
+    if v.roster.role_of(entry.client) != "client":
+        v.fail(at, f"{entry.client} is not in the roster")
+        return
+    if not entry.signature and "signature" not in at.unreadable:
+        v.warn(at, f"refusal of an upload by {entry.client} carries no signed statement")
+        return
+    signed = entry.signed(v.deployment_id)
+    if not entry.reason.startswith(SIGNATURE_REFUSED):
+        v.signature(at, signed)
+        return
+    try:
+        signed.verify(v.roster)
+    except (SecAggError, ValueError):
+        return  # refused for a bad signature, and it is bad
+    v.fail(at, f"upload of {entry.client} refused for its signature, which is valid")
 
 
 def check_withdrawal(v: Verification, at: At, entry: WithdrawalEntry) -> None:

@@ -69,13 +69,16 @@ class ReleaseStatement(Statement):
 
 @dataclass(frozen=True)
 class CheckpointStatement(Statement):
-    """An audit-log checkpoint: the log's size and head.
+    """An audit-log checkpoint: the log's tree size and Merkle root.
 
-    The server signs it; key holders co-sign the head they were shown when they answer
-    a decryption task (use :meth:`Signed.verify_by` with the key holder's party).
+    ``head`` is the RFC 6962 Merkle tree hash of the first ``size`` entries
+    (:mod:`secagg.protocol.merkle`); ``v2`` of the domain (``v1`` signed a hash chain's
+    head). The server signs it; key holders co-sign the head a decryption task shows
+    when it extends the last one they co-signed (use :meth:`Signed.verify_by` with the
+    key holder's party), and keep it as witnesses (:mod:`clients.keyholder.witness`).
     """
 
-    DOMAIN: ClassVar[bytes] = b"secagg/audit-checkpoint/v1"
+    DOMAIN: ClassVar[bytes] = b"secagg/audit-checkpoint/v2"
 
     deployment_id: str
     size: int
