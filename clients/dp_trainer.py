@@ -13,20 +13,28 @@ validation split; the counts (correct, total, loss sum) are appended to the encr
 update divided by the client's weight, so the weighted mean the server decrypts carries
 only federation-wide ratios.
 
+The sampling rate ``q = min(1, batch_size / N)`` is computed once
+(:class:`~clients.dp_noise.SamplingPlan`): the Poisson sampler executes it and the
+accountant charges it. Training data is scaled by the fixed ``(x - 8) / 8``
+(:func:`~clients.data.scale_pixels`). The accountant's state is written durably (temporary
+file, fsync, rename, fsync of the directory) before the update leaves the client.
+
 Notes
 -----
-Opacus' ``secure_mode`` is unavailable (torchcsprng pins torch 1.8.1): the DP noise comes
-from torch's default generator, which is not a CSPRNG and whose floating-point sampling
-is open to the attacks secure mode addresses. With ``noise_seed`` set (the demo does, to
-compare against a plaintext baseline with identical noise) the noise is predictable and
-gives **no** privacy; never set it in a deployment.
+The Gaussian noise and the Poisson masks are read from ChaCha20 keystreams under a fresh
+``os.urandom`` key per round (:mod:`clients.dp_noise`, :mod:`clients.dp_sgd`); torch's
+generator plays no part in them (it only initializes the demo's models). Opacus'
+``secure_mode`` is not used (torchcsprng pins torch 1.8.1); the noise sums four
+Box-Muller draws as that mode does, with the floating-point caveats stated in
+:mod:`clients.dp_noise`. With ``noise_seed`` set (the demo does, to compare against a
+plaintext baseline with identical noise) the round key is derived from the seed, the
+noise is predictable and gives **no** privacy; never set it in a deployment.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -34,7 +42,9 @@ from typing import Any
 
 import numpy as np
 
-from clients.data import ClientData, LocalScaler
+from clients.data import ClientData, scale_pixels
+from clients.dp_noise import RoundKey, SamplingPlan
+from clients.keyholder.storage import write_atomically
 from secagg.encoding import F64
 from secagg.errors import ConfigError, PrivacyBudgetExhausted
 from secagg.model_vector import StateDictLayout, flatten_state_dict, unflatten_state_dict
@@ -110,7 +120,7 @@ def build_model(hidden: int, seed: int) -> Any:
     import torch
     from opacus.validators import ModuleValidator
 
-    # Initialize from ``seed`` without touching the global generator the DP noise uses.
+    # Initialize from ``seed`` without touching torch's global generator (callers own it).
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = torch.nn.Sequential(
@@ -160,14 +170,14 @@ class DPTrainer:
         self.data = data
         self.config = config
         self.client_seed = client_seed
-        self.scaler = LocalScaler.fit(data.x_train)
-        self.x_train = self.scaler.transform(data.x_train)
-        self.x_val = self.scaler.transform(data.x_val)
+        self.x_train = scale_pixels(data.x_train)
+        self.x_val = scale_pixels(data.x_val)
         self.layout = model_layout(config.hidden)
         self.state_path = state_dir / "privacy.json"
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.sample_rate = min(1.0, config.batch_size / len(data.y_train))
-        self.steps_per_round = config.local_epochs * max(1, round(1 / self.sample_rate))
+        self.plan = SamplingPlan.for_dataset(
+            size=len(data.y_train), batch_size=config.batch_size, local_epochs=config.local_epochs
+        )
         self.state = self._load_state()
 
     # ------------------------------------------------------------- accounting
@@ -185,8 +195,8 @@ class DPTrainer:
                 get_noise_multiplier(
                     target_epsilon=self.config.target_epsilon,
                     target_delta=self.config.target_delta,
-                    sample_rate=self.sample_rate,
-                    steps=self.config.rounds * self.steps_per_round,
+                    sample_rate=self.plan.sample_rate,
+                    steps=self.config.rounds * self.plan.steps,
                     accountant=self.config.accountant,
                 )
             )
@@ -200,9 +210,7 @@ class DPTrainer:
         return state
 
     def _save_state(self, state: dict[str, Any]) -> None:
-        tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state))
-        os.replace(tmp, self.state_path)
+        write_atomically(self.state_path, json.dumps(state).encode())
 
     def _epsilon(self, history: list[list[float]]) -> float:
         if not self.config.dp or not history:
@@ -225,7 +233,7 @@ class DPTrainer:
 
     def check_budget(self) -> float:
         """Epsilon after one more round; raises PrivacyBudgetExhausted if over budget."""
-        step = [self.state["noise_multiplier"], self.sample_rate, self.steps_per_round]
+        step = [self.state["noise_multiplier"], self.plan.sample_rate, self.plan.steps]
         projected = self._epsilon([*self.state["history"], step])
         if projected > self.config.target_epsilon * (1 + 1e-6):
             raise PrivacyBudgetExhausted(
@@ -239,6 +247,8 @@ class DPTrainer:
         """One round of local DP training from the global model (see the module notes)."""
         import torch
 
+        from clients.dp_sgd import dp_sgd_round, sgd_round
+
         self.check_budget()
         torch.set_num_threads(1)
         weights, metrics_in = global_model[: self.layout.size], global_model[self.layout.size :]
@@ -246,56 +256,40 @@ class DPTrainer:
         model = build_model(self.config.hidden, 0)
         model.load_state_dict(unflatten_state_dict(weights, self.layout))
         correct, total, loss_sum = evaluate(model, self.x_val, self.data.y_val)
-        if self.config.noise_seed is not None:  # demo comparisons only: no privacy
-            torch.manual_seed(
-                hash((self.config.noise_seed, self.client_seed, round_number)) % 2**63
-            )
-        else:  # fresh, unpredictable state for sampling and noise every round
-            torch.manual_seed(int.from_bytes(os.urandom(8), "little") % 2**63)
-        params = model.parameters()
         progress = min(1.0, (round_number - 1) / self.config.rounds)
         lr = self.config.learning_rate * (1.0 - self.config.lr_decay * progress)
         if self.config.optimizer == "sgd":
-            opt: Any = torch.optim.SGD(params, lr=lr)
+            opt: Any = torch.optim.SGD(model.parameters(), lr=lr)
         else:
-            opt = torch.optim.Adam(params, lr=lr)
-        dataset = torch.utils.data.TensorDataset(
-            torch.from_numpy(self.x_train), torch.from_numpy(self.data.y_train)
-        )
-        loader = torch.utils.data.DataLoader(dataset, batch_size=self.config.batch_size)
+            opt = torch.optim.Adam(model.parameters(), lr=lr)
+        data = (self.x_train, self.data.y_train)
         if self.config.dp:
-            from opacus import PrivacyEngine
-
-            engine = PrivacyEngine(accountant=self.config.accountant)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                model, opt, loader = engine.make_private(
-                    module=model,
-                    optimizer=opt,
-                    data_loader=loader,
-                    poisson_sampling=True,
-                    noise_multiplier=self.state["noise_multiplier"],
-                    max_grad_norm=self.config.max_grad_norm,
-                )
-        steps = 0
-        warnings.filterwarnings("ignore", message=".*Full backward hook.*")
-        warnings.filterwarnings("ignore", message=".*Secure RNG turned off.*")
-        while steps < self.steps_per_round:
-            for xb, yb in loader:
-                if steps >= self.steps_per_round:
-                    break
-                steps += 1
-                if len(yb) == 0:
-                    continue
-                opt.zero_grad()
-                torch.nn.functional.cross_entropy(model(xb), yb).backward()  # type: ignore[no-untyped-call]
-                opt.step()
-        state = {k.removeprefix("_module."): v for k, v in model.state_dict().items()}
-        vector, _ = flatten_state_dict(state)
+            steps = dp_sgd_round(
+                model,
+                opt,
+                data,
+                plan=self.plan,
+                noise_multiplier=self.state["noise_multiplier"],
+                max_grad_norm=self.config.max_grad_norm,
+                key=self._round_key(round_number),
+            )
+        else:
+            steps = sgd_round(model, opt, data, plan=self.plan, batch_size=self.config.batch_size)
+        vector, _ = flatten_state_dict(model.state_dict())
         if self.config.dp:
-            self.state["history"].append([self.state["noise_multiplier"], self.sample_rate, steps])
+            self.state["history"].append(
+                [self.state["noise_multiplier"], self.plan.sample_rate, steps]
+            )
         self.state["epsilon"][str(round_number)] = self.epsilon_spent
         self._save_state(self.state)
         weight = len(self.data.y_train)
         metrics = np.array([correct, total, loss_sum], dtype=np.float64) / weight
         return np.concatenate([vector, metrics]), weight
+
+    def _round_key(self, round_number: int) -> RoundKey:
+        """A fresh key per round; derived from ``noise_seed`` in the demo (no privacy)."""
+        if self.config.noise_seed is None:
+            return RoundKey.fresh()
+        return RoundKey.insecure_seeded(
+            self.config.noise_seed, client_seed=self.client_seed, round_number=round_number
+        )

@@ -103,3 +103,7 @@ CEREMONY_TEST_VALUES: Final = 16
 #: every share lies on one polynomial of degree ``t - 1``; but unlike all t-subsets they
 #: need not include a subset of honest key holders only (see secagg.keycheck).
 CEREMONY_ALL_QUORUMS_MAX: Final = 20
+
+# --- Local DP-SGD randomness (clients.dp_noise) ----------------------------------------------
+#: Domain of the round key derived from the demo's ``--insecure-noise-seed`` (no privacy).
+DOMAIN_INSECURE_NOISE_SEED: Final = b"secagg/dp/insecure-noise-seed/v1"

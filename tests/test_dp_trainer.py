@@ -8,6 +8,7 @@ budget planned for two or three rounds, so the accountant runs out within the te
 from __future__ import annotations
 
 import json
+import os
 import re
 import warnings
 from collections import Counter
@@ -17,7 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from clients.data import ClientData, LocalScaler, dirichlet_split, load_federation
+from clients.data import ClientData, dirichlet_split, load_federation, scale_pixels
+from clients.dp_noise import SamplingPlan, poisson_batches
 from clients.dp_trainer import (
     METRICS,
     DPConfig,
@@ -87,8 +89,7 @@ def test_update_is_model_plus_global_model_metrics_over_weight(
     assert weight == len(client.y_train) == 329
     assert np.isfinite(vector).all()
 
-    scaler = LocalScaler.fit(client.x_train)
-    x_val = scaler.transform(client.x_val)
+    x_val = scale_pixels(client.x_val)
     expected = np.array(evaluate(load(global_model), x_val, client.y_val)) / weight
     np.testing.assert_allclose(vector[-3:], expected, rtol=1e-12)
     assert vector[-2] * weight == pytest.approx(len(client.y_val))
@@ -203,6 +204,99 @@ def test_without_noise_seed_the_noise_is_not_reproducible(
     np.testing.assert_array_equal(a[-3:], b[-3:])  # same global model, same metrics
 
 
+def test_noise_and_masks_do_not_follow_torchs_generator(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12, attack: noise and masks came from torch's Mersenne Twister, seeded per
+    round with in effect 32 bits (seeds s and s + 2**32 give the same draws), so whoever
+    isolates one update can brute-force the seed and strip the noise. Grant the attacker
+    that seed: every torch.manual_seed call seeds 0. Two unseeded runs must still differ,
+    in the Poisson masks and in the noise."""
+    real_seed = torch.manual_seed
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: real_seed(0))
+    masks: list[list[list[int]]] = []
+
+    def recording(stream: object, plan: SamplingPlan) -> object:
+        seen: list[list[int]] = []
+        masks.append(seen)
+        for idx in poisson_batches(stream, plan):  # type: ignore[arg-type]
+            seen.append(idx.tolist())
+            yield idx
+
+    monkeypatch.setattr("clients.dp_sgd.poisson_batches", recording)
+    runs = []
+    for name in ("a", "b"):
+        torch.manual_seed(0)
+        runs.append(
+            trainer(client, tmp_path / name, config(noise_seed=None)).train(global_model, 1)[0]
+        )
+    assert len(masks) == 2 and masks[0] != masks[1]
+    assert not np.allclose(runs[0][:-3], runs[1][:-3])
+
+    # The demo's seeded mode reproduces both (it keys the same ChaCha20 streams).
+    masks.clear()
+    seeded = [
+        trainer(client, tmp_path / n, config(noise_seed=7)).train(global_model, 1)[0] for n in "cd"
+    ]
+    assert masks[0] == masks[1]
+    np.testing.assert_array_equal(seeded[0], seeded[1])
+
+
+def test_the_sampling_rate_accounted_is_the_rate_executed(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: the accountant charged q = 64/N while Opacus' DPDataLoader executed
+    1/ceil(N/64) (here 64/329 = 0.195 against 1/6 = 0.167). Now one plan feeds both."""
+    executed: list[SamplingPlan] = []
+
+    def recording(stream: object, plan: SamplingPlan) -> object:
+        executed.append(plan)
+        return poisson_batches(stream, plan)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("clients.dp_sgd.poisson_batches", recording)
+    t = trainer(client, tmp_path)
+    for rnd in (1, 2):
+        t.train(global_model, rnd)
+    history = json.loads((tmp_path / "privacy.json").read_text())["history"]
+    assert [h[1] for h in history] == [p.sample_rate for p in executed] == [64 / 329] * 2
+    assert [h[2] for h in history] == [p.steps for p in executed] == [5, 5]
+    assert all(p.size == len(client.y_train) for p in executed)
+
+    from opacus.accountants.utils import get_noise_multiplier
+
+    planned = get_noise_multiplier(
+        target_epsilon=3.0, target_delta=1e-5, sample_rate=64 / 329, steps=3 * 5, accountant="rdp"
+    )
+    assert t.state["noise_multiplier"] == planned
+
+
+def test_privacy_state_is_written_durably(
+    client: ClientData, global_model: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 12: privacy.json was renamed into place without fsync, so a power loss could
+    bring back an older budget. Each write is now: temporary file, fsync, rename, fsync of
+    the directory."""
+    events: list[tuple[str, ...]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.path.realpath(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        events.append(("replace", os.path.realpath(src), os.path.realpath(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    t = trainer(client, tmp_path)  # writes the fresh state
+    t.train(global_model, 1)  # writes the state after the round
+    directory = os.path.realpath(tmp_path)
+    state, tmp = f"{directory}/privacy.json", f"{directory}/privacy.json.tmp"
+    assert events == [("fsync", tmp), ("replace", tmp, state), ("fsync", directory)] * 2
+    assert json.loads(Path(state).read_text())["epsilon"]["1"] == t.epsilon_spent
+
+
 def test_build_model_is_seeded_without_touching_the_global_generator() -> None:
     def weights(model: torch.nn.Module) -> np.ndarray:
         return flatten_state_dict(model.state_dict())[0]
@@ -233,7 +327,7 @@ def test_without_dp_training_is_plain_sgd(
     # ... and the result is exactly non-private minibatch SGD over the local data in order.
     model = load(global_model)
     opt = torch.optim.SGD(model.parameters(), lr=cfg.learning_rate)  # round 1: no decay yet
-    x = torch.from_numpy(LocalScaler.fit(client.x_train).transform(client.x_train))
+    x = torch.from_numpy(scale_pixels(client.x_train))
     y = torch.from_numpy(client.y_train)
     steps = round(len(y) / cfg.batch_size)
     for start in range(0, steps * cfg.batch_size, cfg.batch_size):
@@ -343,14 +437,19 @@ def test_load_federation_keeps_test_and_validation_apart() -> None:
     assert np.array_equal(same.x_test, fed.x_test)
 
 
-def test_local_scaler_standardizes_with_local_statistics() -> None:
-    fed = load_federation(clients=3, seed=0)
-    a, b = fed.clients[0], fed.clients[2]
-    scaler = LocalScaler.fit(a.x_train)
-    z = scaler.transform(a.x_train)
-    assert z.dtype == np.float32 and np.isfinite(z).all()
-    assert np.abs(z.mean(axis=0)).max() < 1e-5
-    assert (a.x_train.std(axis=0) == 0).any()  # constant pixels stay finite (scale = std + 1)
-    assert (z.std(axis=0) < 1).all()
-    # Another client's statistics differ (non-IID), so its data is not centred by this scaler.
-    assert np.abs(scaler.transform(b.x_train).mean(axis=0)).max() > 0.1
+def test_scaling_is_fixed_so_one_record_changes_only_its_own_example(tmp_path: Path) -> None:
+    """Replace-one neighbours: the trainer's inputs differ in the replaced row only.
+
+    A scaler fitted on the local training data (LocalScaler, before issue 12) moved every
+    feature of every training and validation example with the one record."""
+    data = load_federation(clients=3, seed=0).clients[0]
+    x = data.x_train.copy()
+    x[0] = 16.0 - x[0]  # another record in the same place
+    neighbour = ClientData(x, data.y_train, data.x_val, data.y_val)
+    a = trainer(data, tmp_path / "a")
+    b = trainer(neighbour, tmp_path / "b")
+    assert not np.array_equal(a.x_train[0], b.x_train[0])
+    np.testing.assert_array_equal(a.x_train[1:], b.x_train[1:])
+    np.testing.assert_array_equal(a.x_val, b.x_val)
+    z = scale_pixels(np.array([[0.0, 8.0, 16.0]], dtype=np.float32))
+    assert z.dtype == np.float32 and z.tolist() == [[-1.0, 0.0, 1.0]]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from clients.data import Federation, LocalScaler
+from clients.data import Federation, scale_pixels
 from clients.dp_trainer import DPConfig, DPTrainer, build_model, evaluate, model_layout
 from secagg.encoding import F64
 from secagg.errors import PrivacyBudgetExhausted
@@ -44,8 +44,7 @@ def test_metrics(federation: Federation, vector: F64, hidden: int) -> tuple[floa
     layout = model_layout(hidden)
     model = build_model(hidden, 0)
     model.load_state_dict(unflatten_state_dict(vector[: layout.size], layout))
-    scaler = LocalScaler.fit(federation.x_all_train)
-    correct, total, loss = evaluate(model, scaler.transform(federation.x_test), federation.y_test)
+    correct, total, loss = evaluate(model, scale_pixels(federation.x_test), federation.y_test)
     return correct / total, loss / total
 
 
@@ -96,8 +95,7 @@ def centralized(federation: Federation, *, rounds: int, hidden: int, seed: int) 
     import torch
 
     torch.manual_seed(seed)
-    scaler = LocalScaler.fit(federation.x_all_train)
-    x = torch.from_numpy(scaler.transform(federation.x_all_train))
+    x = torch.from_numpy(scale_pixels(federation.x_all_train))
     y = torch.from_numpy(federation.y_all_train)
     model = build_model(hidden, seed)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
