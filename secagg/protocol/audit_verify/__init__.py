@@ -173,6 +173,12 @@ def verify_log(
     for logged in entries:
         _check_entry(verification, logged)
     check_witnesses(entries, verification.tree, heads, report)
+    witnessed = {head.keyholder for _, head in heads}
+    for k in sorted(verification.cosigners - witnessed) if heads else ():
+        report.warnings.append(
+            f"key holder {k} co-signed heads in this log, but its witness file was not "
+            "given: the log is held only to the other witnesses' heads (--witness FILE)"
+        )
     if entries and entries[-1].type not in ("checkpoint", "round_open"):
         report.warnings.append(
             f"entries after the last checkpoint (up to {len(entries)}) are not signed yet"

@@ -81,6 +81,7 @@ class Seen:
     ``locked_to`` maps (round, key holder) to the aggregate digest of its first lock,
     ``lock_holders`` (round, aggregate digest) to the key holders that locked it, and
     ``endorsers`` (round, aggregate digest, model hash) to each endorser's checked quorums.
+    ``task_seq`` maps a decryption task to the sequence number of its request entry.
     (``endorsed`` and ``endorsement`` are the key ceremony's endorsements of the joint
     public key.)
     """
@@ -93,6 +94,7 @@ class Seen:
     nonces: set[tuple[str, bytes]] = field(default_factory=set)
     aggregates: dict[int, AggregateEntry] = field(default_factory=dict)
     tasks: dict[int, DecryptionRequestEntry] = field(default_factory=dict)
+    task_seq: dict[int, int] = field(default_factory=dict)
     partials: dict[int, dict[int, PartialEntry]] = field(default_factory=dict)
     released: dict[int, bytes] = field(default_factory=dict)
     locked_to: dict[tuple[int, int], bytes] = field(default_factory=dict)
@@ -116,6 +118,11 @@ class Verification:
     def deployment_id(self) -> str:
         """The roster's deployment id (bound into every signed statement)."""
         return self.roster.deployment_id
+
+    @property
+    def cosigners(self) -> set[int]:
+        """Key holders whose logged partials co-sign a head (each should have a witness file)."""
+        return {k for by_keyholder in self.seen.partials.values() for k in by_keyholder}
 
     def fail(self, at: At, message: str) -> None:
         """Record a problem with the entry at ``at``."""

@@ -23,12 +23,17 @@ from .recompute import recombined_hash
 
 
 def check_decryption_request(v: Verification, at: At, entry: DecryptionRequestEntry) -> None:
-    """Remembered: partials must answer a logged request."""
+    """Remembered: partials must answer a logged request, and witness a head that covers it."""
     v.seen.tasks[entry.task_id] = entry
+    v.seen.task_seq[entry.task_id] = at.seq
 
 
 def check_partial(v: Verification, at: At, entry: PartialEntry) -> None:
     """The key holder signed its partial, co-signed the head it was shown, and was shown locks.
+
+    The co-signed head must cover the request the partial answers: a server that showed
+    key holders a stale head (from before the round's uploads) could otherwise prune the
+    round's entries and re-sign its checkpoints, with every witness head still a prefix.
 
     A partial with a bad signature is reported here and still counted for its release,
     so that one forged signature yields one error, not two.
@@ -43,6 +48,14 @@ def check_partial(v: Verification, at: At, entry: PartialEntry) -> None:
         v.fail(at, f"partial of key holder {k} answers no logged decryption request")
     v.signature(at, entry.signed(v.deployment_id))
     check_lock_certificate(v, at, entry)
+    requested = v.seen.task_seq.get(entry.task_id, 0)
+    if entry.checkpoint_size < requested:
+        v.fail(
+            at,
+            f"key holder {k} co-signed a head of size {entry.checkpoint_size}, older than the "
+            f"decryption request it answers (entry {requested}): a stale head witnesses "
+            "nothing of the round",
+        )
     if not v.head_matches(at, entry.checkpoint_size, entry.checkpoint_head):
         v.fail(
             at,
