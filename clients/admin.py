@@ -1,4 +1,9 @@
-"""``secagg admin``: operator tools (they cannot bypass the key holders' policy)."""
+"""``secagg admin``: operator tools (they cannot bypass the key holders' policy).
+
+``rotate-key`` opens the ceremony of the next key epoch: key holders run it while rounds
+continue under the current key; the first round opened after every key holder endorsed
+the new key uses it, and key holders then refuse decryption under the old one.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +18,8 @@ from secagg.rpc.transport import identity
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``secagg admin request-decryption``."""
-    parser.add_argument("action", choices=["request-decryption", "status"])
+    """Options of ``secagg admin`` (request-decryption, status, rotate-key)."""
+    parser.add_argument("action", choices=["request-decryption", "status", "rotate-key"])
     parser.add_argument("deployment", type=Path)
     parser.add_argument("--round", type=int, default=0)
     parser.add_argument("--clients", nargs="*", default=[])
@@ -23,6 +28,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """Print the result as JSON; exit 0."""
     conn = Connection(identity(args.deployment, "admin"))
+    if args.action == "rotate-key":
+        rotated = conn.call(conn.stub.AdminRotateKey, pb.Empty())
+        print(json.dumps({"ceremony_epoch": rotated.epoch}))
+        return 0
     if args.action == "status":
         info = conn.call(conn.stub.GetRound, pb.Empty())
         print(

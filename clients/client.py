@@ -2,11 +2,13 @@
 
 Each round: fetch the round and the global model, check the model (round 1: the hash the
 server announces; later rounds: the server's signed release of the previous round),
-train, encrypt under the joint public key — after checking that every key holder of the
-roster endorsed it — sign an :class:`~secagg.protocol.statements.UploadStatement` (round,
-client id, nonce, global-model hash, ciphertext hash, weight, ε spent so far) and upload
-in chunks. Uploads are idempotent: a retry resends the same signed
-upload, and a server answer that it already holds this client's upload counts as done.
+train, encrypt under the round's joint public key — after checking that every key holder
+of the roster endorsed it; when a round names another key (a key rotation) the client
+fetches the new bundle and checks it again — sign an
+:class:`~secagg.protocol.statements.UploadStatement` (round, client id, nonce,
+global-model hash, ciphertext hash, weight, ε spent so far) and upload in chunks.
+Uploads are idempotent: a retry resends the same signed upload, and a server answer
+that it already holds this client's upload counts as done.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import grpc
 
 from clients.connection import Connection, failed_with, upload_stream, verify_release
 from clients.dp_trainer import ACCOUNTANTS, DPConfig
+from clients.public_key import endorsed_epoch, verify_public_key_bundle
 from clients.trainer import SyntheticTrainer, Trainer
 from secagg import constants as C
 from secagg.ciphertext import encrypt
@@ -37,46 +40,12 @@ from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.model_blob import decode_model
-from secagg.protocol.roster import Roster
-from secagg.protocol.statements import (
-    CeremonyStatement,
-    Signed,
-    UploadStatement,
-    WithdrawalStatement,
-)
+from secagg.protocol.statements import Signed, UploadStatement, WithdrawalStatement
 from secagg.rpc.transport import Identity, identity
 
 log = logging.getLogger("secagg.client")
 
-
-def verify_public_key_bundle(bundle: pb.PublicKeyBundle, roster: Roster) -> JointPublicKey:
-    """The bundle's joint public key, if every roster key holder endorsed exactly that key.
-
-    Raises
-    ------
-    InvalidKeyMaterial
-        A missing endorsement, or a key whose threshold or size differ from the roster.
-    SignatureInvalid
-        An endorsement whose signature does not verify under the key holder's roster key.
-    UnknownParty
-        An endorsement from a key holder the roster does not know.
-
-    Security
-    --------
-    This check is what stops a server from substituting its own public key: never
-    encrypt under a key that did not pass it.
-    """
-    key = JointPublicKey.from_bytes(bundle.public_key, roster.params)
-    endorsed = set()
-    for e in bundle.endorsements:
-        if e.kind != pb.ENDORSEMENT or e.body != key.id_bytes:
-            continue
-        endorsed.add(CeremonyStatement.from_proto(roster.deployment_id, e).verify(roster).sender)
-    if endorsed != {k.index for k in roster.keyholders}:
-        raise InvalidKeyMaterial("the joint public key is not endorsed by every key holder")
-    if key.threshold != roster.policy.threshold or key.keyholders != roster.policy.keyholders:
-        raise InvalidKeyMaterial("the joint public key does not match the roster's threshold")
-    return key
+__all__ = ["TrainingClient", "add_arguments", "run", "verify_public_key_bundle"]
 
 
 class TrainingClient:
@@ -98,11 +67,25 @@ class TrainingClient:
         self.conn = Connection(me, address, stop=self.stop)
         self.state = DeploymentLayout(me.deployment).state_dir(me.name, "client")
         self.state.mkdir(exist_ok=True)
+        self.key_epoch = 0  # the key epoch of the newest key accepted (signed endorsements)
 
     def endorsed_public_key(self) -> JointPublicKey:
-        """The joint public key, accepted only with an endorsement from every key holder."""
+        """The joint public key, accepted only with an endorsement from every key holder,
+        and only if its key epoch (signed in the endorsements) is not older than the
+        epoch of a key this client accepted before (no rollback to a retired key).
+
+        Raises InvalidKeyMaterial (and what :func:`verify_public_key_bundle` raises).
+        """
         bundle = self.conn.call(self.conn.stub.GetPublicKey, pb.Empty(), retry_for=600.0)
-        return verify_public_key_bundle(bundle, self.roster)
+        key = verify_public_key_bundle(bundle, self.roster)
+        epoch = endorsed_epoch(bundle, key)
+        if epoch < self.key_epoch:
+            raise InvalidKeyMaterial(
+                f"the server serves the key of epoch {epoch} after one of epoch "
+                f"{self.key_epoch}: an older key"
+            )
+        self.key_epoch = epoch
+        return key
 
     def _checked_model(self, info: pb.RoundInfo) -> bytes:
         """The round's global model, after checking where it comes from.
@@ -208,6 +191,19 @@ class TrainingClient:
             if not self.stop.is_set():
                 raise
 
+    def _current_key(self, info: pb.RoundInfo, key: JointPublicKey) -> JointPublicKey | None:
+        """The key of the round ``info`` describes: ``key``, or the endorsed bundle the
+        server now serves when the round names another key id (a key rotation). None if
+        the served bundle is not yet the round's key (the switch is under way)."""
+        if not info.public_key_id or info.public_key_id == key.id_bytes:
+            return key
+        fresh = self.endorsed_public_key()  # every key holder's endorsement, checked
+        if fresh.id_bytes != info.public_key_id:
+            log.info("%s: round %d names a key not served yet; waiting", self.me.name, info.round)
+            return None
+        log.info("%s: the joint key changed to %s (key rotation)", self.me.name, fresh.id[:16])
+        return fresh
+
     def _run(self, stop: threading.Event) -> None:
         key = self.endorsed_public_key()
         while not stop.is_set():
@@ -215,8 +211,11 @@ class TrainingClient:
             if info.state == pb.FINISHED:
                 log.info("%s: all rounds done", self.me.name)
                 return
-            if info.public_key_id and info.public_key_id != key.id_bytes:
-                raise InvalidKeyMaterial("the server announces another public key")
+            current = self._current_key(info, key)
+            if current is None:
+                stop.wait(C.POLL_SECONDS)
+                continue
+            key = current
             if info.state == pb.COLLECTING and str(info.round) not in self._done():
                 try:
                     self.run_round(info, key)

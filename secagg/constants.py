@@ -107,3 +107,11 @@ CEREMONY_ALL_QUORUMS_MAX: Final = 20
 # --- Local DP-SGD randomness (clients.dp_noise) ----------------------------------------------
 #: Domain of the round key derived from the demo's ``--insecure-noise-seed`` (no privacy).
 DOMAIN_INSECURE_NOISE_SEED: Final = b"secagg/dp/insecure-noise-seed/v1"
+
+# --- Key epochs (server.epochs, clients.keyholder.epochs) ------------------------------------
+#: The server opens the next key ceremony once some key holder has decrypted this fraction
+#: of :attr:`~secagg.params.Parameters.decryption_budget` under the current key (it counts
+#: the partials it accepted); the rest covers the rounds that run while the ceremony does.
+KEY_ROTATION_BUDGET_FRACTION: Final = 0.75
+#: Exit status of ``secagg keyholder`` when the key ceremony aborted (culprits logged).
+EXIT_CEREMONY_ABORTED: Final = 3

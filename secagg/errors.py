@@ -277,6 +277,25 @@ class SecretMemoryUnavailable(SecAggError, RuntimeError):
     reason: ClassVar[str] = "SECRET_MEMORY_UNAVAILABLE"
 
 
+# --- Witnessed audit log (secagg.protocol.merkle, clients.keyholder.witness) ------------
+
+
+class MerkleProofInvalid(AuditChainBroken):
+    """An RFC 6962 inclusion or consistency proof does not verify."""
+
+    reason: ClassVar[str] = "MERKLE_PROOF_INVALID"
+
+
+class InconsistentLogHead(PolicyViolation):
+    """A key holder refuses to co-sign an audit-log head that does not extend its last one.
+
+    A witness co-signs a (size, root) only with a consistency proof from the head it
+    co-signed last: a server that truncated, pruned or forked its log cannot get it signed.
+    """
+
+    reason: ClassVar[str] = "INCONSISTENT_LOG_HEAD"
+
+
 class ServerNotAuthentic(SecAggError):
     """The party at the server's address is not the roster's server.
 
@@ -319,20 +338,14 @@ class KeyCheckFailed(CeremonyAborted):
     reason: ClassVar[str] = "KEY_CHECK_FAILED"
 
 
-# --- Witnessed audit log (secagg.protocol.merkle, clients.keyholder.witness) ------------
+# --- Key epochs (server.epochs, clients.keyholder.epochs) --------------------------------
 
 
-class MerkleProofInvalid(AuditChainBroken):
-    """An RFC 6962 inclusion or consistency proof does not verify."""
+class KeyRetired(PolicyViolation):
+    """A key holder refuses to decrypt (or lock) under a joint key it has retired.
 
-    reason: ClassVar[str] = "MERKLE_PROOF_INVALID"
-
-
-class InconsistentLogHead(PolicyViolation):
-    """A key holder refuses to co-sign an audit-log head that does not extend its last one.
-
-    A witness co-signs a (size, root) only with a consistency proof from the head it
-    co-signed last: a server that truncated, pruned or forked its log cannot get it signed.
+    A key holder retires key epoch ``e`` once it has itself locked or decrypted a round
+    under a later epoch's key (recorded durably): the server cannot undo that.
     """
 
-    reason: ClassVar[str] = "INCONSISTENT_LOG_HEAD"
+    reason: ClassVar[str] = "KEY_RETIRED"

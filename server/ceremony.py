@@ -8,6 +8,12 @@ signatures with :class:`~secagg.protocol.statements.CeremonyStatement`. Phases g
 order: SEED_COMMIT, SEED_REVEAL, KEY_COMMIT, KEY_CONTRIBUTION, TEST_CIPHERTEXT,
 TEST_PARTIAL, ENDORSEMENT; each needs all ``n`` messages of the one before.
 
+Key epochs: the ceremony of epoch ``e`` produces key ``K_e``. Epoch 1 is open from the
+start; :meth:`Ceremony.open_next` (``secagg admin rotate-key``, or the budget rule of
+:mod:`server.epochs`) opens the next. Only the open epoch takes messages, and each
+message's signature binds its epoch (:class:`~secagg.protocol.statements.CeremonyStatement`),
+so a message of one epoch cannot be replayed into another.
+
 Security
 --------
 Defence in depth only: a KEY_CONTRIBUTION that does not match its sender's KEY_COMMIT
@@ -34,6 +40,7 @@ from secagg.protocol.roster import Roster
 from secagg.protocol.statements import CeremonyStatement
 from server.audit_trail import AuditTrail
 from server.store import Store
+from server.store.base import KeyEpoch
 
 _ORDER = (
     pb.SEED_COMMIT,
@@ -57,11 +64,26 @@ class Ceremony:
         self.roster = roster
         self.audit = audit
         self.n = roster.policy.keyholders
-        self._public_key: JointPublicKey | None = None
+        self._public_keys: dict[int, JointPublicKey] = {}
 
-    def count(self, kind: int) -> int:
-        """Number of messages of a kind."""
-        return len(self.store.ceremony_messages(kind))
+    def open_epoch(self) -> int:
+        """The key epoch whose ceremony takes messages (the latest one opened; 1 at first)."""
+        return max((e.epoch for e in self.store.key_epochs()), default=1)
+
+    def open_next(self) -> int:
+        """Open the ceremony of the next key epoch; returns its number.
+
+        An epoch whose ceremony did not complete (say, it aborted) is abandoned: its key
+        is never used. Rounds keep their key until the new one is endorsed by every key
+        holder (:mod:`server.epochs`).
+        """
+        epoch = self.open_epoch() + 1
+        self.store.put_key_epoch(KeyEpoch(epoch))
+        return epoch
+
+    def count(self, kind: int, epoch: int = 1) -> int:
+        """Number of messages of a kind in an epoch."""
+        return len(self.store.ceremony_messages(kind, epoch=epoch))
 
     def _check_shape(self, msg: pb.CeremonyMessage) -> None:
         kind = msg.kind
@@ -81,31 +103,40 @@ class Ceremony:
 
     def _check_commitment(self, msg: pb.CeremonyMessage) -> None:
         """A contribution must match its sender's KEY_COMMIT (raises CommitmentMismatch)."""
-        commits = {m.sender: m.body for m in self.store.ceremony_messages(pb.KEY_COMMIT)}
+        epoch = msg.epoch
+        commits = {
+            m.sender: m.body for m in self.store.ceremony_messages(pb.KEY_COMMIT, epoch=epoch)
+        }
         committed, _ = decode_key_commit(commits[msg.sender], self.n)
-        if contribution_hash(self.roster.deployment_id, msg.sender, msg.body) != committed:
+        hashed = contribution_hash(self.roster.deployment_id, msg.sender, msg.body, epoch=epoch)
+        if hashed != committed:
             raise CommitmentMismatch(
                 "public-key contribution does not match its commitment", culprits=(msg.sender,)
             )
 
     def post(self, sender_index: int, msg: pb.CeremonyMessage) -> None:
-        """Check and store one message; raises PolicyViolation / SignatureInvalid."""
+        """Check and store a message of the open epoch; raises PolicyViolation, SignatureInvalid."""
         if msg.sender != sender_index:
             raise PolicyViolation("sender field does not match the authenticated key holder")
+        epoch = msg.epoch
+        if epoch != self.open_epoch():
+            raise PolicyViolation(
+                f"the open key ceremony is epoch {self.open_epoch()}, not epoch {epoch}"
+            )
         self._check_shape(msg)
         kind = msg.kind
-        if kind in _ORDER[1:] and self.count(_ORDER[_ORDER.index(kind) - 1]) < self.n:
+        if kind in _ORDER[1:] and self.count(_ORDER[_ORDER.index(kind) - 1], epoch) < self.n:
             raise PolicyViolation("previous ceremony phase is not complete")
         if kind == pb.KEY_CONTRIBUTION:
             self._check_commitment(msg)
         if kind == pb.ENDORSEMENT:
-            pk = self.joint_public_key()
+            pk = self.joint_public_key(epoch)
             if pk is None or msg.body != pk.id_bytes:
                 raise PolicyViolation("endorsement does not name the joint public key")
         signed = CeremonyStatement.from_proto(self.roster.deployment_id, msg)
         statement = signed.verify(self.roster)
         with self.store.transaction():
-            known = self.store.ceremony_messages(kind, msg.recipient)
+            known = self.store.ceremony_messages(kind, msg.recipient, epoch=epoch)
             same = [m for m in known if m.sender == msg.sender]
             if same:
                 if same[0].body != msg.body:
@@ -119,40 +150,43 @@ class Ceremony:
                     body_sha256=statement.body_sha256,
                     body=msg.body if len(msg.body) <= _LOGGED_BODY_BYTES else b"",
                     signature=msg.signature,
+                    epoch=epoch,
                 )
             )
             self.store.add_ceremony_message(msg)
 
-    def messages(self, kind: int, recipient: int) -> list[pb.CeremonyMessage]:
-        """Messages of a kind (shares only for ``recipient``)."""
+    def messages(self, kind: int, recipient: int, epoch: int) -> list[pb.CeremonyMessage]:
+        """Messages of a kind in an epoch (shares only for ``recipient``)."""
         if kind == pb.ENCRYPTED_SHARE:
-            return self.store.ceremony_messages(kind, recipient)
-        return self.store.ceremony_messages(kind)
+            return self.store.ceremony_messages(kind, recipient, epoch=epoch)
+        return self.store.ceremony_messages(kind, epoch=epoch)
 
-    def joint_public_key(self) -> JointPublicKey | None:
-        """The joint public key once every contribution is in (else None); cached."""
-        if self._public_key is not None:
-            return self._public_key
-        commits = {m.sender: m.body for m in self.store.ceremony_messages(pb.SEED_COMMIT)}
-        reveals = {m.sender: m.body for m in self.store.ceremony_messages(pb.SEED_REVEAL)}
-        contributions = self.store.ceremony_messages(pb.KEY_CONTRIBUTION)
+    def joint_public_key(self, epoch: int = 1) -> JointPublicKey | None:
+        """An epoch's joint public key once every contribution is in (else None); cached."""
+        if epoch in self._public_keys:
+            return self._public_keys[epoch]
+        stored = self.store.ceremony_messages
+        commits = {m.sender: m.body for m in stored(pb.SEED_COMMIT, epoch=epoch)}
+        reveals = {m.sender: m.body for m in stored(pb.SEED_REVEAL, epoch=epoch)}
+        contributions = stored(pb.KEY_CONTRIBUTION, epoch=epoch)
         if len(contributions) < self.n or len(reveals) < self.n:
             return None
         params = self.roster.params
         try:
             seed = common_seed(commits, reveals)
             parts = {m.sender: decode_key_contribution(m.body, params) for m in contributions}
-            self._public_key = combine_public_key(
+            key = combine_public_key(
                 params, seed, parts, keyholders=self.n, threshold=self.roster.policy.threshold
             )
         except (InvalidKeyMaterial, ValueError):
             return None
-        return self._public_key
+        self._public_keys[epoch] = key
+        return key
 
-    def bundle(self) -> pb.PublicKeyBundle | None:
-        """The public key with all ``n`` endorsements, or None while incomplete."""
-        endorsements = self.store.ceremony_messages(pb.ENDORSEMENT)
-        pk = self.joint_public_key()
+    def bundle(self, epoch: int = 1) -> pb.PublicKeyBundle | None:
+        """An epoch's public key with all ``n`` endorsements, or None while incomplete."""
+        endorsements = self.store.ceremony_messages(pb.ENDORSEMENT, epoch=epoch)
+        pk = self.joint_public_key(epoch)
         if pk is None or len(endorsements) < self.n:
             return None
         return pb.PublicKeyBundle(public_key=pk.to_bytes(), endorsements=endorsements)

@@ -7,7 +7,8 @@ nothing itself: :mod:`server.state` decides (pure functions), :mod:`server.uploa
 effect, so a restarted server resumes where it stopped (:meth:`RoundManager.recover`),
 including a round whose partials were all stored but not yet released.
 
-The server never holds key material. It asks a quorum of live key holders for partial
+Each round uses the joint key of its key epoch (:mod:`server.epochs`); a rotation takes
+effect at a round boundary. The server never holds key material. It asks a quorum of live key holders for partial
 decryptions, combines them, signs the release and opens the next round.
 
 Notes
@@ -30,18 +31,14 @@ from secagg.encoding import F64
 from secagg.errors import ConfigError, PermissionDenied, PolicyViolation
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
-from secagg.protocol.audit_entries import (
-    AggregateEntry,
-    AggregateInput,
-    PublicKeyEntry,
-    RoundOpenEntry,
-)
+from secagg.protocol.audit_entries import AggregateEntry, AggregateInput, RoundOpenEntry
 from secagg.protocol.model_blob import encode_model
 from secagg.protocol.statements import Signed, UploadStatement
 from secagg.protocol.status import RoundStatus
 from server.ceremony import Ceremony
 from server.certify import Certificates
 from server.context import Context
+from server.epochs import KeyEpochs
 from server.liveness import Liveness
 from server.release import Releases
 from server.state import Round, RoundState, active_clients, closed, open_round, review_collecting
@@ -66,13 +63,13 @@ class RoundManager:
     ) -> None:
         """``public_key``: a joint key known in advance (in-process tests): no ceremony."""
         self.ctx = ctx
-        self._known_key = public_key
+        self.lock = threading.RLock()
         self.roster = ctx.roster
         self.blobs = ctx.blobs
         self.roster_digest = roster_digest
-        self.lock = threading.RLock()
         self.liveness = liveness or Liveness()
         self.ceremony = Ceremony(ctx.store, ctx.roster, ctx.audit)
+        self.epochs = KeyEpochs(ctx, self.ceremony, self.lock, known_key=public_key)
         self.uploads = Uploads(ctx, self.lock)
         self.certs = Certificates(ctx)
         self.tasks = Tasks(ctx, self.liveness, self.certs)
@@ -88,20 +85,28 @@ class RoundManager:
     # ------------------------------------------------------------------ queries
     @property
     def public_key(self) -> JointPublicKey | None:
-        """The joint public key, once the ceremony produced it."""
-        return self._known_key or self.ceremony.joint_public_key()
+        """The current round's joint public key (round 1's before any round opened)."""
+        with self.lock:
+            return self.epochs.key(self.epochs.current_epoch())
 
-    def _key(self) -> JointPublicKey:
-        pk = self.public_key
+    def _key(self, round_number: int) -> JointPublicKey:
+        """The joint key of a round (see :mod:`server.epochs`)."""
+        pk = self.epochs.key_of_round(round_number)
         if pk is None:
             raise PolicyViolation("key ceremony in progress")
         return pk
+
+    def post_ceremony_message(self, keyholder: int, msg: pb.CeremonyMessage) -> None:
+        """Check and store a key holder's ceremony message (see :class:`Ceremony`)."""
+        with self.lock:
+            self.ceremony.post(keyholder, msg)
+            self.tick()
 
     def round_info(self) -> pb.RoundInfo:
         """The current round as clients see it."""
         with self.lock:
             cur = self.ctx.store.current_round()
-            pk = self.public_key
+            pk = self.epochs.key_of_round(cur.number if cur else 1)
             pk_id = pk.id_bytes if pk else b""
             length = self.ctx.policy.model_length
             if cur is None:
@@ -138,7 +143,7 @@ class RoundManager:
         with self.lock:
             self.ctx.audit.start(self.roster_digest)
             cur = self.ctx.store.current_round()
-            pk = self.public_key
+            pk = self.epochs.key_of_round(cur.number) if cur else None
             if cur is not None and cur.state is RoundState.COLLECTING and pk is not None:
                 self.uploads.aggregator(cur.number, pk)
             self.tick()
@@ -147,22 +152,25 @@ class RoundManager:
         """Advance the state machine (called periodically and after every event)."""
         with self.lock:
             self.releases.finish_answered()
+            self.epochs.schedule()
             cur = self.ctx.store.current_round()
             if cur is None:
                 self._open_first_round()
             elif cur.state is RoundState.COLLECTING:
+                self.epochs.announce(cur.number)
                 self._review(cur)
             elif cur.state is RoundState.DECRYPTING:
                 self.tasks.ensure(cur)
 
     def _open_first_round(self) -> None:
-        pk = self.public_key
-        if pk is None or (self._known_key is None and self.ceremony.bundle() is None):
+        epoch = self.epochs.epoch_of_round(1)
+        known = epoch == 1 and self.epochs.known_key is not None
+        if self.epochs.key(epoch) is None or (not known and self.ceremony.bundle(epoch) is None):
             return
         model_hash = self.blobs.put(encode_model(1, self.initial_model))
         first = open_round(1, model_hash, policy=self.ctx.policy, now=self.ctx.clock())
         with self.ctx.store.transaction():
-            self.ctx.audit.record(PublicKeyEntry(pk.id_bytes, pk.keyholders, pk.threshold))
+            self.epochs.announce(1)
             self.ctx.audit.record(RoundOpenEntry(1, model_hash))
             self.ctx.store.put_round(first)
         log.info("round 1: open, global model %s", model_hash.hex()[:16])
@@ -190,7 +198,7 @@ class RoundManager:
         if not verdict.close:
             self.ctx.set_status(cur.number, verdict.status)
             return
-        aggregate = self.uploads.take_aggregate(cur.number, self._key())
+        aggregate = self.uploads.take_aggregate(cur.number, self._key(cur.number))
         agg_hash = self.blobs.put(aggregate.to_bytes())
         self.ctx.parsed.keep_aggregate(agg_hash, aggregate)
         decrypting = closed(
@@ -221,8 +229,11 @@ class RoundManager:
         return self.uploads.precheck(client, header)
 
     def accept_upload(self, signed: Signed[UploadStatement], blob: bytes) -> pb.UploadReceipt:
-        """Parse (outside the lock) and durably accept a prechecked upload."""
-        pk = self._key()
+        """Parse (outside the lock) and durably accept a prechecked upload under its round's key."""
+        round_number = signed.statement.round
+        with self.lock:
+            pk = self._key(round_number)
+            self.epochs.announce(round_number)
         vector: EncryptedVector = self.uploads.parse(blob, pk)
         receipt = self.uploads.commit(signed, vector, blob, pk)
         self.tick()
@@ -250,11 +261,17 @@ class RoundManager:
         self.liveness.seen(keyholder)
 
     def task_for(self, keyholder: int) -> pb.DecryptionTask:
-        """The open task this key holder should answer, if any."""
+        """The open task this key holder should answer, if any, with its round's key id and
+        the epoch whose ceremony is open (how key holders learn of a rotation)."""
         self.seen(keyholder)
         with self.lock:
             self.tick()
-            return self.tasks.task_for(keyholder)
+            task = pb.DecryptionTask()
+            task.CopyFrom(self.tasks.task_for(keyholder))
+            key = self.epochs.key_of_round(task.round) if task.pending else None
+            task.public_key_id = key.id_bytes if key else b""
+            task.ceremony_epoch = self.ceremony.open_epoch()
+            return task
 
     def submit_partial(self, keyholder: int, header: pb.PartialHeader, blob: bytes) -> str:
         """Check and store a signed partial; combine and release when the quorum is complete."""
@@ -263,7 +280,9 @@ class RoundManager:
             raise PermissionDenied("keyholder field does not match the authenticated certificate")
         part = self.releases.parse(blob)
         with self.lock:
-            return self.releases.submit_partial(keyholder, header, part, blob)
+            status = self.releases.submit_partial(keyholder, header, part, blob)
+            self.epochs.rotate_if_budget_low()
+            return status
 
     def refuse(self, keyholder: int, refusal: pb.Refusal) -> None:
         """Record a key holder's signed refusal of a task (task 0: the round's lock or model)."""
@@ -292,7 +311,7 @@ class RoundManager:
     def admin_task(self, round_number: int, clients: list[str]) -> int:
         """A decryption task over an explicit set of a round's uploads (see server.tasks)."""
         with self.lock:
-            return self.tasks.operator_task(round_number, clients, self._key())
+            return self.tasks.operator_task(round_number, clients, self._key(round_number))
 
     def admin_result(self, task_id: int) -> tuple[list[pb.Refusal], bool, bool]:
         """(refusals, completed, released) of an operator task."""

@@ -119,8 +119,7 @@ class AggregationService(pb_grpc.AggregationServicer):
     ) -> pb.Ack:
         index = self._keyholder_index(self._caller(context, "keyholder"))
         self.rounds.seen(index)
-        self._guard(context, lambda: self.rounds.ceremony.post(index, request))
-        self.rounds.tick()
+        self._guard(context, lambda: self.rounds.post_ceremony_message(index, request))
         return pb.Ack(status="stored")
 
     def GetCeremonyMessages(
@@ -128,11 +127,12 @@ class AggregationService(pb_grpc.AggregationServicer):
     ) -> pb.CeremonyMessages:
         index = self._keyholder_index(self._caller(context, "keyholder"))
         self.rounds.seen(index)
-        return pb.CeremonyMessages(messages=self.rounds.ceremony.messages(request.kind, index))
+        found = self.rounds.epochs.messages(request.kind, index, request.epoch)
+        return pb.CeremonyMessages(messages=found)
 
     def GetPublicKey(self, request: pb.Empty, context: grpc.ServicerContext) -> pb.PublicKeyBundle:
         self._caller(context, "client", "keyholder", "admin")
-        bundle = self.rounds.ceremony.bundle()
+        bundle = self.rounds.epochs.bundle()  # the current round's key
         if bundle is None:
             context.abort(grpc.StatusCode.UNAVAILABLE, "key ceremony in progress")
         assert bundle is not None
@@ -239,3 +239,10 @@ class AggregationService(pb_grpc.AggregationServicer):
             time.sleep(C.POLL_SECONDS)
         refusals, completed, released = self.rounds.admin_result(task_id)
         return pb.AdminDecryptionResult(refusals=refusals, released=released and completed)
+
+    def AdminRotateKey(
+        self, request: pb.Empty, context: grpc.ServicerContext
+    ) -> pb.AdminRotateKeyResult:
+        self._caller(context, "admin")
+        epoch = self._guard(context, self.rounds.epochs.rotate)
+        return pb.AdminRotateKeyResult(epoch=epoch)

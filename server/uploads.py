@@ -7,7 +7,7 @@ An upload goes through three stages, each done once:
    duplicate guards, :func:`~secagg.protocol.policy.check_upload` and the client's
    signature are checked.
 2. :meth:`Uploads.parse` (outside the server's lock): the ciphertext is parsed and must be
-   under the deployment's key and of the model's length. The bytes were hashed once, by
+   under the round's joint key (:mod:`server.epochs`) and of the model's length. The bytes were hashed once, by
    :func:`~secagg.rpc.transport.join_chunks`, against the signed ``ciphertext_hash``.
 3. :meth:`Uploads.commit` (under the lock): the state guards again (another upload may
    have committed meanwhile), the weight budget, then blob, audit entry and row. The
@@ -105,7 +105,7 @@ class Uploads:
             blob, self.ctx.params, max_bytes=policy.max_upload_bytes
         )
         if vector.public_key_id != public_key.id_bytes:
-            raise InvalidCiphertext("ciphertext is not under the deployment's joint public key")
+            raise InvalidCiphertext("ciphertext is not under the round's joint public key")
         if vector.length != policy.model_length:
             raise InvalidCiphertext(
                 f"vector length {vector.length}; the deployment's model has "

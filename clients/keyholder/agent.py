@@ -1,4 +1,4 @@
-"""The key holder's agent loop: the ceremony once, then policy-checked tasks.
+"""The key holder's agent loop: the ceremony, then policy-checked tasks under the round's key.
 
 The server asks three kinds of task (``DecryptionTask.kind``):
 
@@ -20,6 +20,11 @@ ENDORSE
 
 A failed check gets a signed :class:`~secagg.protocol.statements.RefusalStatement` whose
 reason is ``"<REASON_CODE>: <text>"``.
+
+Key epochs: LOCK and DECRYPT use the share of the key the task names, after checking the
+aggregate is under it; a key this key holder retired is refused (``KEY_RETIRED``), and
+using a key retires every earlier one (:mod:`clients.keyholder.epochs`). A rotation the
+server announces runs its ceremony in the background (:mod:`clients.keyholder.rotation`).
 
 At most one partial per (round, aggregate, quorum) ever leaves a key holder: the
 partial and its signature are stored (:mod:`clients.keyholder.record`) before they are
@@ -53,11 +58,13 @@ from clients.keyholder.checks import (
     recompute_aggregate,
 )
 from clients.keyholder.endorse import endorsed_model
+from clients.keyholder.epochs import KeyShares
 from clients.keyholder.record import Decryption, DecryptionRecord, StoredAnswer
+from clients.keyholder.rotation import Rotation
 from clients.keyholder.storage import KeyHolderState
 from clients.keyholder.witness import Witness
 from secagg import constants as C
-from secagg.errors import InvalidKeyMaterial, SecAggError
+from secagg.errors import CeremonyAborted, InvalidKeyMaterial, SecAggError
 from secagg.keys import JointPublicKey, KeyShare
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.certificates import check_locks
@@ -95,19 +102,30 @@ class KeyHolder:
             passphrase=passphrase,
         )
         self.record = DecryptionRecord(self.state.state_dir)
-        self.budget = DecryptionBudget(self.state.state_dir, self.params)
+        self.shares = KeyShares(self.state, self.params)
+        self.rotation = Rotation(self.ceremony)
         self.witness = Witness(self.state.state_dir, self.roster, self.index)
         self.conn = Connection(me, stop=self.stop)
 
-    def ceremony(self, stop: threading.Event) -> KeyShare:
-        """Run the dealerless key generation through the server relay."""
+    def ceremony(self, epoch: int, stop: threading.Event) -> KeyShare:
+        """Run the dealerless key generation of key epoch ``epoch`` through the server relay."""
         relay = CeremonyRelay(
-            self.conn, self.roster, index=self.index, signing_key=self.signing_key
+            self.conn, self.roster, index=self.index, signing_key=self.signing_key, epoch=epoch
         )
-        return run_ceremony(relay, self.me.exchange_key(), keep=self.state.save_share, stop=stop)
+        return run_ceremony(
+            relay,
+            self.me.exchange_key(),
+            keep=lambda share: self.shares.add(epoch, share),
+            stop=stop,
+        )
+
+    def budget(self, share: KeyShare) -> DecryptionBudget:
+        """The decryption budget of a share (one per key epoch)."""
+        epoch = self.shares.epoch_of(share.public_key_id)
+        return DecryptionBudget(self.state.state_dir, self.params, epoch=epoch)
 
     # ------------------------------------------------------------ decryption tasks
-    def handle(self, task: pb.DecryptionTask, share: KeyShare) -> None:
+    def handle(self, task: pb.DecryptionTask) -> None:
         """Answer one task, keeping the server informed that this key holder is alive."""
         done = threading.Event()
 
@@ -119,7 +137,7 @@ class KeyHolder:
         beat = threading.Thread(target=heartbeat, daemon=True)
         beat.start()
         try:
-            self.answer(task, share)
+            self.answer(task)
         except grpc.RpcError as exc:
             if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
                 raise
@@ -130,18 +148,22 @@ class KeyHolder:
             done.set()
             beat.join()
 
-    def answer(self, task: pb.DecryptionTask, share: KeyShare) -> None:
+    def answer(self, task: pb.DecryptionTask, share: KeyShare | None = None) -> None:
         """Do the task (lock, decrypt or endorse), or refuse it with the failed check's reason.
 
-        A DECRYPT task this key holder already answered (same round, aggregate and quorum)
-        gets the stored partial, byte for byte; otherwise the partial is computed,
-        recorded and stored durably, and only then sent.
+        LOCK and DECRYPT use ``share``, by default the share of the key the task names
+        (refused if that key is retired here). A DECRYPT task this key holder already
+        answered (same round, aggregate and quorum) gets the stored partial, byte for
+        byte; otherwise the partial is computed, recorded and stored durably, and only
+        then sent.
         """
         try:
+            if task.kind == pb.TASK_ENDORSE:
+                self.endorse(task)
+                return
+            share = share or self.shares.select(task.public_key_id)
             if task.kind == pb.TASK_LOCK:
                 self.lock(task, share)
-            elif task.kind == pb.TASK_ENDORSE:
-                self.endorse(task)
             else:
                 self.witness.check(task.log_size, task.log_head, task.consistency)
                 self.send_partial(task, self.partial(task, share))
@@ -209,6 +231,7 @@ class KeyHolder:
         contributions, locked = self.checked_set(task)
         if not locked:
             recomputed = self.recomputed(task, share, contributions)
+            self.shares.use(share.public_key_id)
             decryption = Decryption(task.round, task.aggregate_digest)
             self.record.remember(decryption, recomputed.ciphertext_digests)
         lock = Signed.create(
@@ -267,7 +290,11 @@ class KeyHolder:
         as decrypted from now on, and a retry gets these bytes.
         """
         aggregate = recomputed.aggregate
-        self.budget.spend(aggregate.vector.ciphertext_count * self.params.poly_modulus_degree)
+        if aggregate.vector.public_key_id != share.public_key_id:
+            raise InvalidKeyMaterial("the aggregate is not under the key the task names")
+        self.shares.use(share.public_key_id)
+        coefficients = aggregate.vector.ciphertext_count * self.params.poly_modulus_degree
+        self.budget(share).spend(coefficients)
         part = partial_decrypt(share, aggregate, quorum=list(task.quorum))
         decryption = Decryption(task.round, aggregate.digest)
         partial = Signed.create(
@@ -314,26 +341,37 @@ class KeyHolder:
 
     # ------------------------------------------------------------ the loop
     def run(self) -> None:
-        """Ceremony if needed, then answer tasks until stopped."""
+        """Ceremony if needed, then answer tasks until stopped.
+
+        Raises SystemExit(:data:`~secagg.constants.EXIT_CEREMONY_ABORTED`) after one
+        error line naming the culprits if a key ceremony aborts.
+        """
         try:
             self._run()
+        except CeremonyAborted as exc:
+            log.error("key holder %d: key ceremony aborted (%s): %s", self.index, exc.reason, exc)
+            raise SystemExit(C.EXIT_CEREMONY_ABORTED) from None
         except (grpc.RpcError, InterruptedError):
             if not self.stop.is_set():
                 raise
+        finally:
+            self.rotation.stop()
 
     def _run(self) -> None:
         stop = self.stop
-        share = self.state.load_share(self.params) or self.ceremony(stop)
+        if self.shares.newest() is None:
+            first = self.conn.call(self.conn.stub.GetDecryptionTask, pb.Empty())
+            self.ceremony(first.ceremony_epoch or 1, stop)
         bundle_key = JointPublicKey.from_bytes(
             self.conn.call(self.conn.stub.GetPublicKey, pb.Empty()).public_key, self.params
         )
-        if bundle_key.id_bytes != share.public_key_id:
-            raise InvalidKeyMaterial("the server publishes another joint public key than ours")
+        self.shares.epoch_of(bundle_key.id_bytes)  # a key we hold a share of, not retired
         busy_until = 0.0
         while not stop.is_set():
             task = self.conn.call(self.conn.stub.GetDecryptionTask, pb.Empty())
+            self.rotation.follow(task.ceremony_epoch, self.shares.newest_epoch())
             if task.pending:
-                self.handle(task, share)
+                self.handle(task)
                 busy_until = time.monotonic() + C.BUSY_WINDOW_SECONDS
             else:  # the next step of a round comes soon after the last one
                 busy = time.monotonic() < busy_until

@@ -13,7 +13,10 @@ aggregate counts again. A stored answer resent to a retry costs nothing: no new 
 is computed, so nothing new is revealed.
 
 The counter lives in ``decryption_budget.json`` in the key holder's state directory,
-next to its share and its :class:`~clients.keyholder.record.DecryptionRecord`.
+next to its share and its :class:`~clients.keyholder.record.DecryptionRecord`; a share of
+a later key epoch has its own counter (``decryption_budget-e<E>.json``): a new key, a
+new budget. The server rotates the key before the budget runs out
+(:mod:`server.epochs`), but the key holder's count is the one that is enforced.
 
 Security
 --------
@@ -51,10 +54,13 @@ class DecryptionBudget:
     params
         The deployment's parameters; :attr:`~secagg.params.Parameters.decryption_budget`
         is the limit.
+    epoch
+        The key epoch of the share (each has its own counter).
     """
 
-    def __init__(self, state_dir: Path, params: Parameters) -> None:
-        self.path = Path(state_dir) / BUDGET_FILE
+    def __init__(self, state_dir: Path, params: Parameters, *, epoch: int = 1) -> None:
+        name = BUDGET_FILE if epoch == 1 else f"decryption_budget-e{epoch}.json"
+        self.path = Path(state_dir) / name
         self.limit = params.decryption_budget
         self._lock = threading.Lock()
 

@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from clients.connection import Connection
 from secagg import constants as C
 from secagg.dkg import DkgParticipant, combine_public_key, common_seed
-from secagg.errors import CeremonyAborted, CommitmentMismatch, InvalidKeyMaterial
+from secagg.errors import CeremonyAborted, CommitmentMismatch, InvalidKeyMaterial, ReplayDetected
 from secagg.keycheck import check_probes, make_probe, probe_partials
 from secagg.keys import JointPublicKey, KeyShare
 from secagg.proto import service_pb2 as pb
@@ -70,8 +70,9 @@ U64 = npt.NDArray[np.uint64]
 class CeremonyRelay:
     """Signed ceremony messages posted to and collected from the server.
 
-    Messages go out as key holder ``index``, signed with ``signing_key``; received ones
-    are verified against ``roster``.
+    Messages go out as key holder ``index`` in key epoch ``epoch``, signed with
+    ``signing_key``; received ones are verified against ``roster`` as messages of
+    ``epoch`` (a message of another epoch is refused: no replay across ceremonies).
     """
 
     conn: Connection
@@ -79,6 +80,7 @@ class CeremonyRelay:
     _: KW_ONLY
     index: int
     signing_key: Ed25519PrivateKey
+    epoch: int = 1
 
     def post(self, kind: pb.CeremonyKind, body: bytes, recipient: int = 0) -> None:
         """Sign and post one message."""
@@ -89,6 +91,7 @@ class CeremonyRelay:
                 sender=self.index,
                 recipient=recipient,
                 body=body,
+                epoch=self.epoch,
             ),
             self.signing_key,
         )
@@ -99,16 +102,25 @@ class CeremonyRelay:
     def collect(self, kind: pb.CeremonyKind, count: int, stop: threading.Event) -> dict[int, bytes]:
         """Sender -> body of ``count`` messages of a kind, each verified against the roster.
 
-        Shares addressed to other key holders are skipped. Raises SignatureInvalid or
-        UnknownParty on a message that does not verify, InterruptedError once ``stop`` is set.
+        Shares addressed to other key holders are skipped. Raises ReplayDetected on a
+        message of another epoch, SignatureInvalid or UnknownParty on a message that does
+        not verify (as a message of this epoch), InterruptedError once ``stop`` is set.
         """
+        query = pb.CeremonyQuery(kind=kind, epoch=self.epoch)
         while not stop.is_set():
-            reply = self.conn.call(self.conn.stub.GetCeremonyMessages, pb.CeremonyQuery(kind=kind))
+            reply = self.conn.call(self.conn.stub.GetCeremonyMessages, query)
             bodies: dict[int, bytes] = {}
             for m in reply.messages:
                 if kind == pb.ENCRYPTED_SHARE and m.recipient != self.index:
                     continue
-                CeremonyStatement.from_proto(self.roster.deployment_id, m).verify(self.roster)
+                if m.epoch != self.epoch:
+                    raise ReplayDetected(
+                        f"a ceremony message of key epoch {m.epoch} relayed into epoch {self.epoch}"
+                    )
+                signed = CeremonyStatement.from_proto(
+                    self.roster.deployment_id, m, epoch=self.epoch
+                )
+                signed.verify(self.roster)
                 bodies[m.sender] = m.body
             if len(bodies) >= count:
                 return bodies
@@ -134,7 +146,8 @@ def _checked_contributions(
     roster = relay.roster
     bodies = relay.collect(pb.KEY_CONTRIBUTION, roster.policy.keyholders, stop)
     for sender, body in bodies.items():
-        if codec.contribution_hash(roster.deployment_id, sender, body) != commits[sender][0]:
+        hashed = codec.contribution_hash(roster.deployment_id, sender, body, epoch=relay.epoch)
+        if hashed != commits[sender][0]:
             raise CommitmentMismatch(
                 f"key holder {relay.index}: the public-key contribution of key holder {sender} "
                 "does not match its commitment",
@@ -155,7 +168,9 @@ def _exchange_shares(
     roster, index = relay.roster, relay.index
 
     def context(sender: int, recipient: int) -> bytes:
-        return codec.share_context(roster.deployment_id, sender, recipient, public_key.id_bytes)
+        return codec.share_context(
+            roster.deployment_id, sender, recipient, public_key.id_bytes, epoch=relay.epoch
+        )
 
     for j, plain in outgoing.items():
         if j == index:
@@ -169,7 +184,8 @@ def _exchange_shares(
             exchange_key, *codec.decode_sealed(body), context=context(sender, index)
         )
         committed = commits[sender][1][index - 1]
-        if codec.share_hash(roster.deployment_id, sender, index, plain) != committed:
+        hashed = codec.share_hash(roster.deployment_id, sender, index, plain, epoch=relay.epoch)
+        if hashed != committed:
             raise CommitmentMismatch(
                 f"key holder {index}: the share from key holder {sender} does not match "
                 "its commitment",
@@ -239,7 +255,9 @@ def run_ceremony(
     seed = common_seed(seed_commits, relay.collect(pb.SEED_REVEAL, n, stop))
     contribution = codec.encode_key_contribution(me.public_key_contribution(seed))
     outgoing = {j: codec.encode_share(piece) for j, piece in me.outgoing_shares().items()}
-    commitment = codec.encode_key_commit(roster.deployment_id, index, contribution, outgoing)
+    commitment = codec.encode_key_commit(
+        roster.deployment_id, index, contribution, outgoing, epoch=relay.epoch
+    )
     try:
         relay.post(pb.KEY_COMMIT, commitment)
         commits = _decoded(
@@ -255,9 +273,14 @@ def run_ceremony(
         share = me.finalize(received, public_key)
         _test_decryption(relay, public_key, contributions, share, received, stop)
     except CeremonyAborted as exc:
-        log.error("key holder %d: key ceremony aborted: %s", index, exc)
+        log.error("key holder %d: key ceremony of epoch %d aborted: %s", index, relay.epoch, exc)
         raise
     keep(share)
     relay.post(pb.ENDORSEMENT, public_key.id_bytes)
-    log.info("key holder %d: ceremony done, joint public key %s", index, public_key.id[:16])
+    log.info(
+        "key holder %d: ceremony of epoch %d done, joint public key %s",
+        index,
+        relay.epoch,
+        public_key.id[:16],
+    )
     return share

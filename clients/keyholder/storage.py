@@ -1,7 +1,9 @@
 """What a key holder keeps on disk: its Shamir share (encrypted at rest), and where.
 
-The share is sealed with ChaCha20-Poly1305 under a key derived by scrypt from a
-passphrase that never sits beside it: from the environment
+One share per key epoch (``share.enc`` for epoch 1, ``share-e<E>.enc`` after a key
+rotation, see :mod:`clients.keyholder.epochs`). Each share is sealed with
+ChaCha20-Poly1305 under a key derived by scrypt from a passphrase that never sits beside
+it: from the environment
 (:data:`~secagg.constants.KEYHOLDER_PASSPHRASE_ENV`, or the variable ``--passphrase-env``
 names) or from a file outside the key holder's directories (``--passphrase-file``), see
 :func:`read_passphrase`. What the key holder decrypted and answered lives next to the
@@ -157,19 +159,39 @@ class KeyHolderState:
                 "%s is not used (shares are sealed under a passphrase): delete it", key_file
             )
 
-    # ------------------------------------------------------------ the share
-    def save_share(self, share: KeyShare) -> None:
-        """Encrypt the share and write it atomically (0600)."""
-        blob = encrypt_at_rest(share.to_bytes(), self._passphrase, is_passphrase=True)
-        write_atomically(self.state_dir / SHARE_FILE, blob)
+    # ------------------------------------------------------------ the shares
+    def share_path(self, epoch: int = 1) -> Path:
+        """Where the share of key epoch ``epoch`` lives (epoch 1: :data:`SHARE_FILE`)."""
+        if epoch < 1:
+            raise ValueError("key epochs start at 1")
+        return self.state_dir / (SHARE_FILE if epoch == 1 else f"share-e{epoch}.enc")
 
-    def load_share(self, params: Parameters) -> KeyShare | None:
-        """The stored share, or None before the ceremony."""
-        path = self.state_dir / SHARE_FILE
+    def share_epochs(self) -> list[int]:
+        """The epochs whose share is stored here, ascending."""
+        found = [1] if (self.state_dir / SHARE_FILE).exists() else []
+        for path in self.state_dir.glob("share-e*.enc"):
+            digits = path.name.removeprefix("share-e").removesuffix(".enc")
+            if digits.isdigit() and int(digits) > 1:
+                found.append(int(digits))
+        return sorted(found)
+
+    def save_share(self, share: KeyShare, *, epoch: int = 1) -> None:
+        """Encrypt the share of key epoch ``epoch`` and write it atomically (0600)."""
+        blob = encrypt_at_rest(share.to_bytes(), self._passphrase, is_passphrase=True)
+        write_atomically(self.share_path(epoch), blob)
+
+    def load_share(self, params: Parameters, *, epoch: int = 1) -> KeyShare | None:
+        """The stored share of key epoch ``epoch``, or None before its ceremony."""
+        path = self.share_path(epoch)
         if not path.exists():
             return None
         plain = decrypt_at_rest(path.read_bytes(), self._passphrase, is_passphrase=True)
         return KeyShare.from_bytes(plain, params)
+
+    def delete_share(self, epoch: int) -> None:
+        """Delete a retired epoch's share (durably; the disk may still hold its bytes)."""
+        self.share_path(epoch).unlink(missing_ok=True)
+        fsync_directory(self.state_dir)
 
 
 def reseal_from_key_file(party_dir: Path, state_dir: Path, *, passphrase: bytes) -> None:

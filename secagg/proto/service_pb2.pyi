@@ -79,18 +79,20 @@ class Empty(_message.Message):
     def __init__(self) -> None: ...
 
 class CeremonyMessage(_message.Message):
-    __slots__ = ("kind", "sender", "recipient", "body", "signature")
+    __slots__ = ("kind", "sender", "recipient", "body", "signature", "epoch")
     KIND_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
     BODY_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     kind: CeremonyKind
     sender: int
     recipient: int
     body: bytes
     signature: bytes
-    def __init__(self, kind: _Optional[_Union[CeremonyKind, str]] = ..., sender: _Optional[int] = ..., recipient: _Optional[int] = ..., body: _Optional[bytes] = ..., signature: _Optional[bytes] = ...) -> None: ...
+    epoch: int
+    def __init__(self, kind: _Optional[_Union[CeremonyKind, str]] = ..., sender: _Optional[int] = ..., recipient: _Optional[int] = ..., body: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class SealedShare(_message.Message):
     __slots__ = ("ephemeral_public_key", "nonce", "ciphertext")
@@ -103,12 +105,14 @@ class SealedShare(_message.Message):
     def __init__(self, ephemeral_public_key: _Optional[bytes] = ..., nonce: _Optional[bytes] = ..., ciphertext: _Optional[bytes] = ...) -> None: ...
 
 class CeremonyQuery(_message.Message):
-    __slots__ = ("kind", "recipient")
+    __slots__ = ("kind", "recipient", "epoch")
     KIND_FIELD_NUMBER: _ClassVar[int]
     RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
     kind: CeremonyKind
     recipient: int
-    def __init__(self, kind: _Optional[_Union[CeremonyKind, str]] = ..., recipient: _Optional[int] = ...) -> None: ...
+    epoch: int
+    def __init__(self, kind: _Optional[_Union[CeremonyKind, str]] = ..., recipient: _Optional[int] = ..., epoch: _Optional[int] = ...) -> None: ...
 
 class CeremonyMessages(_message.Message):
     __slots__ = ("messages",)
@@ -279,7 +283,7 @@ class Endorsement(_message.Message):
     def __init__(self, round: _Optional[int] = ..., keyholder: _Optional[int] = ..., aggregate_digest: _Optional[bytes] = ..., model_hash: _Optional[bytes] = ..., checked_quorums: _Optional[_Iterable[int]] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class DecryptionTask(_message.Message):
-    __slots__ = ("pending", "round", "aggregate_hash", "aggregate_digest", "contributions", "quorum", "task_id", "log_size", "log_head", "kind", "locks", "partials", "model_hash", "consistency")
+    __slots__ = ("pending", "round", "aggregate_hash", "aggregate_digest", "contributions", "quorum", "task_id", "log_size", "log_head", "kind", "locks", "partials", "model_hash", "consistency", "public_key_id", "ceremony_epoch")
     PENDING_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     AGGREGATE_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -294,6 +298,8 @@ class DecryptionTask(_message.Message):
     PARTIALS_FIELD_NUMBER: _ClassVar[int]
     MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     CONSISTENCY_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    CEREMONY_EPOCH_FIELD_NUMBER: _ClassVar[int]
     pending: bool
     round: int
     aggregate_hash: bytes
@@ -308,7 +314,9 @@ class DecryptionTask(_message.Message):
     partials: _containers.RepeatedCompositeFieldContainer[QuorumPartials]
     model_hash: bytes
     consistency: _containers.RepeatedCompositeFieldContainer[ConsistencyProof]
-    def __init__(self, pending: _Optional[bool] = ..., round: _Optional[int] = ..., aggregate_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., quorum: _Optional[_Iterable[int]] = ..., task_id: _Optional[int] = ..., log_size: _Optional[int] = ..., log_head: _Optional[bytes] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., locks: _Optional[_Iterable[_Union[Lock, _Mapping]]] = ..., partials: _Optional[_Iterable[_Union[QuorumPartials, _Mapping]]] = ..., model_hash: _Optional[bytes] = ..., consistency: _Optional[_Iterable[_Union[ConsistencyProof, _Mapping]]] = ...) -> None: ...
+    public_key_id: bytes
+    ceremony_epoch: int
+    def __init__(self, pending: _Optional[bool] = ..., round: _Optional[int] = ..., aggregate_hash: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., quorum: _Optional[_Iterable[int]] = ..., task_id: _Optional[int] = ..., log_size: _Optional[int] = ..., log_head: _Optional[bytes] = ..., kind: _Optional[_Union[TaskKind, str]] = ..., locks: _Optional[_Iterable[_Union[Lock, _Mapping]]] = ..., partials: _Optional[_Iterable[_Union[QuorumPartials, _Mapping]]] = ..., model_hash: _Optional[bytes] = ..., consistency: _Optional[_Iterable[_Union[ConsistencyProof, _Mapping]]] = ..., public_key_id: _Optional[bytes] = ..., ceremony_epoch: _Optional[int] = ...) -> None: ...
 
 class ConsistencyProof(_message.Message):
     __slots__ = ("from_size", "hashes")
@@ -377,6 +385,12 @@ class AdminDecryptionResult(_message.Message):
     refusals: _containers.RepeatedCompositeFieldContainer[Refusal]
     released: bool
     def __init__(self, refusals: _Optional[_Iterable[_Union[Refusal, _Mapping]]] = ..., released: _Optional[bool] = ...) -> None: ...
+
+class AdminRotateKeyResult(_message.Message):
+    __slots__ = ("epoch",)
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    epoch: int
+    def __init__(self, epoch: _Optional[int] = ...) -> None: ...
 
 class ModelBlob(_message.Message):
     __slots__ = ("format_version", "round", "length", "float64_le")

@@ -104,6 +104,11 @@ class AggregationStub:
                 request_serializer=secagg_dot_proto_dot_service__pb2.AdminDecryptionRequest.SerializeToString,
                 response_deserializer=secagg_dot_proto_dot_service__pb2.AdminDecryptionResult.FromString,
                 _registered_method=True)
+        self.AdminRotateKey = channel.unary_unary(
+                '/secagg.service.v1.Aggregation/AdminRotateKey',
+                request_serializer=secagg_dot_proto_dot_service__pb2.Empty.SerializeToString,
+                response_deserializer=secagg_dot_proto_dot_service__pb2.AdminRotateKeyResult.FromString,
+                _registered_method=True)
 
 
 class AggregationServicer:
@@ -197,6 +202,12 @@ class AggregationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AdminRotateKey(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AggregationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -269,6 +280,11 @@ def add_AggregationServicer_to_server(servicer, server):
                     servicer.AdminRequestDecryption,
                     request_deserializer=secagg_dot_proto_dot_service__pb2.AdminDecryptionRequest.FromString,
                     response_serializer=secagg_dot_proto_dot_service__pb2.AdminDecryptionResult.SerializeToString,
+            ),
+            'AdminRotateKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.AdminRotateKey,
+                    request_deserializer=secagg_dot_proto_dot_service__pb2.Empty.FromString,
+                    response_serializer=secagg_dot_proto_dot_service__pb2.AdminRotateKeyResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -649,6 +665,33 @@ class Aggregation:
             '/secagg.service.v1.Aggregation/AdminRequestDecryption',
             secagg_dot_proto_dot_service__pb2.AdminDecryptionRequest.SerializeToString,
             secagg_dot_proto_dot_service__pb2.AdminDecryptionResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AdminRotateKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/secagg.service.v1.Aggregation/AdminRotateKey',
+            secagg_dot_proto_dot_service__pb2.Empty.SerializeToString,
+            secagg_dot_proto_dot_service__pb2.AdminRotateKeyResult.FromString,
             options,
             channel_credentials,
             insecure,

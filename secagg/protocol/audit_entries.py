@@ -124,7 +124,7 @@ class RosterEntry(AuditEntry):
 
 @dataclass(frozen=True)
 class CeremonyEntry(AuditEntry):
-    """A relayed key-ceremony message (the body itself only when it is short)."""
+    """A relayed key-ceremony message of key epoch ``epoch`` (the body only when short)."""
 
     TYPE: ClassVar[str] = "ceremony"
     kind: str
@@ -133,11 +133,12 @@ class CeremonyEntry(AuditEntry):
     body_sha256: bytes
     body: bytes
     signature: bytes
+    epoch: int = 1
 
     def signed(self, deployment_id: str, kind: int) -> Signed[CeremonyStatement]:
         """The signed statement (``kind``: the enum value of :attr:`kind`)."""
         statement = CeremonyStatement(
-            deployment_id, kind, self.sender, self.recipient, self.body_sha256
+            deployment_id, kind, self.sender, self.recipient, self.body_sha256, self.epoch
         )
         return Signed(statement, self.signature)
 

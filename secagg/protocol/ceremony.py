@@ -15,6 +15,10 @@ TEST_CIPHERTEXT    a :class:`~secagg.keycheck.KeyProbe`: ``c0`` heads, then ``c1
 TEST_PARTIAL       the sender's partials of every probe (:func:`secagg.keycheck.probe_partials`)
 =================  ===================================================================
 
+Commitments and share contexts bind the key epoch (like every message's signature,
+:class:`~secagg.protocol.statements.CeremonyStatement`): nothing of one epoch's ceremony
+fits another's.
+
 Every body except a sealed share has one size per deployment (:func:`body_size`): the
 server refuses any other.
 
@@ -103,37 +107,50 @@ def decode_sealed(body: bytes) -> tuple[bytes, bytes, bytes]:
     return sealed.ephemeral_public_key, sealed.nonce, sealed.ciphertext
 
 
-def share_context(deployment_id: str, sender: int, recipient: int, public_key_id: bytes) -> bytes:
-    """Associated data binding a sealed share to its route and the joint public key."""
-    return f"{deployment_id}/{sender}->{recipient}".encode() + public_key_id
+def share_context(
+    deployment_id: str, sender: int, recipient: int, public_key_id: bytes, *, epoch: int = 1
+) -> bytes:
+    """Associated data binding a sealed share to its route, key epoch and joint public key."""
+    return f"{deployment_id}/e{epoch}/{sender}->{recipient}".encode() + public_key_id
 
 
 # --------------------------------------------------------------------- commitments
 def _commitment(
-    domain: bytes, deployment_id: str, sender: int, recipient: int, data: bytes
+    domain: bytes, deployment_id: str, sender: int, recipient: int, data: bytes, epoch: int
 ) -> bytes:
     route = (
-        deployment_id.encode() + b"\0" + sender.to_bytes(4, "big") + recipient.to_bytes(4, "big")
+        deployment_id.encode()
+        + b"\0"
+        + epoch.to_bytes(4, "big")
+        + sender.to_bytes(4, "big")
+        + recipient.to_bytes(4, "big")
     )
     return hashlib.sha256(domain + len(route).to_bytes(4, "big") + route + data).digest()
 
 
-def contribution_hash(deployment_id: str, sender: int, body: bytes) -> bytes:
-    """What KEY_COMMIT commits to for a KEY_CONTRIBUTION body."""
-    return _commitment(C.DOMAIN_KEY_COMMIT, deployment_id, sender, 0, body)
+def contribution_hash(deployment_id: str, sender: int, body: bytes, *, epoch: int = 1) -> bytes:
+    """What KEY_COMMIT commits to for a KEY_CONTRIBUTION body (of key epoch ``epoch``)."""
+    return _commitment(C.DOMAIN_KEY_COMMIT, deployment_id, sender, 0, body, epoch)
 
 
-def share_hash(deployment_id: str, sender: int, recipient: int, plain: bytes) -> bytes:
+def share_hash(
+    deployment_id: str, sender: int, recipient: int, plain: bytes, *, epoch: int = 1
+) -> bytes:
     """What KEY_COMMIT commits to for one recipient's share plaintext (:func:`encode_share`)."""
-    return _commitment(C.DOMAIN_SHARE_COMMIT, deployment_id, sender, recipient, plain)
+    return _commitment(C.DOMAIN_SHARE_COMMIT, deployment_id, sender, recipient, plain, epoch)
 
 
 def encode_key_commit(
-    deployment_id: str, sender: int, contribution: bytes, shares: dict[int, bytes]
+    deployment_id: str,
+    sender: int,
+    contribution: bytes,
+    shares: dict[int, bytes],
+    *,
+    epoch: int = 1,
 ) -> bytes:
     """A KEY_COMMIT body: the contribution body and every share plaintext (1..n), hashed."""
-    return contribution_hash(deployment_id, sender, contribution) + b"".join(
-        share_hash(deployment_id, sender, j, shares[j]) for j in sorted(shares)
+    return contribution_hash(deployment_id, sender, contribution, epoch=epoch) + b"".join(
+        share_hash(deployment_id, sender, j, shares[j], epoch=epoch) for j in sorted(shares)
     )
 
 

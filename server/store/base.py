@@ -1,9 +1,9 @@
 """The store interface: every piece of durable server state, typed.
 
-A :class:`Store` holds the ceremony messages, rounds, accepted uploads (and every nonce
-ever seen), withdrawals, decryption tasks, partials and refusals. Methods take and
-return the dataclasses of :mod:`server.state` and the protocol's signed statements,
-never positional rows.
+A :class:`Store` holds the ceremony messages (by key epoch), the key epochs, rounds,
+accepted uploads (and every nonce ever seen), withdrawals, decryption tasks, partials
+and refusals. Methods take and return the dataclasses of :mod:`server.state` and the
+protocol's signed statements, never positional rows.
 
 Writes that belong together run in :meth:`Store.transaction`: they take effect together
 or not at all. A write outside a transaction takes effect on its own.
@@ -70,6 +70,20 @@ class CertificateRecord:
     message: bytes
 
 
+@dataclass(frozen=True)
+class KeyEpoch:
+    """A key epoch the server opened: its ceremony, and from which round its key is used.
+
+    ``first_round`` is None until every key holder endorsed the epoch's key; then it is
+    the round after the one open at that moment (a round boundary). ``announced``: the
+    key's :class:`~secagg.protocol.audit_entries.PublicKeyEntry` is in the audit log.
+    """
+
+    epoch: int
+    first_round: int | None = None
+    announced: bool = False
+
+
 #: A key holder's answer to a decryption task: its partial or its refusal.
 Answer: TypeAlias = PartialRecord | RefusalRecord
 #: One kind of answer, for methods that take the kind and return records of it.
@@ -113,13 +127,21 @@ class Store(ABC):
     # ------------------------------------------------------------------ ceremony
     @abstractmethod
     def ceremony_messages(
-        self, kind: int, recipient: int | None = None
+        self, kind: int, recipient: int | None = None, *, epoch: int = 1
     ) -> list[pb.CeremonyMessage]:
-        """Stored messages of a kind (only those for ``recipient`` if given), by sender."""
+        """Stored messages of a kind and key epoch (only for ``recipient`` if given), by sender."""
 
     @abstractmethod
     def add_ceremony_message(self, msg: pb.CeremonyMessage) -> None:
-        """Store a message (raises StoreConflict if one with its kind and route exists)."""
+        """Store a message (StoreConflict if one with its epoch, kind and route exists)."""
+
+    @abstractmethod
+    def key_epochs(self) -> list[KeyEpoch]:
+        """The key epochs opened so far, by number (empty: only the implicit epoch 1)."""
+
+    @abstractmethod
+    def put_key_epoch(self, epoch: KeyEpoch) -> None:
+        """Insert a key epoch or replace the stored one with the same number."""
 
     # ------------------------------------------------------------------ rounds
     @abstractmethod

@@ -15,7 +15,14 @@ from typing import Any
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.statements import Signed, WithdrawalStatement
 from server.state import Round, Task, TaskState, Upload
-from server.store.base import Answer, AnswerT, CertificateRecord, Store, StoreConflict
+from server.store.base import (
+    Answer,
+    AnswerT,
+    CertificateRecord,
+    KeyEpoch,
+    Store,
+    StoreConflict,
+)
 
 
 class MemoryStore(Store):
@@ -23,7 +30,8 @@ class MemoryStore(Store):
 
     def __init__(self, *, deployment_id: str) -> None:
         super().__init__(deployment_id=deployment_id)
-        self._ceremony: dict[tuple[int, int, int], pb.CeremonyMessage] = {}
+        self._ceremony: dict[tuple[int, int, int, int], pb.CeremonyMessage] = {}
+        self._epochs: dict[int, KeyEpoch] = {}
         self._rounds: dict[int, Round] = {}
         self._uploads: dict[tuple[int, str], Upload] = {}
         self._nonces: set[tuple[str, bytes]] = set()
@@ -36,6 +44,7 @@ class MemoryStore(Store):
 
     _STATE = (
         "_ceremony",
+        "_epochs",
         "_rounds",
         "_uploads",
         "_nonces",
@@ -62,14 +71,14 @@ class MemoryStore(Store):
 
     # ------------------------------------------------------------------ ceremony
     def ceremony_messages(
-        self, kind: int, recipient: int | None = None
+        self, kind: int, recipient: int | None = None, *, epoch: int = 1
     ) -> list[pb.CeremonyMessage]:
         """See :class:`Store`."""
         with self._lock:
             found = [
                 m
-                for (k, _, r), m in self._ceremony.items()
-                if k == kind and (recipient is None or r == recipient)
+                for (e, k, _, r), m in self._ceremony.items()
+                if e == epoch and k == kind and (recipient is None or r == recipient)
             ]
         out = []
         for m in sorted(found, key=lambda m: (m.sender, m.recipient)):
@@ -81,12 +90,22 @@ class MemoryStore(Store):
     def add_ceremony_message(self, msg: pb.CeremonyMessage) -> None:
         """See :class:`Store`."""
         with self.transaction():
-            key = (msg.kind, msg.sender, msg.recipient)
+            key = (msg.epoch, msg.kind, msg.sender, msg.recipient)
             if key in self._ceremony:
                 raise StoreConflict(f"ceremony message {key} exists")
             stored = pb.CeremonyMessage()
             stored.CopyFrom(msg)
             self._ceremony[key] = stored
+
+    def key_epochs(self) -> list[KeyEpoch]:
+        """See :class:`Store`."""
+        with self._lock:
+            return [self._epochs[e] for e in sorted(self._epochs)]
+
+    def put_key_epoch(self, epoch: KeyEpoch) -> None:
+        """See :class:`Store`."""
+        with self.transaction():
+            self._epochs[epoch.epoch] = epoch
 
     # ------------------------------------------------------------------ rounds
     def current_round(self) -> Round | None:

@@ -3,7 +3,7 @@
 A committed row is the commitment: an upload is accepted exactly when its row commits.
 The tables and columns are stable (operators and the test harness read them with
 plain SQL: ``rounds``, ``uploads``, ``nonces``, ``withdrawals``, ``tasks``, ``partials``,
-``refusals``, ``certificates``, ``ceremony``).
+``refusals``, ``certificates``, ``ceremony``, ``key_epochs``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,14 @@ from typing import Any
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.statements import Signed, WithdrawalStatement
 from server.state import Round, Task, TaskState, Upload
-from server.store.base import Answer, AnswerT, CertificateRecord, Store, StoreConflict
+from server.store.base import (
+    Answer,
+    AnswerT,
+    CertificateRecord,
+    KeyEpoch,
+    Store,
+    StoreConflict,
+)
 from server.store.sqlite_rows import (
     ANSWER_TABLES,
     ROUND_COLUMNS,
@@ -73,23 +80,41 @@ class SqliteStore(Store):
 
     # ------------------------------------------------------------------ ceremony
     def ceremony_messages(
-        self, kind: int, recipient: int | None = None
+        self, kind: int, recipient: int | None = None, *, epoch: int = 1
     ) -> list[pb.CeremonyMessage]:
         """See :class:`Store`."""
-        sql = "SELECT kind, sender, recipient, body, signature FROM ceremony WHERE kind = ?"
-        args: tuple[object, ...] = (kind,)
+        sql = (
+            "SELECT kind, sender, recipient, body, signature FROM ceremony"
+            " WHERE epoch = ? AND kind = ?"
+        )
+        args: tuple[object, ...] = (epoch, kind)
         if recipient is not None:
-            sql, args = sql + " AND recipient = ?", (kind, recipient)
+            sql, args = sql + " AND recipient = ?", (epoch, kind, recipient)
         return [
-            pb.CeremonyMessage(kind=k, sender=s, recipient=r, body=b, signature=sig)
-            for k, s, r, b, sig in self._rows(sql + " ORDER BY sender", args)
+            pb.CeremonyMessage(kind=k, sender=s, recipient=r, body=b, signature=sig, epoch=epoch)
+            for k, s, r, b, sig in self._rows(sql + " ORDER BY sender, recipient", args)
         ]
 
     def add_ceremony_message(self, msg: pb.CeremonyMessage) -> None:
         """See :class:`Store`."""
         self._write(
-            "INSERT INTO ceremony VALUES (?, ?, ?, ?, ?)",
-            (msg.kind, msg.sender, msg.recipient, msg.body, msg.signature),
+            "INSERT INTO ceremony VALUES (?, ?, ?, ?, ?, ?)",
+            (msg.epoch, msg.kind, msg.sender, msg.recipient, msg.body, msg.signature),
+        )
+
+    def key_epochs(self) -> list[KeyEpoch]:
+        """See :class:`Store`."""
+        rows = self._rows("SELECT epoch, first_round, announced FROM key_epochs ORDER BY epoch")
+        return [
+            KeyEpoch(int(e), None if first is None else int(first), bool(announced))
+            for e, first, announced in rows
+        ]
+
+    def put_key_epoch(self, epoch: KeyEpoch) -> None:
+        """See :class:`Store`."""
+        self._write(
+            "INSERT OR REPLACE INTO key_epochs VALUES (?, ?, ?)",
+            (epoch.epoch, epoch.first_round, int(epoch.announced)),
         )
 
     # ------------------------------------------------------------------ rounds

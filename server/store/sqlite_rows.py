@@ -1,7 +1,9 @@
 """The SQLite store's schema and how its rows become typed values.
 
 The tables and columns are stable: operators and the test harness read them with plain
-SQL. Columns added since the first schema have defaults.
+SQL. Columns added since the first schema have defaults. The ``ceremony`` table is keyed
+by key epoch since key rotation (issue 11): a store from before it has no ``epoch``
+column, and its ceremony's signatures (an older domain) would not verify anyway.
 """
 
 from __future__ import annotations
@@ -17,8 +19,11 @@ from server.store.base import Answer, PartialRecord, RefusalRecord
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS ceremony(
-    kind INTEGER NOT NULL, sender INTEGER NOT NULL, recipient INTEGER NOT NULL,
-    body BLOB NOT NULL, signature BLOB NOT NULL, PRIMARY KEY(kind, sender, recipient));
+    epoch INTEGER NOT NULL, kind INTEGER NOT NULL, sender INTEGER NOT NULL,
+    recipient INTEGER NOT NULL, body BLOB NOT NULL, signature BLOB NOT NULL,
+    PRIMARY KEY(epoch, kind, sender, recipient));
+CREATE TABLE IF NOT EXISTS key_epochs(
+    epoch INTEGER PRIMARY KEY, first_round INTEGER, announced INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS rounds(
     round INTEGER PRIMARY KEY, state INTEGER NOT NULL, global_model_hash BLOB NOT NULL,
     opened_at REAL NOT NULL, deadline REAL NOT NULL, aggregate_hash BLOB,

@@ -20,7 +20,13 @@ from server.state import (
     with_status,
 )
 from server.store import Store
-from server.store.base import CertificateRecord, PartialRecord, RefusalRecord, StoreConflict
+from server.store.base import (
+    CertificateRecord,
+    KeyEpoch,
+    PartialRecord,
+    RefusalRecord,
+    StoreConflict,
+)
 
 from .conftest import DEPLOYMENT, World
 
@@ -197,12 +203,37 @@ def test_a_failed_transaction_keeps_no_certificate(store: Store) -> None:
 def test_ceremony_messages(store: Store) -> None:
     for sender in (2, 1):
         store.add_ceremony_message(
-            pb.CeremonyMessage(kind=pb.SEED_COMMIT, sender=sender, body=bytes([sender]) * 32)
+            pb.CeremonyMessage(
+                kind=pb.SEED_COMMIT, sender=sender, body=bytes([sender]) * 32, epoch=1
+            )
         )
-    share = pb.CeremonyMessage(kind=pb.ENCRYPTED_SHARE, sender=1, recipient=3, body=b"sealed")
+    share = pb.CeremonyMessage(
+        kind=pb.ENCRYPTED_SHARE, sender=1, recipient=3, body=b"sealed", epoch=1
+    )
     store.add_ceremony_message(share)
     assert [m.sender for m in store.ceremony_messages(pb.SEED_COMMIT)] == [1, 2]
     assert store.ceremony_messages(pb.ENCRYPTED_SHARE, 3) == [share]
     assert store.ceremony_messages(pb.ENCRYPTED_SHARE, 2) == []
     with pytest.raises(StoreConflict):
         store.add_ceremony_message(share)
+
+
+def test_ceremony_messages_are_kept_by_epoch(store: Store) -> None:
+    later = pb.CeremonyMessage(kind=pb.SEED_COMMIT, sender=1, body=b"e2" * 16, epoch=2)
+    store.add_ceremony_message(pb.CeremonyMessage(kind=pb.SEED_COMMIT, sender=1, epoch=1))
+    store.add_ceremony_message(later)  # same kind and route, another epoch: no conflict
+    assert store.ceremony_messages(pb.SEED_COMMIT, epoch=2) == [later]
+    assert [m.epoch for m in store.ceremony_messages(pb.SEED_COMMIT)] == [1]
+    assert store.ceremony_messages(pb.SEED_COMMIT, epoch=3) == []
+
+
+def test_key_epochs(store: Store) -> None:
+    assert store.key_epochs() == []
+    store.put_key_epoch(KeyEpoch(3))
+    store.put_key_epoch(KeyEpoch(2, first_round=4))
+    store.put_key_epoch(KeyEpoch(2, first_round=4, announced=True))
+    assert store.key_epochs() == [KeyEpoch(2, 4, True), KeyEpoch(3, None, False)]
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_key_epoch(KeyEpoch(4))
+        raise RuntimeError("crash before commit")
+    assert [e.epoch for e in store.key_epochs()] == [2, 3]

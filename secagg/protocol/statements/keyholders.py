@@ -13,15 +13,21 @@ from secagg.protocol.statements.base import Signed, Statement, keyholder_party
 
 @dataclass(frozen=True)
 class CeremonyStatement(Statement):
-    """What a key holder signs for a key-ceremony message (over the body's SHA-256)."""
+    """What a key holder signs for a key-ceremony message (over the body's SHA-256).
 
-    DOMAIN: ClassVar[bytes] = b"secagg/ceremony/v2"
+    ``epoch`` is the key epoch whose ceremony the message belongs to (1, 2, ...): a
+    message of one epoch does not verify as a message of another (no replay into a
+    later ceremony).
+    """
+
+    DOMAIN: ClassVar[bytes] = b"secagg/ceremony/v3"
 
     deployment_id: str
     kind: int
     sender: int
     recipient: int
     body_sha256: bytes
+    epoch: int = 1
 
     def signer(self, roster: Roster) -> Party:
         """The sending key holder."""
@@ -29,10 +35,17 @@ class CeremonyStatement(Statement):
 
     @classmethod
     def of_body(
-        cls, deployment_id: str, *, kind: int, sender: int, recipient: int, body: bytes
+        cls,
+        deployment_id: str,
+        *,
+        kind: int,
+        sender: int,
+        recipient: int,
+        body: bytes,
+        epoch: int = 1,
     ) -> CeremonyStatement:
-        """The statement for a message with this body."""
-        return cls(deployment_id, kind, sender, recipient, hashlib.sha256(body).digest())
+        """The statement for a message with this body (in key epoch ``epoch``)."""
+        return cls(deployment_id, kind, sender, recipient, hashlib.sha256(body).digest(), epoch)
 
     def to_proto(self, body: bytes, signature: bytes) -> pb.CeremonyMessage:
         """The wire form (the body travels with it)."""
@@ -42,13 +55,25 @@ class CeremonyStatement(Statement):
             recipient=self.recipient,
             body=body,
             signature=signature,
+            epoch=self.epoch,
         )
 
     @classmethod
-    def from_proto(cls, deployment_id: str, msg: pb.CeremonyMessage) -> Signed[CeremonyStatement]:
-        """The signed statement a ceremony message carries."""
+    def from_proto(
+        cls, deployment_id: str, msg: pb.CeremonyMessage, *, epoch: int | None = None
+    ) -> Signed[CeremonyStatement]:
+        """The signed statement a ceremony message carries.
+
+        ``epoch``: the epoch the reader expects (default: the message's own field); a
+        message of another epoch then fails to verify.
+        """
         statement = cls.of_body(
-            deployment_id, kind=msg.kind, sender=msg.sender, recipient=msg.recipient, body=msg.body
+            deployment_id,
+            kind=msg.kind,
+            sender=msg.sender,
+            recipient=msg.recipient,
+            body=msg.body,
+            epoch=msg.epoch if epoch is None else epoch,
         )
         return Signed(statement, msg.signature)
 
