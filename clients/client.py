@@ -246,7 +246,14 @@ def dp_trainer_for(me: Identity, args: argparse.Namespace) -> Trainer:
     )
     federation = load_federation(clients=len(clients), alpha=args.alpha, seed=args.data_seed)
     state_dir = DeploymentLayout(me.deployment).state_dir(me.name, "client")
-    return DPTrainer(federation.clients[index], config, state_dir=state_dir, client_seed=index)
+    policy = me.roster.policy
+    return DPTrainer(
+        federation.clients[index],
+        config,
+        state_dir=state_dir,
+        client_seed=index,
+        weight_range=(policy.min_weight, policy.max_client_weight),
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

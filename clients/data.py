@@ -2,9 +2,10 @@
 
 ``load_digits`` ships inside scikit-learn (1,797 8x8 images), so nothing is downloaded.
 A held-out global test split serves the report only; the rest is divided among clients
-with a Dirichlet label split, and each client splits its share into local training and
-validation data. Preprocessing is the fixed scaling ``(x - 8) / 8`` (:func:`scale_pixels`),
-which depends on no one's data. The split is data partitioning, not a secret, so numpy's
+with a Dirichlet label split, and each client trains on all of its share: a client keeps
+no validation split, whose metrics would be one more release to account (issue 12).
+Preprocessing is the fixed scaling ``(x - 8) / 8`` (:func:`scale_pixels`), which depends
+on no one's data. The split is data partitioning, not a secret, so numpy's
 seeded generator is fine here.
 """
 
@@ -21,12 +22,10 @@ I64 = npt.NDArray[np.int64]
 
 @dataclass(frozen=True)
 class ClientData:
-    """One client's private data (raw pixel values 0..16)."""
+    """One client's private data (raw pixel values 0..16), all of it for training."""
 
     x_train: F32
     y_train: I64
-    x_val: F32
-    y_val: I64
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,6 @@ def load_federation(
     alpha: float = 0.5,
     seed: int = 0,
     test_fraction: float = 0.2,
-    val_fraction: float = 0.2,
 ) -> Federation:
     """Load the digits and split them (deterministic for a seed)."""
     from sklearn.datasets import load_digits
@@ -80,10 +78,7 @@ def load_federation(
     parts = []
     for k, idx in enumerate(dirichlet_split(y[train], clients, alpha, seed)):
         local = train[idx][np.random.default_rng([seed, k]).permutation(idx.size)]
-        n_val = max(1, int(local.size * val_fraction))
-        parts.append(
-            ClientData(x[local[n_val:]], y[local[n_val:]], x[local[:n_val]], y[local[:n_val]])
-        )
+        parts.append(ClientData(x[local], y[local]))
     return Federation(tuple(parts), x[test], y[test])
 
 
@@ -100,6 +95,6 @@ def scale_pixels(x: F32) -> F32:
     No statistic of anyone's data enters it, so adding, removing or replacing one record
     changes that record's own example and nothing else: the sensitivity of DP-SGD stays
     bounded by the clipping norm. (A scaler fitted on the local training data would move
-    every feature of every example, validation included, with one record.)
+    every feature of every example with one record.)
     """
     return ((x - PIXEL_CENTER) / PIXEL_HALF_RANGE).astype(np.float32)

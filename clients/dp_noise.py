@@ -2,7 +2,9 @@
 
 Each round a client draws a fresh 256-bit key from ``os.urandom`` (:meth:`RoundKey.fresh`)
 and reads two ChaCha20 keystreams under it, one for the Poisson sampling masks and one
-for the Gaussian noise (:meth:`RoundKey.sampling`, :meth:`RoundKey.noise`). From the
+for the Gaussian noise (:meth:`RoundKey.sampling`, :meth:`RoundKey.noise`); a third stream
+of a separate key, drawn once per client, gives the noisy count that the client releases
+instead of its dataset size (:meth:`RoundKey.count`, :func:`noisy_count`). From the
 keystream:
 
 * **uniforms**: 64-bit words shifted to 53-bit integers ``k``, ``u = (k + 1) / 2^53`` in
@@ -129,9 +131,11 @@ class RoundKey:
 
     key: bytes
 
-    #: Stream numbers of the two uses (masks and noise never share keystream).
+    #: Stream numbers of the three uses (masks, noise and the noisy count never share
+    #: keystream).
     SAMPLING_STREAM = 0
     NOISE_STREAM = 1
+    COUNT_STREAM = 2
 
     @classmethod
     def fresh(cls) -> RoundKey:
@@ -156,6 +160,10 @@ class RoundKey:
         """The stream the Gaussian noise is drawn from."""
         return NoiseStream(self.key, stream=self.NOISE_STREAM)
 
+    def count(self) -> NoiseStream:
+        """The stream the noisy count is drawn from (:func:`noisy_count`)."""
+        return NoiseStream(self.key, stream=self.COUNT_STREAM)
+
     def __repr__(self) -> str:
         return "RoundKey(<secret>)"
 
@@ -164,27 +172,46 @@ class RoundKey:
 class SamplingPlan:
     """Poisson sampling of one client: the rate executed and accounted, and steps per round.
 
-    ``sample_rate = min(1, batch_size / size)``, so a batch holds ``batch_size`` samples on
-    average; ``steps = local_epochs * round(1 / sample_rate)`` (at least one per epoch).
-    Computed once per client: the sampler executes this rate and the accountant charges it.
+    ``size`` is the number of records the sampler runs over (the true ``N``, private);
+    ``public_size`` is the count the client releases (its noisy count ``N~``, or ``N``
+    itself without DP). Everything the released model depends on besides the data is a
+    function of ``public_size`` only: ``sample_rate = min(1, batch_size / public_size)``,
+    ``steps = local_epochs * max(1, round(1 / sample_rate))`` and the normaliser
+    :attr:`expected_batch_size`. Computed once per client: the sampler executes this rate
+    and the accountant charges it.
+
+    Security
+    --------
+    Poisson subsampling includes each of the ``size`` records independently with
+    probability ``sample_rate``; its amplification depends on that rate alone, so the
+    DP-SGD accounting holds for the true dataset, whatever ``size`` is. Building a plan
+    with ``public_size=size`` under DP would make ``q``, the step count and the normaliser
+    reveal ``N`` (a perfect distinguisher of add/remove neighbours).
     """
 
     size: int
     sample_rate: float
     steps: int
+    public_size: int
 
     @classmethod
-    def for_dataset(cls, *, size: int, batch_size: int, local_epochs: int) -> SamplingPlan:
-        """The plan for ``size`` training samples."""
-        if size < 1 or batch_size < 1 or local_epochs < 1:
-            raise ValueError("size, batch_size and local_epochs must be positive")
-        rate = min(1.0, batch_size / size)
-        return cls(size, rate, local_epochs * max(1, round(1 / rate)))
+    def for_dataset(
+        cls, *, size: int, public_size: int, batch_size: int, local_epochs: int
+    ) -> SamplingPlan:
+        """The plan for ``size`` training samples whose released count is ``public_size``."""
+        if min(size, public_size, batch_size, local_epochs) < 1:
+            raise ValueError("size, public_size, batch_size and local_epochs must be positive")
+        rate = min(1.0, batch_size / public_size)
+        return cls(size, rate, local_epochs * max(1, round(1 / rate)), public_size)
 
     @property
     def expected_batch_size(self) -> float:
-        """The mean batch size, the denominator of the noisy mean gradient."""
-        return self.sample_rate * self.size
+        """The normaliser of the noisy gradient sum: ``sample_rate * public_size``.
+
+        That is ``batch_size`` (or ``public_size`` when it is below ``batch_size``): public,
+        never the true ``size``.
+        """
+        return self.sample_rate * self.public_size
 
 
 def poisson_batches(stream: NoiseStream, plan: SamplingPlan) -> Iterator[I64]:
@@ -195,3 +222,21 @@ def poisson_batches(stream: NoiseStream, plan: SamplingPlan) -> Iterator[I64]:
     """
     for _ in range(plan.steps):
         yield np.flatnonzero(stream.bernoulli(plan.size, probability=plan.sample_rate))
+
+
+def noisy_count(size: int, *, std: float, low: int, high: int, stream: NoiseStream) -> int:
+    """``round(size + N(0, std^2))`` clamped to ``[low, high]``: the Gaussian mechanism.
+
+    A record added or removed moves ``size`` by one, so this is the Gaussian mechanism of
+    sensitivity 1 and noise multiplier ``std`` (Opacus history entry ``(std, 1.0, 1)``);
+    the rounding and the clamping are post-processing.
+
+    Security
+    --------
+    Draw it once per client and reuse it (every round's weight, sampling rate and step
+    count): each fresh draw is another release to account. ``std = 0`` releases ``size``.
+    """
+    if not 1 <= low <= high:
+        raise ValueError("the count range must satisfy 1 <= low <= high")
+    noisy = round(size + float(stream.gaussian(1, std=std)[0]))
+    return min(high, max(low, noisy))

@@ -41,7 +41,10 @@ class StreamNoiseOptimizer(DPOptimizer):  # type: ignore[misc]
     noise_multiplier, max_grad_norm
         sigma and the clipping norm C.
     plan
-        The sampling plan; its expected batch size divides the noisy gradient sum.
+        The sampling plan; its expected batch size divides the noisy gradient sum. That
+        normaliser is public (``batch_size``, a function of the released noisy count),
+        never the true dataset size: a normaliser that depends on ``N`` scales the
+        released model by a function of private data.
     noise
         The round's noise stream (:meth:`clients.dp_noise.RoundKey.noise`).
 

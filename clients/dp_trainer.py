@@ -1,61 +1,76 @@
 """Local training with differential privacy (Opacus DP-SGD) behind the training client.
 
 Per client: an MLP (64 -> hidden -> 10, ReLU), cross-entropy, SGD or Adam, Poisson
-sampling, per-example clipping to ``max_grad_norm`` and Gaussian noise. The noise
-multiplier is chosen once for the whole run (``rounds`` x local steps) to meet the
-target (epsilon, delta) and stored with the accountant's history in the client's state
-directory, so the budget survives restarts. Before each round the client checks that the
-round's steps keep its epsilon within budget and otherwise raises
-:class:`~secagg.errors.PrivacyBudgetExhausted` (the client then withdraws).
+sampling, per-example clipping to ``max_grad_norm`` and Gaussian noise.
 
-Each round the client also evaluates the global model it received on its local
-validation split; the counts (correct, total, loss sum) are appended to the encrypted
-update divided by the client's weight, so the weighted mean the server decrypts carries
-only federation-wide ratios.
+**Privacy unit**: add/remove one record of the client's local dataset, at
+``delta = target_delta`` (:mod:`clients.privacy_ledger`). What a DP client reveals:
 
-The sampling rate ``q = min(1, batch_size / N)`` is computed once
-(:class:`~clients.dp_noise.SamplingPlan`): the Poisson sampler executes it and the
-accountant charges it. Training data is scaled by the fixed ``(x - 8) / 8``
-(:func:`~clients.data.scale_pixels`). The accountant's state is written durably (temporary
-file, fsync, rename, fsync of the directory) before the update leaves the client.
+* its **weight**: the noisy count ``N~ = round(N + N(0, count_noise^2))``, clamped to the
+  deployment's weight range, drawn once when the client's state is created, persisted in
+  ``privacy.json`` and reused every round (post-processing); accounted once as a
+  Gaussian mechanism of sensitivity 1;
+* its **model update**, from DP-SGD whose sampling rate ``q = batch_size / N~``, step count
+  and normaliser (``batch_size``) are post-processing of ``N~``
+  (:class:`~clients.dp_noise.SamplingPlan`); the sampler runs over the true ``N`` records
+  with that ``q``, so subsampling amplification holds for the true dataset;
+* its **epsilon**, computed from the ledger (public parameters only).
+
+Nothing else: the client keeps no validation split and releases no metrics (all of its
+records train), so an update is the model vector alone (:func:`model_length`).
+
+The noise multiplier is chosen once for the whole run (``rounds`` x local steps) so that
+the composition of the noisy count and every round meets the target epsilon; it is stored
+with the ledger (``history``) in the client's state directory, so the budget survives
+restarts. Before each round the client checks that the round's steps keep its epsilon
+within budget and otherwise raises :class:`~secagg.errors.PrivacyBudgetExhausted` (the
+client then withdraws). Training data is scaled by the fixed ``(x - 8) / 8``
+(:func:`~clients.data.scale_pixels`). The state is written durably (temporary file,
+fsync, rename, fsync of the directory) before the update leaves the client.
 
 Notes
 -----
-The Gaussian noise and the Poisson masks are read from ChaCha20 keystreams under a fresh
-``os.urandom`` key per round (:mod:`clients.dp_noise`, :mod:`clients.dp_sgd`); torch's
-generator plays no part in them (it only initializes the demo's models). Opacus'
+The Gaussian noise, the Poisson masks and the noisy count are read from ChaCha20
+keystreams under fresh ``os.urandom`` keys (:mod:`clients.dp_noise`, :mod:`clients.dp_sgd`);
+torch's generator plays no part in them (it only initializes the demo's models). Opacus'
 ``secure_mode`` is not used (torchcsprng pins torch 1.8.1); the noise sums four
 Box-Muller draws as that mode does, with the floating-point caveats stated in
 :mod:`clients.dp_noise`. With ``noise_seed`` set (the demo does, to compare against a
-plaintext baseline with identical noise) the round key is derived from the seed, the
-noise is predictable and gives **no** privacy; never set it in a deployment.
+plaintext baseline with identical noise) the keys are derived from the seed, the noise
+and the count are predictable and give **no** privacy; never set it in a deployment.
+Without DP (``dp=False``, baselines only) the weight is the exact ``N`` and epsilon 0.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from clients.data import ClientData, scale_pixels
-from clients.dp_noise import RoundKey, SamplingPlan
+from clients.dp_model import build_model, model_layout, model_length
+from clients.dp_noise import RoundKey, SamplingPlan, noisy_count
 from clients.keyholder.storage import write_atomically
+from clients.privacy_ledger import (
+    ACCOUNTANTS,
+    PRIVACY_UNIT,
+    count_release,
+    epsilon_of,
+    plan_noise_multiplier,
+)
+from secagg import constants as C
 from secagg.encoding import F64
 from secagg.errors import ConfigError, PrivacyBudgetExhausted
-from secagg.model_vector import StateDictLayout, flatten_state_dict, unflatten_state_dict
+from secagg.model_vector import flatten_state_dict, unflatten_state_dict
 
-METRICS = 3  # correct, total, loss sum — appended to every update
+__all__ = ["ACCOUNTANTS", "OPTIMIZERS", "DPConfig", "DPTrainer", "model_length"]
 
-
-#: Privacy accountants Opacus offers (``DPConfig.accountant``).
-ACCOUNTANTS = ("rdp", "prv")
 #: Local optimizers (``DPConfig.optimizer``).
 OPTIMIZERS = ("sgd", "adam")
+#: The weight range a trainer clamps its noisy count to unless told the policy's.
+DEFAULT_WEIGHT_RANGE = (1, C.DEFAULT_MAX_TOTAL_WEIGHT)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -66,6 +81,12 @@ class DPConfig:
     :class:`~secagg.errors.ConfigError`), so an invalid configuration cannot exist in
     memory. The defaults here are the one source of the defaults of ``secagg client``'s
     DP options (see :meth:`default_of`).
+
+    ``count_noise`` is the standard deviation of the noisy count released as the upload
+    weight. Alone, at the default 20, it is a Gaussian mechanism of epsilon about 0.17 at
+    delta 1e-5; composed with the demo's DP-SGD (epsilon 3, ~300 records, 100 steps at
+    q ~ 0.2) it adds about 0.01 (the composition is far below the sum); its cost to
+    utility is a weight and a sampling rate off by about 20 records.
 
     Notes
     -----
@@ -85,6 +106,7 @@ class DPConfig:
     optimizer: str = "sgd"
     hidden: int = 128
     dp: bool = True
+    count_noise: float = 20.0
     noise_seed: int | None = None
 
     def __post_init__(self) -> None:
@@ -97,10 +119,9 @@ class DPConfig:
             problems.append("target_epsilon must be positive and finite")
         if not 0 < self.target_delta < 1:
             problems.append("target_delta must lie in (0, 1)")
-        if not 0 < self.max_grad_norm < math.inf:
-            problems.append("max_grad_norm must be positive and finite")
-        if not 0 < self.learning_rate < math.inf:
-            problems.append("learning_rate must be positive and finite")
+        for name in ("max_grad_norm", "learning_rate", "count_noise"):
+            if not 0 < getattr(self, name) < math.inf:
+                problems.append(f"{name} must be positive and finite")
         if not 0 <= self.lr_decay < 1:
             problems.append("lr_decay must lie in [0, 1)")
         for name in ("rounds", "local_epochs", "batch_size", "hidden"):
@@ -115,95 +136,89 @@ class DPConfig:
         return {f.name: f.default for f in fields(cls)}[name]
 
 
-def build_model(hidden: int, seed: int) -> Any:
-    """The MLP of the original design (64 -> hidden -> 10), validated for Opacus."""
-    import torch
-    from opacus.validators import ModuleValidator
-
-    # Initialize from ``seed`` without touching torch's global generator (callers own it).
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = torch.nn.Sequential(
-            torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10)
-        )
-    return checked_for_dp(model, ModuleValidator)
-
-
-def checked_for_dp(model: Any, validator: Any) -> Any:
-    """Fix modules Opacus cannot train privately (BatchNorm -> GroupNorm) or refuse clearly."""
-    if validator.validate(model, strict=False):
-        model = validator.fix(model)
-        remaining = validator.validate(model, strict=False)
-        if remaining:
-            raise ConfigError(f"model cannot be trained with DP-SGD: {remaining[0]}")
-    return model
-
-
-def model_layout(hidden: int) -> StateDictLayout:
-    """Layout of the model's flattened state dict."""
-    return flatten_state_dict(build_model(hidden, 0).state_dict())[1]
-
-
-def model_length(hidden: int) -> int:
-    """Length of an uploaded vector: model parameters plus the metric counts."""
-    return model_layout(hidden).size + METRICS
-
-
-def evaluate(model: Any, x: Any, y: Any) -> tuple[float, float, float]:
-    """(correct, total, loss sum) of a model on data."""
-    import torch
-
-    with torch.no_grad():
-        logits = model(torch.from_numpy(x))
-        target = torch.from_numpy(y)
-        loss = torch.nn.functional.cross_entropy(logits, target, reduction="sum").item()
-        correct = float((logits.argmax(dim=1) == target).sum().item())
-    return correct, float(len(y)), float(loss)
-
-
 class DPTrainer:
-    """Implements :class:`clients.trainer.Trainer` with Opacus DP-SGD on local data."""
+    """Implements :class:`clients.trainer.Trainer` with Opacus DP-SGD on local data.
+
+    Parameters
+    ----------
+    data, config
+        The client's private data and its settings.
+    state_dir
+        Where ``privacy.json`` (the ledger, the noisy count, epsilon per round) lives.
+    client_seed
+        Distinguishes clients' streams in the demo's seeded mode only.
+    weight_range
+        The deployment's ``(min_weight, max_client_weight)``; the noisy count is clamped
+        to it (post-processing), so the server never refuses the weight.
+
+    Security
+    --------
+    The upload weight is the noisy count, not ``N`` (see the module notes); the count is
+    drawn once and kept. Deleting the state directory draws a new count and resets the
+    ledger: the budget is only as durable as that directory.
+    """
 
     def __init__(
-        self, data: ClientData, config: DPConfig, *, state_dir: Path, client_seed: int
+        self,
+        data: ClientData,
+        config: DPConfig,
+        *,
+        state_dir: Path,
+        client_seed: int,
+        weight_range: tuple[int, int] = DEFAULT_WEIGHT_RANGE,
     ) -> None:
         self.data = data
         self.config = config
         self.client_seed = client_seed
+        self.weight_range = weight_range
         self.x_train = scale_pixels(data.x_train)
-        self.x_val = scale_pixels(data.x_val)
         self.layout = model_layout(config.hidden)
         self.state_path = state_dir / "privacy.json"
         state_dir.mkdir(parents=True, exist_ok=True)
-        self.plan = SamplingPlan.for_dataset(
-            size=len(data.y_train), batch_size=config.batch_size, local_epochs=config.local_epochs
-        )
         self.state = self._load_state()
+        self.plan = self._plan(self.state["noisy_count"])
 
     # ------------------------------------------------------------- accounting
+    def _plan(self, public_size: int | None) -> SamplingPlan:
+        size = len(self.data.y_train)
+        return SamplingPlan.for_dataset(
+            size=size,
+            public_size=size if public_size is None else public_size,
+            batch_size=self.config.batch_size,
+            local_epochs=self.config.local_epochs,
+        )
+
     def _load_state(self) -> dict[str, Any]:
         if self.state_path.exists():
             state: dict[str, Any] = json.loads(self.state_path.read_text())
             if state.get("config") != asdict(self.config):
                 raise ConfigError(f"{self.state_path} was written with other DP settings")
             return state
-        sigma = 0.0
+        count, sigma, history = None, 0.0, []
         if self.config.dp:
-            from opacus.accountants.utils import get_noise_multiplier
-
-            sigma = float(
-                get_noise_multiplier(
-                    target_epsilon=self.config.target_epsilon,
-                    target_delta=self.config.target_delta,
-                    sample_rate=self.plan.sample_rate,
-                    steps=self.config.rounds * self.plan.steps,
-                    accountant=self.config.accountant,
-                )
+            count = noisy_count(
+                len(self.data.y_train),
+                std=self.config.count_noise,
+                low=self.weight_range[0],
+                high=self.weight_range[1],
+                stream=self._key(0).count(),
+            )
+            history = [count_release(self.config.count_noise)]
+            plan = self._plan(count)
+            sigma = plan_noise_multiplier(
+                history,
+                sample_rate=plan.sample_rate,
+                steps=self.config.rounds * plan.steps,
+                target_epsilon=self.config.target_epsilon,
+                delta=self.config.target_delta,
+                accountant=self.config.accountant,
             )
         state = {
             "config": asdict(self.config),
+            "unit": PRIVACY_UNIT if self.config.dp else None,
+            "noisy_count": count,
             "noise_multiplier": sigma,
-            "history": [],
+            "history": history,
             "epsilon": {},
         }
         self._save_state(state)
@@ -213,23 +228,21 @@ class DPTrainer:
         write_atomically(self.state_path, json.dumps(state).encode())
 
     def _epsilon(self, history: list[list[float]]) -> float:
-        if not self.config.dp or not history:
+        if not self.config.dp:
             return 0.0
-        from opacus.accountants import PRVAccountant, RDPAccountant
-
-        acc = PRVAccountant() if self.config.accountant == "prv" else RDPAccountant()
-        merged: dict[tuple[float, float], int] = {}
-        for sigma, rate, steps in history:  # same mechanism: compose once, far faster
-            merged[(sigma, rate)] = merged.get((sigma, rate), 0) + int(steps)
-        acc.history = [(s, r, n) for (s, r), n in merged.items()]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return float(acc.get_epsilon(delta=self.config.target_delta))
+        delta, accountant = self.config.target_delta, self.config.accountant
+        return epsilon_of(history, delta=delta, accountant=accountant)
 
     @property
     def epsilon_spent(self) -> float:
-        """Epsilon spent so far (at ``target_delta``)."""
+        """Epsilon of everything in the ledger so far (the noisy count included)."""
         return self._epsilon(self.state["history"])
+
+    @property
+    def weight(self) -> int:
+        """The upload weight: the noisy count under DP, ``N`` without."""
+        count = self.state["noisy_count"]
+        return len(self.data.y_train) if count is None else int(count)
 
     def check_budget(self) -> float:
         """Epsilon after one more round; raises PrivacyBudgetExhausted if over budget."""
@@ -251,11 +264,8 @@ class DPTrainer:
 
         self.check_budget()
         torch.set_num_threads(1)
-        weights, metrics_in = global_model[: self.layout.size], global_model[self.layout.size :]
-        del metrics_in  # the released metrics are read by whoever reports them
         model = build_model(self.config.hidden, 0)
-        model.load_state_dict(unflatten_state_dict(weights, self.layout))
-        correct, total, loss_sum = evaluate(model, self.x_val, self.data.y_val)
+        model.load_state_dict(unflatten_state_dict(global_model, self.layout))
         progress = min(1.0, (round_number - 1) / self.config.rounds)
         lr = self.config.learning_rate * (1.0 - self.config.lr_decay * progress)
         if self.config.optimizer == "sgd":
@@ -271,23 +281,23 @@ class DPTrainer:
                 plan=self.plan,
                 noise_multiplier=self.state["noise_multiplier"],
                 max_grad_norm=self.config.max_grad_norm,
-                key=self._round_key(round_number),
+                key=self._key(round_number),
+            )
+            self.state["history"].append(
+                [self.state["noise_multiplier"], self.plan.sample_rate, steps]
             )
         else:
             steps = sgd_round(model, opt, data, plan=self.plan, batch_size=self.config.batch_size)
         vector, _ = flatten_state_dict(model.state_dict())
-        if self.config.dp:
-            self.state["history"].append(
-                [self.state["noise_multiplier"], self.plan.sample_rate, steps]
-            )
         self.state["epsilon"][str(round_number)] = self.epsilon_spent
         self._save_state(self.state)
-        weight = len(self.data.y_train)
-        metrics = np.array([correct, total, loss_sum], dtype=np.float64) / weight
-        return np.concatenate([vector, metrics]), weight
+        return vector, self.weight
 
-    def _round_key(self, round_number: int) -> RoundKey:
-        """A fresh key per round; derived from ``noise_seed`` in the demo (no privacy)."""
+    def _key(self, round_number: int) -> RoundKey:
+        """A fresh key per use; derived from ``noise_seed`` in the demo (no privacy).
+
+        Round 0 (never a training round) keys the noisy count.
+        """
         if self.config.noise_seed is None:
             return RoundKey.fresh()
         return RoundKey.insecure_seeded(

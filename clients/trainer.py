@@ -19,7 +19,11 @@ class Trainer(Protocol):
     """Produces a client's update from the global model of a round."""
 
     def train(self, global_model: F64, round_number: int) -> tuple[F64, int]:
-        """Return (new local model vector, weight = number of training samples)."""
+        """Return (new local model vector, weight).
+
+        The weight is the client's released sample count: a DP trainer's noisy count
+        (:class:`clients.dp_trainer.DPTrainer`), never its exact dataset size under DP.
+        """
         ...
 
 

@@ -18,7 +18,6 @@ ROUND_KEYS = (
     "round",
     "accuracy",
     "loss",
-    "federated_val_accuracy",
     "epsilon",
     "clients_aggregated",
     "upload_bytes",
@@ -31,7 +30,7 @@ BASELINES = ("plaintext_aggregation_dp", "federated_no_dp", "centralized_no_dp")
 def summary() -> dict[str, Any]:
     """A small summary as ``secagg demo`` writes it (2 clients, 2 rounds)."""
     return {
-        "schema": "clients.demo.summary/v1",
+        "schema": "clients.demo.summary/v2",
         "parameters": {
             "clients": 2,
             "keyholders": 3,
@@ -58,7 +57,6 @@ def summary() -> dict[str, Any]:
                 "round": 1,
                 "accuracy": 0.5,
                 "loss": 1.8,
-                "federated_val_accuracy": 0.1,
                 "epsilon": {"c1": 1.5, "c2": 2.2},
                 "clients_aggregated": 2,
                 "upload_bytes": 983234,
@@ -68,7 +66,6 @@ def summary() -> dict[str, Any]:
                 "round": 2,
                 "accuracy": 0.6789,
                 "loss": 1.4,
-                "federated_val_accuracy": 0.55,
                 "epsilon": {"c1": 2.9},
                 "clients_aggregated": 1,
                 "upload_bytes": 491617,
@@ -95,7 +92,9 @@ def summary() -> dict[str, Any]:
 
 
 def test_schema_id() -> None:
-    assert report.SCHEMA == "clients.demo.summary/v1"
+    """v2: the per-round ``federated_val_accuracy`` of v1 is gone (no metrics released)."""
+    assert report.SCHEMA == "clients.demo.summary/v2"
+    assert "federated_val_accuracy" not in report.REQUIRED_ROUND_KEYS
 
 
 def test_accepts_a_correct_summary() -> None:
@@ -106,7 +105,7 @@ def test_accepts_a_correct_summary() -> None:
     report.validate_summary(minimal)
 
 
-@pytest.mark.parametrize("schema", ["clients.demo.summary/v2", "", None])
+@pytest.mark.parametrize("schema", ["clients.demo.summary/v1", "", None])
 def test_rejects_a_wrong_schema_id(schema: object) -> None:
     s = summary()
     s["schema"] = schema
@@ -220,6 +219,7 @@ def test_report_html_shows_results_and_plots(written: Path) -> None:
     assert "4.50e-08" in page  # the plaintext-baseline model difference
     assert "2.900" in page  # largest epsilon
     assert page.count("<tr><td>") == 2  # one table row per round
+    assert "unit: add/remove one record of the client&#x27;s local dataset" in page
 
 
 def test_report_html_escapes_untrusted_text(written: Path) -> None:

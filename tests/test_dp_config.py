@@ -37,6 +37,9 @@ from secagg.errors import ConfigError
         {"max_grad_norm": float("nan")},
         {"learning_rate": 0.0},
         {"learning_rate": -0.5},
+        {"count_noise": 0.0},
+        {"count_noise": -20.0},
+        {"count_noise": float("inf")},
     ],
 )
 def test_dpconfig_rejects_bad_settings(bad: dict[str, object]) -> None:

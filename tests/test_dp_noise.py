@@ -12,7 +12,14 @@ import numpy as np
 import pytest
 from scipy import stats  # type: ignore[import-untyped]
 
-from clients.dp_noise import KEY_BYTES, NoiseStream, RoundKey, SamplingPlan, poisson_batches
+from clients.dp_noise import (
+    KEY_BYTES,
+    NoiseStream,
+    RoundKey,
+    SamplingPlan,
+    noisy_count,
+    poisson_batches,
+)
 
 DRAWS = 1_000_000
 FIXED = RoundKey(bytes(range(KEY_BYTES)))
@@ -62,10 +69,10 @@ def test_bernoulli_extremes() -> None:
 
 
 def test_poisson_batches_include_every_sample_at_the_planned_rate() -> None:
-    plan = SamplingPlan.for_dataset(size=329, batch_size=64, local_epochs=1)
+    plan = SamplingPlan.for_dataset(size=329, public_size=329, batch_size=64, local_epochs=1)
     assert plan.sample_rate == 64 / 329 and plan.steps == 5
     assert plan.expected_batch_size == pytest.approx(64)
-    many = SamplingPlan(size=329, sample_rate=plan.sample_rate, steps=4000)
+    many = SamplingPlan(size=329, sample_rate=plan.sample_rate, steps=4000, public_size=329)
     counts = np.zeros(329)
     sizes = []
     for idx in poisson_batches(FIXED.sampling(), many):
@@ -80,14 +87,17 @@ def test_poisson_batches_include_every_sample_at_the_planned_rate() -> None:
 
 
 def test_sampling_plan_caps_the_rate_at_one_and_refuses_nonsense() -> None:
-    small = SamplingPlan.for_dataset(size=10, batch_size=64, local_epochs=3)
-    assert (small.sample_rate, small.steps) == (1.0, 3)
-    with pytest.raises(ValueError):
-        SamplingPlan.for_dataset(size=0, batch_size=64, local_epochs=1)
+    small = SamplingPlan.for_dataset(size=10, public_size=10, batch_size=64, local_epochs=3)
+    assert (small.sample_rate, small.steps, small.expected_batch_size) == (1.0, 3, 10)
+    for size, public_size in ((0, 10), (10, 0)):
+        with pytest.raises(ValueError):
+            SamplingPlan.for_dataset(
+                size=size, public_size=public_size, batch_size=64, local_epochs=1
+            )
 
 
 def test_two_unseeded_rounds_differ_in_noise_and_masks() -> None:
-    plan = SamplingPlan.for_dataset(size=329, batch_size=64, local_epochs=1)
+    plan = SamplingPlan.for_dataset(size=329, public_size=329, batch_size=64, local_epochs=1)
     a, b = RoundKey.fresh(), RoundKey.fresh()
     assert a.key != b.key
     masks = [[i.tolist() for i in poisson_batches(k.sampling(), plan)] for k in (a, b)]
@@ -107,8 +117,9 @@ def test_seeded_round_key_reproduces_and_separates_seeds_clients_and_rounds() ->
     assert np.array_equal(a.sampling().uniform(100), b.sampling().uniform(100))
 
 
-def test_the_two_streams_of_a_key_are_independent_and_the_key_stays_out_of_repr() -> None:
-    assert not np.array_equal(FIXED.sampling().uniform(64), FIXED.noise().uniform(64))
+def test_the_streams_of_a_key_are_independent_and_the_key_stays_out_of_repr() -> None:
+    draws = [s.uniform(64).tobytes() for s in (FIXED.sampling(), FIXED.noise(), FIXED.count())]
+    assert len(set(draws)) == 3
     assert FIXED.key.hex() not in repr(FIXED) and "secret" in repr(FIXED)
 
 
@@ -120,3 +131,14 @@ def test_noise_stream_refuses_bad_keys_and_parameters() -> None:
     with pytest.raises(ValueError):
         NoiseStream(bytes(32), stream=0).gaussian(3, std=float("nan"))
     assert not NoiseStream(bytes(32), stream=0).gaussian(3, std=0.0).any()
+
+
+def test_noisy_count_is_the_rounded_clamped_gaussian_mechanism() -> None:
+    """round(N + N(0, std^2)) from the count stream, clamped to the weight range."""
+    z = float(FIXED.count().gaussian(1, std=20.0)[0])
+    assert noisy_count(300, std=20.0, low=1, high=10_000, stream=FIXED.count()) == round(300 + z)
+    assert noisy_count(300, std=20.0, low=1, high=10, stream=FIXED.count()) == 10
+    assert noisy_count(3, std=1e6, low=1, high=10, stream=FIXED.count()) in (1, 10)
+    assert noisy_count(300, std=0.0, low=1, high=10_000, stream=FIXED.count()) == 300
+    with pytest.raises(ValueError):
+        noisy_count(300, std=20.0, low=0, high=10, stream=FIXED.count())

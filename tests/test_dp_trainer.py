@@ -19,17 +19,10 @@ import pytest
 import torch
 
 from clients.data import ClientData, dirichlet_split, load_federation, scale_pixels
+from clients.dp_model import build_model, checked_for_dp, model_layout, model_length
 from clients.dp_noise import SamplingPlan, poisson_batches
-from clients.dp_trainer import (
-    METRICS,
-    DPConfig,
-    DPTrainer,
-    build_model,
-    checked_for_dp,
-    evaluate,
-    model_layout,
-    model_length,
-)
+from clients.dp_trainer import DPConfig, DPTrainer
+from clients.privacy_ledger import count_release, epsilon_of, plan_noise_multiplier
 from secagg.errors import ConfigError, PrivacyBudgetExhausted
 from secagg.model_vector import flatten_state_dict, unflatten_state_dict
 
@@ -45,7 +38,7 @@ def _quiet_opacus():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def client() -> ClientData:
-    """The first client of a 3-client federation (329 training, 82 validation samples)."""
+    """The first client of a 3-client federation (411 samples, all for training)."""
     return load_federation(clients=3, seed=0).clients[0]
 
 
@@ -53,7 +46,7 @@ def client() -> ClientData:
 def global_model() -> np.ndarray:
     """A global model that is not the trainer's own initialization (seed 5, not 0)."""
     weights, _ = flatten_state_dict(build_model(HIDDEN, 5).state_dict())
-    return np.concatenate([weights, np.zeros(METRICS)])
+    return weights
 
 
 def config(**changes: object) -> DPConfig:
@@ -72,32 +65,25 @@ def trainer(
 def load(vector: np.ndarray) -> torch.nn.Module:
     layout = model_layout(HIDDEN)
     model: torch.nn.Module = build_model(HIDDEN, 0)
-    model.load_state_dict(unflatten_state_dict(vector[: layout.size], layout))
+    model.load_state_dict(unflatten_state_dict(vector, layout))
     return model
 
 
 # --------------------------------------------------------------------- one update
 
 
-def test_update_is_model_plus_global_model_metrics_over_weight(
+def test_update_is_the_model_alone_with_the_noisy_count_as_weight(
     client: ClientData, global_model: np.ndarray, tmp_path: Path
 ) -> None:
-    vector, weight = trainer(client, tmp_path).train(global_model, 1)
+    """Issue 12: an update was the model plus (correct, total, loss sum) of a private
+    validation split, released without noise. Now it is the model vector alone."""
+    t = trainer(client, tmp_path)
+    vector, weight = t.train(global_model, 1)
 
-    assert vector.shape == (model_length(HIDDEN),)
-    assert model_length(HIDDEN) == model_layout(HIDDEN).size + 3
-    assert weight == len(client.y_train) == 329
+    assert vector.shape == (model_length(HIDDEN),) == (model_layout(HIDDEN).size,)
+    assert weight == t.state["noisy_count"] == t.weight
     assert np.isfinite(vector).all()
-
-    x_val = scale_pixels(client.x_val)
-    expected = np.array(evaluate(load(global_model), x_val, client.y_val)) / weight
-    np.testing.assert_allclose(vector[-3:], expected, rtol=1e-12)
-    assert vector[-2] * weight == pytest.approx(len(client.y_val))
-    # The metrics describe the model the client received, not the one it trained.
-    trained = np.array(evaluate(load(vector), x_val, client.y_val)) / weight
-    assert not np.allclose(vector[-3:], trained)
-    # ... and the weights did change (the client trained).
-    assert not np.allclose(vector[:-3], global_model[:-3])
+    assert not np.allclose(vector, global_model)  # the client trained
 
 
 # --------------------------------------------------------------------- the accountant
@@ -108,17 +94,22 @@ def test_budget_is_spent_per_round_and_then_refused(
     client: ClientData, global_model: np.ndarray, tmp_path: Path, accountant: str
 ) -> None:
     t = trainer(client, tmp_path, config(rounds=3, target_epsilon=2.5, accountant=accountant))
-    assert t.epsilon_spent == 0.0
+    # Before any round: the noisy count alone (drawn and accounted at creation).
+    assert (
+        t.epsilon_spent
+        == epsilon_of([count_release(20.0)], delta=1e-5, accountant=accountant)
+        == pytest.approx(0.17, abs=0.015)
+    )
     assert t.state["noise_multiplier"] > 0
     spent = []
     for rnd in (1, 2, 3):
         t.train(global_model, rnd)
         spent.append(t.epsilon_spent)
     assert spent[0] > 0 and spent[0] < spent[1] < spent[2]
-    assert 0.8 * 2.5 < spent[2] <= 2.5
+    assert 0.99 * 2.5 < spent[2] <= 2.5  # the planned noise spends the whole budget
     state = json.loads((tmp_path / "privacy.json").read_text())
     assert [float(state["epsilon"][str(r)]) for r in (1, 2, 3)] == pytest.approx(spent)
-    assert len(state["history"]) == 3
+    assert len(state["history"]) == 4  # the noisy count, then three rounds
 
     before = (tmp_path / "privacy.json").read_bytes()
     with pytest.raises(PrivacyBudgetExhausted, match=r"budget 2\.5\b") as info:
@@ -143,15 +134,21 @@ def test_check_budget_projects_the_next_round(
 
 
 def test_budget_survives_a_restart(
-    client: ClientData, global_model: np.ndarray, tmp_path: Path
+    client: ClientData, global_model: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     first = trainer(client, tmp_path, config(rounds=3))
     for rnd in (1, 2):
         first.train(global_model, rnd)
 
+    def no_second_draw(*args: object, **kwargs: object) -> int:
+        raise AssertionError("the noisy count was drawn again")
+
+    monkeypatch.setattr("clients.dp_trainer.noisy_count", no_second_draw)
     second = trainer(client, tmp_path, config(rounds=3))
     assert second.epsilon_spent == first.epsilon_spent > 0
     assert second.state["noise_multiplier"] == first.state["noise_multiplier"]
+    # The count is drawn once: a restart reuses it (a fresh draw would be a new release).
+    assert second.weight == first.weight == first.state["noisy_count"]
     second.train(global_model, 3)
     assert second.epsilon_spent > first.epsilon_spent
     with pytest.raises(PrivacyBudgetExhausted):
@@ -165,7 +162,14 @@ def test_budget_survives_a_restart(
 
 
 @pytest.mark.parametrize(
-    "other", [{"rounds": 4}, {"target_epsilon": 5.0}, {"accountant": "prv"}, {"dp": False}]
+    "other",
+    [
+        {"rounds": 4},
+        {"target_epsilon": 5.0},
+        {"accountant": "prv"},
+        {"dp": False},
+        {"count_noise": 30.0},
+    ],
 )
 def test_state_written_with_other_settings_is_refused(
     client: ClientData, global_model: np.ndarray, tmp_path: Path, other: dict[str, object]
@@ -200,8 +204,7 @@ def test_without_noise_seed_the_noise_is_not_reproducible(
     to seed 0 right before training, so unseeded DP noise was the same in every run."""
     a = trainer(client, tmp_path / "a", config(noise_seed=None)).train(global_model, 1)[0]
     b = trainer(client, tmp_path / "b", config(noise_seed=None)).train(global_model, 1)[0]
-    assert not np.allclose(a[:-3], b[:-3])
-    np.testing.assert_array_equal(a[-3:], b[-3:])  # same global model, same metrics
+    assert not np.allclose(a, b)
 
 
 def test_noise_and_masks_do_not_follow_torchs_generator(
@@ -231,7 +234,7 @@ def test_noise_and_masks_do_not_follow_torchs_generator(
             trainer(client, tmp_path / name, config(noise_seed=None)).train(global_model, 1)[0]
         )
     assert len(masks) == 2 and masks[0] != masks[1]
-    assert not np.allclose(runs[0][:-3], runs[1][:-3])
+    assert not np.allclose(runs[0], runs[1])
 
     # The demo's seeded mode reproduces both (it keys the same ChaCha20 streams).
     masks.clear()
@@ -246,7 +249,8 @@ def test_the_sampling_rate_accounted_is_the_rate_executed(
     client: ClientData, global_model: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 12: the accountant charged q = 64/N while Opacus' DPDataLoader executed
-    1/ceil(N/64) (here 64/329 = 0.195 against 1/6 = 0.167). Now one plan feeds both."""
+    1/ceil(N/64) (64/329 = 0.195 against 1/6 = 0.167). Now one plan feeds both, with
+    q = 64/N~ from the released noisy count N~, over the true N records."""
     executed: list[SamplingPlan] = []
 
     def recording(stream: object, plan: SamplingPlan) -> object:
@@ -257,15 +261,22 @@ def test_the_sampling_rate_accounted_is_the_rate_executed(
     t = trainer(client, tmp_path)
     for rnd in (1, 2):
         t.train(global_model, rnd)
-    history = json.loads((tmp_path / "privacy.json").read_text())["history"]
-    assert [h[1] for h in history] == [p.sample_rate for p in executed] == [64 / 329] * 2
-    assert [h[2] for h in history] == [p.steps for p in executed] == [5, 5]
-    assert all(p.size == len(client.y_train) for p in executed)
+    state = json.loads((tmp_path / "privacy.json").read_text())
+    count, history = state["noisy_count"], state["history"]
+    assert history[0] == count_release(20.0)
+    rounds = history[1:]
+    assert [h[1] for h in rounds] == [p.sample_rate for p in executed] == [64 / count] * 2
+    steps = round(count / 64)
+    assert [h[2] for h in rounds] == [p.steps for p in executed] == [steps, steps]
+    assert all(p.size == len(client.y_train) and p.public_size == count for p in executed)
 
-    from opacus.accountants.utils import get_noise_multiplier
-
-    planned = get_noise_multiplier(
-        target_epsilon=3.0, target_delta=1e-5, sample_rate=64 / 329, steps=3 * 5, accountant="rdp"
+    planned = plan_noise_multiplier(
+        [count_release(20.0)],
+        sample_rate=64 / count,
+        steps=3 * steps,
+        target_epsilon=3.0,
+        delta=1e-5,
+        accountant="rdp",
     )
     assert t.state["noise_multiplier"] == planned
 
@@ -320,6 +331,7 @@ def test_without_dp_training_is_plain_sgd(
     assert t.epsilon_spent == 0.0
     state = json.loads((tmp_path / "a" / "privacy.json").read_text())
     assert state["history"] == [] and state["epsilon"] == {"1": 0.0}
+    assert state["noisy_count"] is None and t.weight == len(client.y_train)
 
     # No noise: another noise seed changes nothing ...
     other = trainer(client, tmp_path / "b", config(dp=False, noise_seed=4))
@@ -338,10 +350,10 @@ def test_without_dp_training_is_plain_sgd(
         loss.backward()  # type: ignore[no-untyped-call]
         opt.step()
     expected, _ = flatten_state_dict(model.state_dict())
-    np.testing.assert_allclose(vector[:-3], expected, atol=1e-6)
+    np.testing.assert_allclose(vector, expected, atol=1e-6)
 
     dp_vector = trainer(client, tmp_path / "c", config(noise_seed=3)).train(global_model, 1)[0]
-    assert np.abs(dp_vector[:-3] - expected).max() > 1e-3
+    assert np.abs(dp_vector - expected).max() > 1e-3
 
 
 def test_adam_trains(client: ClientData, global_model: np.ndarray, tmp_path: Path) -> None:
@@ -410,7 +422,7 @@ def test_dirichlet_split_is_a_deterministic_partition() -> None:
     assert skew > 0.1
 
 
-def test_load_federation_keeps_test_and_validation_apart() -> None:
+def test_load_federation_keeps_the_test_split_apart_and_trains_on_the_rest() -> None:
     from sklearn.datasets import load_digits
 
     fed = load_federation(clients=3, seed=0)
@@ -426,11 +438,9 @@ def test_load_federation_keeps_test_and_validation_apart() -> None:
     assert len(fed.y_test) == int(len(digits.target) * 0.2)
     seen = Counter(test)
     for c in fed.clients:
-        train, val = rows(c.x_train, c.y_train), rows(c.x_val, c.y_val)
-        assert not set(train) & set(val)
-        assert not (set(train) | set(val)) & set(test)
-        assert len(c.y_val) >= 1 and len(c.y_train) > len(c.y_val)
-        seen += train + val
+        train = rows(c.x_train, c.y_train)
+        assert not set(train) & set(test)
+        seen += train
     assert seen == every  # every sample in exactly one place
     same = load_federation(clients=3, seed=0)
     assert np.array_equal(same.clients[1].x_train, fed.clients[1].x_train)
@@ -438,18 +448,17 @@ def test_load_federation_keeps_test_and_validation_apart() -> None:
 
 
 def test_scaling_is_fixed_so_one_record_changes_only_its_own_example(tmp_path: Path) -> None:
-    """Replace-one neighbours: the trainer's inputs differ in the replaced row only.
+    """Neighbours: the trainer's inputs differ in the changed row only.
 
     A scaler fitted on the local training data (LocalScaler, before issue 12) moved every
-    feature of every training and validation example with the one record."""
+    feature of every example with the one record."""
     data = load_federation(clients=3, seed=0).clients[0]
     x = data.x_train.copy()
     x[0] = 16.0 - x[0]  # another record in the same place
-    neighbour = ClientData(x, data.y_train, data.x_val, data.y_val)
+    neighbour = ClientData(x, data.y_train)
     a = trainer(data, tmp_path / "a")
     b = trainer(neighbour, tmp_path / "b")
     assert not np.array_equal(a.x_train[0], b.x_train[0])
     np.testing.assert_array_equal(a.x_train[1:], b.x_train[1:])
-    np.testing.assert_array_equal(a.x_val, b.x_val)
     z = scale_pixels(np.array([[0.0, 8.0, 16.0]], dtype=np.float32))
     assert z.dtype == np.float32 and z.tolist() == [[-1.0, 0.0, 1.0]]

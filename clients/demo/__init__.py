@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     params = roster.params.describe()
     print(
         f"secagg demo: {args.clients} clients, {args.keyholders} key holders (t={args.threshold}), "
-        f"{args.rounds} rounds, epsilon {args.epsilon:g}; model {length - 3} parameters; "
+        f"{args.rounds} rounds, epsilon {args.epsilon:g}; model {length} parameters; "
         f"output in {out}"
     )
     procs = Processes(out / "logs")
@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
             "alpha": args.alpha,
             "seed": args.seed,
             "min_contributors": args.min_contributors,
-            "model": f"MLP 64-{config.hidden}-10 ({length - 3} parameters)",
+            "model": f"MLP 64-{config.hidden}-10 ({length} parameters)",
             "dp": {
                 "accountant": config.accountant,
                 "max_grad_norm": config.max_grad_norm,

@@ -1,8 +1,8 @@
 """The demo's baselines, computed in this process on the same data and seeds.
 
 * ``federated(dp=True)``: the same federated DP run as the encrypted one, with plaintext
-  aggregation (``numpy.average`` by sample counts) and the same seeded DP noise — it
-  shows that encryption costs no accuracy;
+  aggregation (``numpy.average`` by the clients' upload weights, their noisy counts) and
+  the same seeded DP noise — it shows that encryption costs no accuracy;
 * ``federated(dp=False)``: the same federation without DP;
 * :func:`centralized`: one model trained without DP on all clients' training data.
 
@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from clients.data import Federation, scale_pixels
-from clients.dp_trainer import DPConfig, DPTrainer, build_model, evaluate, model_layout
+from clients.dp_model import build_model, evaluate, model_layout
+from clients.dp_trainer import DPConfig, DPTrainer
 from secagg.encoding import F64
 from secagg.errors import PrivacyBudgetExhausted
 from secagg.model_vector import flatten_state_dict, unflatten_state_dict
@@ -34,16 +35,16 @@ class Curve:
 
 
 def initial_vector(hidden: int, seed: int) -> F64:
-    """The global model of round 1 (weights plus zeroed metric slots)."""
+    """The global model of round 1 (its flattened weights)."""
     weights, _ = flatten_state_dict(build_model(hidden, seed).state_dict())
-    return np.concatenate([weights, np.zeros(3)])
+    return weights
 
 
 def test_metrics(federation: Federation, vector: F64, hidden: int) -> tuple[float, float]:
     """(accuracy, mean loss) of a global model on the held-out test split (report only)."""
     layout = model_layout(hidden)
     model = build_model(hidden, 0)
-    model.load_state_dict(unflatten_state_dict(vector[: layout.size], layout))
+    model.load_state_dict(unflatten_state_dict(vector, layout))
     correct, total, loss = evaluate(model, scale_pixels(federation.x_test), federation.y_test)
     return correct / total, loss / total
 
@@ -107,7 +108,7 @@ def centralized(federation: Federation, *, rounds: int, hidden: int, seed: int) 
             opt.zero_grad()
             torch.nn.functional.cross_entropy(model(x[batch]), y[batch]).backward()  # type: ignore[no-untyped-call]
             opt.step()
-        vector = np.concatenate([flatten_state_dict(model.state_dict())[0], np.zeros(3)])
+        vector = flatten_state_dict(model.state_dict())[0]
         acc, loss = test_metrics(federation, vector, hidden)
         curve.accuracy.append(acc)
         curve.loss.append(loss)

@@ -94,7 +94,7 @@ def follow(
 ) -> list[dict[str, Any]]:
     """Print progress until every round is released; return the per-round records."""
     print(
-        f"{'round':>5} {'accuracy':>9} {'loss':>7} {'fed.val':>8} {'max eps':>8} {'clients':>8} "
+        f"{'round':>5} {'accuracy':>9} {'loss':>7} {'max eps':>8} {'clients':>8} "
         f"{'upload MB':>10} {'seconds':>8}"
     )
     rows: list[dict[str, Any]] = []
@@ -110,14 +110,12 @@ def follow(
             acc, loss = baselines.test_metrics(federation, vector, hidden)
             count, size = round_stats(layout, rnd)
             now = time.monotonic()
-            val = float(vector[-3] / vector[-2]) if vector[-2] > 0 else None
             epsilon = epsilons(layout, clients, rnd)
             seconds = now - last
             row: dict[str, Any] = {
                 "round": rnd,
                 "accuracy": acc,
                 "loss": loss,
-                "federated_val_accuracy": val,
                 "epsilon": epsilon,
                 "clients_aggregated": count,
                 "upload_bytes": size,
@@ -125,10 +123,9 @@ def follow(
             }
             last = now
             rows.append(row)
-            val_s = f"{val:.3f}" if val is not None else "-"
             clear = "\r" + " " * 40 + "\r" if sys.stdout.isatty() else ""
             print(
-                f"{clear}{rnd:>5} {acc:>9.3f} {loss:>7.3f} {val_s:>8} "
+                f"{clear}{rnd:>5} {acc:>9.3f} {loss:>7.3f} "
                 f"{max(epsilon.values(), default=0):>8.3f} {count:>8} {size / 1e6:>10.2f} "
                 f"{seconds:>8.1f}"
             )

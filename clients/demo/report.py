@@ -1,5 +1,10 @@
-"""The demo's outputs: ``summary.json`` (schema ``clients.demo.summary/v1``), PNG plots and
-``report.html`` (self-contained apart from the PNGs beside it, readable offline)."""
+"""The demo's outputs: ``summary.json`` (schema ``clients.demo.summary/v2``), PNG plots and
+``report.html`` (self-contained apart from the PNGs beside it, readable offline).
+
+Schema v2 drops v1's ``rounds[].federated_val_accuracy``: clients no longer release
+validation metrics (issue 12), and ε is stated under the unit "add/remove one record of
+a client's local dataset".
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-SCHEMA = "clients.demo.summary/v1"
+from clients.privacy_ledger import PRIVACY_UNIT
+
+SCHEMA = "clients.demo.summary/v2"
 REQUIRED_ROUND_KEYS = (
     "round",
     "accuracy",
     "loss",
-    "federated_val_accuracy",
     "epsilon",
     "clients_aggregated",
     "upload_bytes",
@@ -100,7 +106,7 @@ def plot(summary: dict[str, Any], out: Path) -> list[str]:
     ax.set(
         xlabel="round",
         ylabel="epsilon spent",
-        title=f"Privacy spent per client (delta {summary['parameters']['delta']:g})",
+        title=f"Privacy spent per client (add/remove one record, delta {summary['parameters']['delta']:g})",
     )
     ax.grid(alpha=0.3)
     ax.legend()
@@ -135,7 +141,8 @@ table{{border-collapse:collapse}}tr:nth-child(even){{background:#f3f3f3}}</style
 <h1>secagg: encrypted federated learning with differential privacy</h1>
 <p>{p["clients"]} clients, {p["keyholders"]} key holders (threshold {p["threshold"]}), {len(summary["rounds"])}
 rounds on scikit-learn's handwritten digits (Dirichlet alpha {p["alpha"]}); DP-SGD with epsilon
-{p["epsilon_target"]:g}, delta {p["delta"]:g}; BFV N={he["poly_modulus_degree"]}, {he["fractional_bits"]}
+{p["epsilon_target"]:g}, delta {p["delta"]:g} per client, unit: {html.escape(PRIVACY_UNIT)} (epsilon composes
+DP-SGD and the noisy count each client uploads as its weight); BFV N={he["poly_modulus_degree"]}, {he["fractional_bits"]}
 fractional bits, {he["flooding_bits"]}-bit flooding ({he["statistical_security_bits"]} bits statistical
 security).</p>
 <h2>Result</h2>
