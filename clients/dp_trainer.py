@@ -44,7 +44,6 @@ Without DP (``dp=False``, baselines only) the weight is the exact ``N`` and epsi
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from clients.privacy_ledger import (
     count_release,
     epsilon_of,
     plan_noise_multiplier,
+    setting_problems,
 )
 from secagg import constants as C
 from secagg.encoding import F64
@@ -115,18 +115,11 @@ class DPConfig:
             problems.append("accountant must be 'rdp' or 'prv'")
         if self.optimizer not in OPTIMIZERS:
             problems.append("optimizer must be 'sgd' or 'adam'")
-        if not 0 < self.target_epsilon < math.inf:
-            problems.append("target_epsilon must be positive and finite")
-        if not 0 < self.target_delta < 1:
-            problems.append("target_delta must lie in (0, 1)")
-        for name in ("max_grad_norm", "learning_rate", "count_noise"):
-            if not 0 < getattr(self, name) < math.inf:
-                problems.append(f"{name} must be positive and finite")
-        if not 0 <= self.lr_decay < 1:
-            problems.append("lr_decay must lie in [0, 1)")
-        for name in ("rounds", "local_epochs", "batch_size", "hidden"):
-            if getattr(self, name) < 1:
-                problems.append(f"{name} must be positive")
+        problems += setting_problems(
+            self,
+            finite=("max_grad_norm", "learning_rate", "count_noise"),
+            counts=("rounds", "local_epochs", "batch_size", "hidden"),
+        )
         if problems:
             raise ConfigError("invalid DP configuration: " + "; ".join(problems))
 
@@ -237,6 +230,11 @@ class DPTrainer:
     def epsilon_spent(self) -> float:
         """Epsilon of everything in the ledger so far (the noisy count included)."""
         return self._epsilon(self.state["history"])
+
+    @property
+    def is_dp(self) -> bool:
+        """Whether the uploads are differentially private (what the upload's DP marker says)."""
+        return self.config.dp
 
     @property
     def weight(self) -> int:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import Protocol
 
 from secagg.errors import ConfigError
 
@@ -41,6 +42,40 @@ ACCOUNTANTS = ("rdp", "prv")
 PRIVACY_UNIT = "add/remove one record of the client's local dataset"
 #: Largest DP-SGD noise multiplier the planner tries before it gives up.
 _MAX_NOISE_MULTIPLIER = 10_000.0
+
+
+class DPSettings(Protocol):
+    """The settings every DP configuration shares (:func:`setting_problems`)."""
+
+    @property
+    def target_epsilon(self) -> float: ...
+    @property
+    def target_delta(self) -> float: ...
+    @property
+    def lr_decay(self) -> float: ...
+
+
+def setting_problems(
+    config: DPSettings, *, finite: Sequence[str], counts: Sequence[str]
+) -> list[str]:
+    """What is wrong with a DP configuration's shared settings (empty if nothing).
+
+    Checks ``target_epsilon`` (positive, finite), ``target_delta`` (in (0, 1)),
+    ``lr_decay`` (in [0, 1)), every field of ``finite`` (positive, finite) and every field
+    of ``counts`` (at least 1); the configurations raise once with every problem.
+    """
+    problems = []
+    if not 0 < config.target_epsilon < math.inf:
+        problems.append("target_epsilon must be positive and finite")
+    if not 0 < config.target_delta < 1:
+        problems.append("target_delta must lie in (0, 1)")
+    for name in finite:
+        if not 0 < getattr(config, name) < math.inf:
+            problems.append(f"{name} must be positive and finite")
+    if not 0 <= config.lr_decay < 1:
+        problems.append("lr_decay must lie in [0, 1)")
+    problems += [f"{name} must be positive" for name in counts if getattr(config, name) < 1]
+    return problems
 
 
 def count_release(count_noise: float) -> list[float]:

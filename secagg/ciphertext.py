@@ -26,7 +26,7 @@ from secagg._internal.envelope import (
 )
 from secagg._internal.modarith import U64, packed_size
 from secagg._internal.seal_backend import backend_for
-from secagg.encoding import as_vector, encode
+from secagg.encoding import as_integer_vector, as_vector, encode, encode_integers
 from secagg.errors import InvalidCiphertext
 from secagg.keys import JointPublicKey
 from secagg.params import Parameters
@@ -134,9 +134,40 @@ def encrypt(public_key: JointPublicKey, vector: object) -> EncryptedVector:
     """
     params = public_key.params
     values = as_vector(vector)
-    n = params.poly_modulus_degree
     count = ciphertext_count(params, values.size)
-    coeffs = encode(params, values, count * n).reshape(count, n)
+    coeffs = encode(params, values, count * params.poly_modulus_degree)
+    return _encrypt_coefficients(public_key, coeffs, values.size)
+
+
+def encrypt_integers(public_key: JointPublicKey, vector: object) -> EncryptedVector:
+    """Encrypt a 1-D integer vector: the integer path, with no float encoder.
+
+    Each integer ``z`` becomes the plaintext coefficient ``z mod t`` and so decrypts as
+    the fixed-point value ``z * 2^-f`` (:func:`secagg.encoding.encode_integers`);
+    aggregates of such vectors decrypt and combine exactly like float ones.
+
+    Raises
+    ------
+    EncodingError
+        If the input is not a 1-D integer vector or some ``|z| >= value_bound * 2^f``.
+
+    Security
+    --------
+    Check ``public_key`` against the key holders' endorsements before calling this.
+    """
+    params = public_key.params
+    values = as_integer_vector(vector)
+    count = ciphertext_count(params, values.size)
+    coeffs = encode_integers(params, values, count * params.poly_modulus_degree)
+    return _encrypt_coefficients(public_key, coeffs, values.size)
+
+
+def _encrypt_coefficients(public_key: JointPublicKey, coeffs: U64, length: int) -> EncryptedVector:
+    """Internal: SEAL-encrypt padded plaintext coefficients, ``N`` per ciphertext."""
+    params = public_key.params
+    n = params.poly_modulus_degree
+    count = coeffs.size // n
+    coeffs = coeffs.reshape(count, n)
     backend = backend_for(params)
     encryptor = public_key.seal_encryptor
     out = np.empty((count, 2, len(params.data_primes), n), dtype=np.uint64)
@@ -144,4 +175,4 @@ def encrypt(public_key: JointPublicKey, vector: object) -> EncryptedVector:
         ct = seal.Ciphertext()
         encryptor.encrypt(backend.to_plaintext(coeffs[k]), ct)
         out[k] = backend.from_ciphertext(ct)
-    return EncryptedVector(params, public_key.id_bytes, int(values.size), out)
+    return EncryptedVector(params, public_key.id_bytes, length, out)

@@ -11,6 +11,7 @@ noisy count). The neighbouring relation is add/remove one record, the clients' u
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 from dp_accounting import dp_event  # type: ignore[import-untyped]
@@ -55,3 +56,52 @@ def assert_ledger_matches(state: dict[str, object]) -> list[tuple[int, float, fl
         rows.append((int(rnd), reported, independent))
     assert len(history) == 1 + len(recorded)
     return rows
+
+
+# --- distributed DP: the Skellam ledger (clients.skellam_accounting) -----------------------
+
+
+def skellam_reference_epsilon(history: Sequence[dict[str, Any]], *, delta: float) -> float:
+    """Epsilon of a Skellam ledger, recomputed independently of the client's accountant.
+
+    The Skellam RDP (Agarwal, Kairouz & Liu 2021, Theorem 3.5) and Zhu & Wang's general
+    Poisson-subsampling bound (2019, Theorem 6) are evaluated here with mpmath at 50
+    digits (exact binomials, no log-sum-exp); the RDP-to-DP conversion is
+    ``dp-accounting``'s ``compute_epsilon``.
+    """
+    import mpmath  # type: ignore[import-untyped]
+    from dp_accounting.rdp import rdp_privacy_accountant  # type: ignore[import-untyped]
+
+    mpmath.mp.dps = 50
+    orders = list(range(2, 257))
+    total: list[Any] = [mpmath.mpf(0)] * len(orders)
+    for entry in history:
+        assert entry["mechanism"] == "skellam"
+        mu, l2, l1 = (mpmath.mpf(entry[k]) for k in ("mu", "l2", "l1"))
+        q = mpmath.mpf(entry["sample_rate"])
+        base = {a: _skellam_rdp(a, mu, l2, l1) for a in orders}
+
+        for i, a in enumerate(orders):
+            if q == 1:
+                rdp = base[a]
+            else:
+                s = (1 - q) ** (a - 1) * (a * q - q + 1)
+                s += mpmath.binomial(a, 2) * q**2 * (1 - q) ** (a - 2) * mpmath.exp(base[2])
+                for j in range(3, a + 1):
+                    s += (
+                        3
+                        * mpmath.binomial(a, j)
+                        * q**j
+                        * (1 - q) ** (a - j)
+                        * mpmath.exp((j - 1) * base[j])
+                    )
+                rdp = mpmath.log(s) / (a - 1)
+            total[i] += rdp * int(entry["steps"])
+    eps, _ = rdp_privacy_accountant.compute_epsilon(orders, [float(x) for x in total], delta)
+    return float(eps)
+
+
+def _skellam_rdp(a: int, mu: Any, l2: Any, l1: Any) -> Any:
+    """Theorem 3.5 of Agarwal, Kairouz & Liu 2021 at order ``a`` (mpmath numbers)."""
+    fix = min(((2 * a - 1) * l2**2 + 6 * l1) / (16 * mu**2), 3 * l1 / (4 * mu))
+    return a * l2**2 / (4 * mu) + fix

@@ -18,11 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from clients.data import Federation, scale_pixels
+from clients.dist_dp import DistributedDPConfig, DistributedDPTrainer
 from clients.dp_model import build_model, evaluate, model_layout
 from clients.dp_trainer import DPConfig, DPTrainer
 from secagg.encoding import F64
 from secagg.errors import PrivacyBudgetExhausted
 from secagg.model_vector import flatten_state_dict, unflatten_state_dict
+from secagg.params import Parameters
 
 
 @dataclass
@@ -88,6 +90,36 @@ def federated(
             curve.accuracy.append(acc)
             curve.loss.append(loss)
     curve.final = vector
+    return curve
+
+
+def distributed(
+    federation: Federation, config: DistributedDPConfig, params: Parameters, *, model_seed: int
+) -> Curve:
+    """Distributed DP with plaintext aggregation: the same trainers and the same release.
+
+    The release is computed as the key holders' decryption computes it (the integer sum
+    times ``2^-f``, divided by the contributors), so with the same noise seed it equals
+    the encrypted run's bit for bit; ``final`` is the model, not the last release.
+    """
+    curve = Curve()
+    with tempfile.TemporaryDirectory() as tmp:
+        trainers = [
+            DistributedDPTrainer(
+                c, config, params=params, state_dir=Path(tmp) / f"c{i}", client_seed=i
+            )
+            for i, c in enumerate(federation.clients)
+        ]
+        served = initial_vector(config.hidden, model_seed)
+        for rnd in range(1, config.rounds + 1):
+            total = sum(t.train_integers(served, rnd)[0] for t in trainers)
+            served = np.asarray(total, dtype=np.float64) / 2.0**params.fractional_bits
+            served = served / float(len(trainers))
+            model = trainers[0].apply_release(trainers[0].theta(served, rnd), served, rnd)
+            acc, loss = test_metrics(federation, model, config.hidden)
+            curve.accuracy.append(acc)
+            curve.loss.append(loss)
+            curve.final = model
     return curve
 
 

@@ -17,7 +17,7 @@ import json
 import sqlite3
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from typing import Any
 
@@ -91,8 +91,13 @@ def follow(
     rounds: int,
     length: int,
     procs: Processes,
+    to_model: Callable[[int, Any], Any] = lambda _, release: release,
 ) -> list[dict[str, Any]]:
-    """Print progress until every round is released; return the per-round records."""
+    """Print progress until every round is released; return the per-round records.
+
+    ``to_model(round, release)`` is the model a release stands for, called once per round
+    in order (the release itself under local DP; see :func:`clients.demo.models_of`).
+    """
     print(
         f"{'round':>5} {'accuracy':>9} {'loss':>7} {'max eps':>8} {'clients':>8} "
         f"{'upload MB':>10} {'seconds':>8}"
@@ -106,7 +111,7 @@ def follow(
         for rnd in sorted(models):
             if rnd <= len(rows):
                 continue
-            vector = models[rnd]
+            vector = to_model(rnd, models[rnd])
             acc, loss = baselines.test_metrics(federation, vector, hidden)
             count, size = round_stats(layout, rnd)
             now = time.monotonic()
