@@ -129,7 +129,7 @@ def _encrypt_rows(params: Parameters, a: U64, keys: list[U64], values: U64) -> t
     coeff = np.empty_like(ntt)
     for k in range(0, len(ntt), 2):  # SEAL transforms ciphertexts: go through pairs
         pair = ntt[k : k + 2] if k + 1 < len(ntt) else np.stack([ntt[k], ntt[k]])
-        ct = backend.to_ciphertext(pair, ntt=True)
+        ct = backend.to_ciphertext(pair, ntt=True, secret=True)  # a*u, b_k*u: of u
         backend.evaluator.transform_from_ntt_inplace(ct)
         coeff[k : k + 2] = backend.from_ciphertext(ct)[: len(ntt) - k]
     delta = math.prod(primes) // params.plain_modulus

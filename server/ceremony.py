@@ -5,8 +5,13 @@ computes the joint public key from the public contributions (anyone can) and pub
 it with every key holder's endorsement; clients check those endorsements themselves.
 Bodies are checked with the codecs of :mod:`secagg.protocol.ceremony` (exact sizes),
 signatures with :class:`~secagg.protocol.statements.CeremonyStatement`. Phases go in
-order: SEED_COMMIT, SEED_REVEAL, KEY_COMMIT, KEY_CONTRIBUTION, TEST_CIPHERTEXT,
-TEST_PARTIAL, ENDORSEMENT; each needs all ``n`` messages of the one before.
+order: EXCHANGE_KEY, SEED_COMMIT, SEED_REVEAL, KEY_COMMIT, KEY_CONTRIBUTION, TRANSCRIPT,
+TEST_CIPHERTEXT, TEST_PARTIAL, ENDORSEMENT; each needs all ``n`` messages of the one
+before, and ENCRYPTED_SHARE needs every TRANSCRIPT.
+
+The audit log keeps every message's signature and body hash, and the whole body of the
+short ones and of EXCHANGE_KEY, KEY_COMMIT and TRANSCRIPT (:data:`_LOGGED_KINDS`): an
+auditor checks each contribution against its logged commitment.
 
 Key epochs: the ceremony of epoch ``e`` produces key ``K_e``. Epoch 1 is open from the
 start; :meth:`Ceremony.open_next` (``secagg admin rotate-key``, or the budget rule of
@@ -43,10 +48,12 @@ from server.store import Store
 from server.store.base import KeyEpoch
 
 _ORDER = (
+    pb.EXCHANGE_KEY,
     pb.SEED_COMMIT,
     pb.SEED_REVEAL,
     pb.KEY_COMMIT,
     pb.KEY_CONTRIBUTION,
+    pb.TRANSCRIPT,
     pb.TEST_CIPHERTEXT,
     pb.TEST_PARTIAL,
     pb.ENDORSEMENT,
@@ -54,6 +61,13 @@ _ORDER = (
 _KINDS = (*_ORDER, pb.ENCRYPTED_SHARE)
 #: Bodies up to this size are copied into the audit entry (commitments, seeds, endorsements).
 _LOGGED_BODY_BYTES = 32
+#: Kinds whose bodies are copied into the audit entry whatever their size.
+_LOGGED_KINDS = (pb.EXCHANGE_KEY, pb.KEY_COMMIT, pb.TRANSCRIPT)
+
+
+def _logged(kind: int, body: bytes) -> bool:
+    """Whether a message's body goes into its audit entry (else only its hash)."""
+    return kind in _LOGGED_KINDS or len(body) <= _LOGGED_BODY_BYTES
 
 
 class Ceremony:
@@ -125,7 +139,10 @@ class Ceremony:
             )
         self._check_shape(msg)
         kind = msg.kind
-        if kind in _ORDER[1:] and self.count(_ORDER[_ORDER.index(kind) - 1], epoch) < self.n:
+        before = _ORDER[_ORDER.index(kind) - 1] if kind in _ORDER[1:] else None
+        if kind == pb.ENCRYPTED_SHARE:
+            before = pb.TRANSCRIPT
+        if before is not None and self.count(before, epoch) < self.n:
             raise PolicyViolation("previous ceremony phase is not complete")
         if kind == pb.KEY_CONTRIBUTION:
             self._check_commitment(msg)
@@ -148,7 +165,7 @@ class Ceremony:
                     sender=msg.sender,
                     recipient=msg.recipient,
                     body_sha256=statement.body_sha256,
-                    body=msg.body if len(msg.body) <= _LOGGED_BODY_BYTES else b"",
+                    body=msg.body if _logged(kind, msg.body) else b"",
                     signature=msg.signature,
                     epoch=epoch,
                 )

@@ -1,10 +1,12 @@
 """``secagg keyholder``: a key holder's agent (key ceremony, then policy-checked decryption).
 
 The agent keeps its Shamir share encrypted at rest (:mod:`clients.keyholder.storage`),
-runs the dealerless key ceremony through the server relay once
-(:mod:`clients.keyholder.ceremony`), then polls the server for decryption tasks and
-answers each with a signed partial decryption or a signed refusal
-(:mod:`clients.keyholder.agent`) after the checks of :mod:`clients.keyholder.checks`.
+runs the key ceremony of every key epoch the server opens (``secagg admin rotate-key``),
+in the background after the first (:mod:`clients.keyholder.ceremony`,
+:mod:`clients.keyholder.rotation`); an aborted ceremony exits with status 3, naming the
+culprits. It polls the server for decryption tasks and answers each with a signed
+partial decryption or a signed refusal (:mod:`clients.keyholder.agent`) after the checks
+of :mod:`clients.keyholder.checks`.
 
 What it enforces
 ----------------

@@ -112,12 +112,7 @@ class KeyHolder:
         relay = CeremonyRelay(
             self.conn, self.roster, index=self.index, signing_key=self.signing_key, epoch=epoch
         )
-        return run_ceremony(
-            relay,
-            self.me.exchange_key(),
-            keep=lambda share: self.shares.add(epoch, share),
-            stop=stop,
-        )
+        return run_ceremony(relay, keep=lambda share: self.shares.add(epoch, share), stop=stop)
 
     def budget(self, share: KeyShare) -> DecryptionBudget:
         """The decryption budget of a share (one per key epoch)."""

@@ -2,20 +2,33 @@
 
 Phases (every message signed by its sender as a
 :class:`~secagg.protocol.statements.CeremonyStatement`, every received one verified
-against the roster before it is used):
+against the roster as the kind, epoch and recipient asked for before it is used,
+:mod:`clients.keyholder.ceremony_relay`):
 
+0. EXCHANGE_KEY: a fresh X25519 key pair of this ceremony, generated in memory; its
+   public half is posted first, signed (so bound to the deployment and key epoch);
 1. SEED_COMMIT, then SEED_REVEAL: the key holders agree on a common random seed;
 2. KEY_COMMIT: each commits to its contribution ``b_i`` (which depends on the seed) and
    to the Shamir share it will send each key holder, and collects all ``n`` commitments
    before it reveals anything (it does not rely on the server's phase order);
 3. KEY_CONTRIBUTION: each posts ``b_i``; everyone checks every ``b_i`` against its
    commitment and combines the joint public key;
-4. ENCRYPTED_SHARE: each seals a Shamir share of its secret to every other key holder,
-   bound to the route and the joint public key; the recipient checks it against the
-   sender's commitment;
-5. TEST_CIPHERTEXT, TEST_PARTIAL: the test decryption of :mod:`secagg.keycheck` (every
+4. TRANSCRIPT: each posts the hash of every EXCHANGE_KEY, SEED_COMMIT, SEED_REVEAL,
+   KEY_COMMIT and KEY_CONTRIBUTION it used (:func:`secagg.protocol.ceremony.transcript_hash`)
+   and compares all ``n``; on a difference it aborts (:class:`~secagg.errors.TranscriptMismatch`)
+   naming nobody: the server or a key holder showed key holders different messages, and
+   a key holder named for it would be named on the server's word. (A key holder that
+   signed two different messages of one kind and both reached this one is named, by
+   the relay channel.) Nothing secret has been sent yet;
+5. ENCRYPTED_SHARE: each seals a Shamir share of its secret to every other key holder's
+   ceremony exchange key, bound to the route, the joint public key and the agreed
+   transcript; the recipient checks it against the sender's commitment. Once the shares
+   are opened the exchange key's private half is dropped. Since every key holder saw the
+   same commitments, contributions and exchange keys, a share that fails to open or to
+   match its commitment is its sender's fault, and names it;
+6. TEST_CIPHERTEXT, TEST_PARTIAL: the test decryption of :mod:`secagg.keycheck` (every
    row of every key holder's probe under every test subset);
-6. ENDORSEMENT: only if every check passed, and once its own share is stored, each key
+7. ENDORSEMENT: only if every check passed, and once its own share is stored, each key
    holder signs the joint key's id.
 
 Any failed check raises :class:`~secagg.errors.CeremonyAborted` (a child names the
@@ -26,7 +39,15 @@ Bodies are built and read with the codecs of :mod:`secagg.protocol.ceremony`.
 Security
 --------
 The server only relays: it cannot forge a message (signatures), read a share (sealed to
-the recipient's roster X25519 key) or move a share to another route or key (context).
+the recipient's exchange key of this ceremony) or move a share to another route, key
+or transcript (context). Forward secrecy: the exchange key lives in memory for one
+ceremony, so a later copy of a key holder's directory, with the sealed shares the
+server kept, opens nothing. A key holder restarted mid-ceremony has lost its exchange
+key and its DKG secrets (it cannot finish that epoch; that was already so with a static
+exchange key, since ``s_i``, ``e_i`` and ``f_i`` were never stored): the server refuses
+its new messages of a phase it posted, and the operator starts a new epoch with
+``secagg admin rotate-key``. Equivocation (a key holder signing two KEY_COMMITs, the
+server showing each to some) is caught by the transcript before any share is sealed.
 A key holder cannot choose its ``b_i`` after seeing the others' (commitments), so no
 one can steer the joint key to a secret it knows; a key holder sending shares that do
 not fit its ``b_i`` fails the test decryption. What remains (no proofs of knowledge of
@@ -39,93 +60,33 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import KW_ONLY, dataclass
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from clients.connection import Connection
-from secagg import constants as C
+from clients.keyholder.ceremony_relay import CeremonyRelay
 from secagg.dkg import DkgParticipant, combine_public_key, common_seed
-from secagg.errors import CeremonyAborted, CommitmentMismatch, InvalidKeyMaterial, ReplayDetected
+from secagg.errors import (
+    CeremonyAborted,
+    CommitmentMismatch,
+    InvalidKeyMaterial,
+    TranscriptMismatch,
+)
 from secagg.keycheck import check_probes, make_probe, probe_partials
 from secagg.keys import JointPublicKey, KeyShare
 from secagg.proto import service_pb2 as pb
 from secagg.protocol import ceremony as codec
-from secagg.protocol.roster import Roster
 from secagg.protocol.sealing import open_sealed, seal_to
-from secagg.protocol.statements import CeremonyStatement, Signed
+
+__all__ = ["CeremonyRelay", "run_ceremony"]
 
 log = logging.getLogger("secagg.keyholder")
 
 X = TypeVar("X")
 #: Residues (a contribution ``b_i`` or a share ``f_i(j)``), as :mod:`secagg.dkg` holds them.
 U64 = npt.NDArray[np.uint64]
-
-
-@dataclass(eq=False)
-class CeremonyRelay:
-    """Signed ceremony messages posted to and collected from the server.
-
-    Messages go out as key holder ``index`` in key epoch ``epoch``, signed with
-    ``signing_key``; received ones are verified against ``roster`` as messages of
-    ``epoch`` (a message of another epoch is refused: no replay across ceremonies).
-    """
-
-    conn: Connection
-    roster: Roster
-    _: KW_ONLY
-    index: int
-    signing_key: Ed25519PrivateKey
-    epoch: int = 1
-
-    def post(self, kind: pb.CeremonyKind, body: bytes, recipient: int = 0) -> None:
-        """Sign and post one message."""
-        message = Signed.create(
-            CeremonyStatement.of_body(
-                self.roster.deployment_id,
-                kind=kind,
-                sender=self.index,
-                recipient=recipient,
-                body=body,
-                epoch=self.epoch,
-            ),
-            self.signing_key,
-        )
-        self.conn.call(
-            self.conn.stub.PostCeremonyMessage, message.statement.to_proto(body, message.signature)
-        )
-
-    def collect(self, kind: pb.CeremonyKind, count: int, stop: threading.Event) -> dict[int, bytes]:
-        """Sender -> body of ``count`` messages of a kind, each verified against the roster.
-
-        Shares addressed to other key holders are skipped. Raises ReplayDetected on a
-        message of another epoch, SignatureInvalid or UnknownParty on a message that does
-        not verify (as a message of this epoch), InterruptedError once ``stop`` is set.
-        """
-        query = pb.CeremonyQuery(kind=kind, epoch=self.epoch)
-        while not stop.is_set():
-            reply = self.conn.call(self.conn.stub.GetCeremonyMessages, query)
-            bodies: dict[int, bytes] = {}
-            for m in reply.messages:
-                if kind == pb.ENCRYPTED_SHARE and m.recipient != self.index:
-                    continue
-                if m.epoch != self.epoch:
-                    raise ReplayDetected(
-                        f"a ceremony message of key epoch {m.epoch} relayed into epoch {self.epoch}"
-                    )
-                signed = CeremonyStatement.from_proto(
-                    self.roster.deployment_id, m, epoch=self.epoch
-                )
-                signed.verify(self.roster)
-                bodies[m.sender] = m.body
-            if len(bodies) >= count:
-                return bodies
-            stop.wait(C.POLL_SECONDS)
-        raise InterruptedError("stopped during the key ceremony")
 
 
 def _decoded(bodies: dict[int, bytes], decode: Callable[[int, bytes], X]) -> dict[int, X]:
@@ -156,27 +117,57 @@ def _checked_contributions(
     return _decoded(bodies, lambda _, body: codec.decode_key_contribution(body, roster.params))
 
 
+def _agreed_transcript(relay: CeremonyRelay, stop: threading.Event) -> bytes:
+    """Post this key holder's TRANSCRIPT and require every key holder's to be the same.
+
+    Raises :class:`TranscriptMismatch` naming nobody on a difference (see the module
+    docstring: the relay alone can show key holders different views only with a key
+    holder's help, and this key holder cannot tell which one).
+    """
+    transcript = codec.transcript_hash(
+        relay.roster.deployment_id,
+        epoch=relay.epoch,
+        digests={kind: relay.digests(kind) for kind in codec.TRANSCRIPT_KINDS},
+    )
+    relay.post(pb.TRANSCRIPT, transcript)
+    others = relay.collect(pb.TRANSCRIPT, relay.roster.policy.keyholders, stop)
+    differ = sorted(sender for sender, body in others.items() if body != transcript)
+    if differ:
+        raise TranscriptMismatch(
+            f"key holder {relay.index}: key holders {differ} saw other ceremony messages than "
+            "this one: the server or a key holder equivocated"
+        )
+    return transcript
+
+
 def _exchange_shares(
     relay: CeremonyRelay,
     exchange_key: X25519PrivateKey,
+    exchange_keys: dict[int, X25519PublicKey],
     outgoing: dict[int, bytes],
     commits: dict[int, tuple[bytes, tuple[bytes, ...]]],
     public_key: JointPublicKey,
+    transcript: bytes,
     stop: threading.Event,
 ) -> dict[int, U64]:
-    """Seal ``outgoing`` share plaintexts to their recipients; open and check the received."""
+    """Seal ``outgoing`` share plaintexts to their recipients' ceremony exchange keys;
+    open and check the received ones."""
     roster, index = relay.roster, relay.index
 
     def context(sender: int, recipient: int) -> bytes:
         return codec.share_context(
-            roster.deployment_id, sender, recipient, public_key.id_bytes, epoch=relay.epoch
+            roster.deployment_id,
+            sender,
+            recipient,
+            public_key.id_bytes,
+            epoch=relay.epoch,
+            transcript=transcript,
         )
 
     for j, plain in outgoing.items():
         if j == index:
             continue
-        recipient_key = X25519PublicKey.from_public_bytes(roster.keyholder(j).exchange_public_key)
-        sealed = seal_to(recipient_key, plain, context=context(index, j))
+        sealed = seal_to(exchange_keys[j], plain, context=context(index, j))
         relay.post(pb.ENCRYPTED_SHARE, codec.encode_sealed(*sealed), recipient=j)
 
     def opened(sender: int, body: bytes) -> U64:
@@ -230,11 +221,7 @@ def _test_decryption(
 
 
 def run_ceremony(
-    relay: CeremonyRelay,
-    exchange_key: X25519PrivateKey,
-    *,
-    keep: Callable[[KeyShare], None],
-    stop: threading.Event,
+    relay: CeremonyRelay, *, keep: Callable[[KeyShare], None], stop: threading.Event
 ) -> KeyShare:
     """Run the dealerless key generation; ``keep`` stores the share before the endorsement.
 
@@ -242,12 +229,23 @@ def run_ceremony(
     ------
     CeremonyAborted
         A contribution or share does not match its commitment, a message does not decode,
-        or the test decryption failed; ``culprits`` names who may have deviated. Nothing
-        was endorsed.
+        key holders saw different messages (:class:`TranscriptMismatch`), or the test
+        decryption failed; ``culprits`` names who may have deviated. Nothing was endorsed.
+
+    Security
+    --------
+    The ceremony's exchange key is generated here and never leaves memory; a key holder
+    restarted mid-ceremony cannot finish that epoch (module docstring).
     """
     roster, index = relay.roster, relay.index
     params, policy = roster.params, roster.policy
     n = policy.keyholders
+    exchange_key = X25519PrivateKey.generate()
+    relay.post(pb.EXCHANGE_KEY, codec.encode_exchange_key(exchange_key.public_key()))
+    exchange_keys = _decoded(  # all n before the next phase (the server keeps the order)
+        relay.collect(pb.EXCHANGE_KEY, n, stop),
+        lambda sender, body: codec.decode_exchange_key(body, sender=sender),
+    )
     me = DkgParticipant(params, index=index, keyholders=n, threshold=policy.threshold)
     relay.post(pb.SEED_COMMIT, me.commitment())
     seed_commits = relay.collect(pb.SEED_COMMIT, n, stop)
@@ -265,10 +263,14 @@ def run_ceremony(
         )
         relay.post(pb.KEY_CONTRIBUTION, contribution)  # only once every commitment is in
         contributions = _checked_contributions(relay, commits, stop)
+        transcript = _agreed_transcript(relay, stop)
         public_key = combine_public_key(
             params, seed, contributions, keyholders=n, threshold=policy.threshold
         )
-        received = _exchange_shares(relay, exchange_key, outgoing, commits, public_key, stop)
+        received = _exchange_shares(
+            relay, exchange_key, exchange_keys, outgoing, commits, public_key, transcript, stop
+        )
+        del exchange_key  # forward secrecy: the sealed shares the server keeps open no more
         outgoing.clear()
         share = me.finalize(received, public_key)
         _test_decryption(relay, public_key, contributions, share, received, stop)

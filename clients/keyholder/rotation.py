@@ -11,7 +11,10 @@ Security
 Nothing is trusted here: the ceremony verifies every message as one of its epoch
 (:mod:`clients.keyholder.ceremony`); a server that announces epochs needlessly only
 makes key holders run ceremonies. A ceremony that aborts ends the agent (the error names
-the culprits), like the first one.
+the culprits), like the first one. A ceremony's secrets (DKG secrets, exchange key) live
+only in this process: a key holder restarted mid-ceremony cannot finish that epoch (the
+server refuses its fresh messages of a phase it had posted); the operator opens a new
+epoch with ``secagg admin rotate-key``.
 """
 
 from __future__ import annotations

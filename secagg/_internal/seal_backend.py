@@ -198,9 +198,15 @@ class SealBackend:
         meta = _CT_META.pack(size, n, nprimes, 1.0, 1)
         return _wrap(parms_id + bytes([int(ntt)]) + meta + _dyn_array(polys))
 
-    def to_ciphertext(self, polys: U64, *, ntt: bool = False) -> seal.Ciphertext:
-        """A data-level SEAL ciphertext from residues of shape ``(size, primes, N)``."""
-        return self._ciphertext(polys, ntt=ntt, secret=False)
+    def to_ciphertext(
+        self, polys: U64, *, ntt: bool = False, secret: bool = False
+    ) -> seal.Ciphertext:
+        """A data-level SEAL ciphertext from residues of shape ``(size, primes, N)``.
+
+        ``secret``: the residues reveal a secret (say, products with encryption
+        randomness), so a file hand-off goes through a memfd only.
+        """
+        return self._ciphertext(polys, ntt=ntt, secret=secret)
 
     def _ciphertext(self, polys: U64, *, ntt: bool, secret: bool) -> seal.Ciphertext:
         ct = seal.Ciphertext()

@@ -3,6 +3,7 @@
 =================  ===================================================================
 kind               body
 =================  ===================================================================
+EXCHANGE_KEY       this ceremony's 32-byte X25519 public key (fresh per key epoch)
 SEED_COMMIT        32-byte commitment to the key holder's seed share
 SEED_REVEAL        the 32-byte seed share
 KEY_CONTRIBUTION   ``b_i`` residues, [key-level prime][coefficient], 60-bit packed
@@ -11,9 +12,15 @@ ENCRYPTED_SHARE    a ``SealedShare`` whose plaintext is ``f_i(j)``, [data prime]
 ENDORSEMENT        the 32-byte id of the joint public key
 KEY_COMMIT         ``H(b_i) || H(share for 1) || ... || H(share for n)``, 32 bytes each
                    (:func:`contribution_hash`, :func:`share_hash`)
+TRANSCRIPT         :func:`transcript_hash` of every EXCHANGE_KEY, SEED_COMMIT, SEED_REVEAL,
+                   KEY_COMMIT and KEY_CONTRIBUTION the sender used
 TEST_CIPHERTEXT    a :class:`~secagg.keycheck.KeyProbe`: ``c0`` heads, then ``c1``, packed
 TEST_PARTIAL       the sender's partials of every probe (:func:`secagg.keycheck.probe_partials`)
 =================  ===================================================================
+
+``H(b_i)`` is taken over the SHA-256 of the body (the digest each message's signature
+covers and the audit log keeps), so ``secagg audit verify`` can check every logged
+contribution against its logged commitment without the body.
 
 Commitments and share contexts bind the key epoch (like every message's signature,
 :class:`~secagg.protocol.statements.CeremonyStatement`): nothing of one epoch's ceremony
@@ -30,8 +37,11 @@ Decoders check sizes and raise :class:`~secagg.errors.InvalidKeyMaterial`.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from google.protobuf.message import DecodeError
 
 from secagg import constants as C
@@ -108,10 +118,70 @@ def decode_sealed(body: bytes) -> tuple[bytes, bytes, bytes]:
 
 
 def share_context(
-    deployment_id: str, sender: int, recipient: int, public_key_id: bytes, *, epoch: int = 1
+    deployment_id: str,
+    sender: int,
+    recipient: int,
+    public_key_id: bytes,
+    *,
+    epoch: int = 1,
+    transcript: bytes = b"",
 ) -> bytes:
-    """Associated data binding a sealed share to its route, key epoch and joint public key."""
-    return f"{deployment_id}/e{epoch}/{sender}->{recipient}".encode() + public_key_id
+    """Associated data binding a sealed share to its route, key epoch, joint public key
+    and the ceremony transcript every key holder agreed on (:func:`transcript_hash`)."""
+    route = f"{deployment_id}/e{epoch}/{sender}->{recipient}".encode()
+    return route + public_key_id + transcript
+
+
+# --------------------------------------------------------------------- exchange keys
+def encode_exchange_key(public_key: X25519PublicKey) -> bytes:
+    """An EXCHANGE_KEY body: the raw 32-byte X25519 public key shares are sealed to."""
+    return public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+def decode_exchange_key(body: bytes, *, sender: int) -> X25519PublicKey:
+    """A key holder's ceremony exchange key; raises InvalidKeyMaterial.
+
+    A key of small order (every agreement with it gives the all-zero secret) is refused.
+    """
+    if len(body) != C.EXCHANGE_KEY_BYTES:
+        raise InvalidKeyMaterial(f"exchange key of key holder {sender} has the wrong size")
+    key = X25519PublicKey.from_public_bytes(body)
+    try:
+        X25519PrivateKey.generate().exchange(key)
+    except ValueError:
+        raise InvalidKeyMaterial(f"exchange key of key holder {sender} has small order") from None
+    return key
+
+
+# --------------------------------------------------------------------- transcript
+#: The phases a TRANSCRIPT covers, in hashing order: everything the shares depend on.
+TRANSCRIPT_KINDS = (
+    pb.EXCHANGE_KEY,
+    pb.SEED_COMMIT,
+    pb.SEED_REVEAL,
+    pb.KEY_COMMIT,
+    pb.KEY_CONTRIBUTION,
+)
+
+
+def transcript_hash(
+    deployment_id: str, *, epoch: int, digests: Mapping[int, Mapping[int, bytes]]
+) -> bytes:
+    """The TRANSCRIPT body: ``digests`` kind -> sender -> SHA-256 of the body, hashed.
+
+    Every kind of :data:`TRANSCRIPT_KINDS` in that order, senders ascending, under the
+    deployment and the key epoch. Over body digests (what signatures cover and the
+    audit log keeps), so a verifier with the log can recompute it.
+    """
+    dep = deployment_id.encode()
+    h = hashlib.sha256(C.DOMAIN_CEREMONY_TRANSCRIPT)
+    h.update(len(dep).to_bytes(4, "big") + dep + epoch.to_bytes(4, "big"))
+    for kind in TRANSCRIPT_KINDS:
+        by_sender = digests[kind]
+        h.update(int(kind).to_bytes(4, "big") + len(by_sender).to_bytes(4, "big"))
+        for sender in sorted(by_sender):
+            h.update(sender.to_bytes(4, "big") + by_sender[sender])
+    return h.digest()
 
 
 # --------------------------------------------------------------------- commitments
@@ -130,7 +200,16 @@ def _commitment(
 
 def contribution_hash(deployment_id: str, sender: int, body: bytes, *, epoch: int = 1) -> bytes:
     """What KEY_COMMIT commits to for a KEY_CONTRIBUTION body (of key epoch ``epoch``)."""
-    return _commitment(C.DOMAIN_KEY_COMMIT, deployment_id, sender, 0, body, epoch)
+    return contribution_digest_hash(
+        deployment_id, sender, hashlib.sha256(body).digest(), epoch=epoch
+    )
+
+
+def contribution_digest_hash(
+    deployment_id: str, sender: int, body_sha256: bytes, *, epoch: int = 1
+) -> bytes:
+    """:func:`contribution_hash` from the body's SHA-256 (what the audit log keeps)."""
+    return _commitment(C.DOMAIN_KEY_COMMIT, deployment_id, sender, 0, body_sha256, epoch)
 
 
 def share_hash(
@@ -228,6 +307,8 @@ def decode_probe_partials(
 def body_size(kind: int, params: Parameters, keyholders: int, threshold: int) -> int | None:
     """The exact size of a body of ``kind`` (None: sealed shares, capped instead)."""
     sizes: dict[int, int] = {
+        pb.EXCHANGE_KEY: C.EXCHANGE_KEY_BYTES,
+        pb.TRANSCRIPT: C.DIGEST_BYTES,
         pb.SEED_COMMIT: 32,
         pb.SEED_REVEAL: 32,
         pb.ENDORSEMENT: 32,

@@ -1,10 +1,13 @@
 """Confidentiality for key material: shares in transit and at rest.
 
 * :func:`seal_to` / :func:`open_sealed`: a Shamir share for key holder ``j`` is sealed with
-  an ephemeral X25519 key agreement against ``j``'s static X25519 key, HKDF-SHA256, and
-  ChaCha20-Poly1305, with the sender, recipient and deployment bound as associated data.
-  The relaying server sees only ciphertext. (Authenticity comes from the sender's
-  Ed25519 signature over the sealed message.)
+  an ephemeral X25519 key agreement against ``j``'s exchange key of this ceremony (a key
+  pair ``j`` generated in memory for one key epoch and announced in a signed EXCHANGE_KEY
+  message; nothing static), HKDF-SHA256, and ChaCha20-Poly1305, with the route, key
+  epoch, joint public key and ceremony transcript bound as associated data. The relaying
+  server sees only ciphertext, and once ``j`` dropped the exchange key, nobody can open
+  the sealed shares the server kept (forward secrecy). (Authenticity comes from the
+  sender's Ed25519 signature over the sealed message.)
 * :func:`encrypt_at_rest` / :func:`decrypt_at_rest`: a key holder's share on disk,
   encrypted with ChaCha20-Poly1305 under a key derived by scrypt from a passphrase, or
   taken from a 32-byte key file.

@@ -31,7 +31,6 @@ from pathlib import Path
 import grpc
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from secagg import constants as C
 from secagg.errors import ConfigError, PermissionDenied, ServerNotAuthentic
@@ -63,13 +62,6 @@ class Identity:
         key = serialization.load_pem_private_key(self._read("signing.key"), password=None)
         if not isinstance(key, Ed25519PrivateKey):
             raise ConfigError(f"{self.directory / 'signing.key'} is not an Ed25519 key")
-        return key
-
-    def exchange_key(self) -> X25519PrivateKey:
-        """The key holder's X25519 key for receiving sealed shares."""
-        key = serialization.load_pem_private_key(self._read("exchange.key"), password=None)
-        if not isinstance(key, X25519PrivateKey):
-            raise ConfigError(f"{self.directory / 'exchange.key'} is not an X25519 key")
         return key
 
     def ca_pem(self) -> bytes:

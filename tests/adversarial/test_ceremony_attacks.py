@@ -16,6 +16,7 @@ Key holder 3 is played by the test.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 import secagg
 from clients.connection import Connection
@@ -66,9 +67,7 @@ class World:
             conn = Connection(me, self.address, stop=self.stop)
             relay = CeremonyRelay(conn, self.roster, index=index, signing_key=me.signing_key())
             try:
-                self.outcomes[index] = run_ceremony(
-                    relay, me.exchange_key(), keep=lambda _: None, stop=self.stop
-                )
+                self.outcomes[index] = run_ceremony(relay, keep=lambda _: None, stop=self.stop)
             except BaseException as exc:  # the outcome is what the test checks
                 self.outcomes[index] = exc
             finally:
@@ -88,6 +87,19 @@ class World:
         """Key holder 3 (the test) posts a signed message."""
         key = identity(self.directory, f"kh{ROGUE}").signing_key()
         self.relay.post(key, kind, ROGUE, body, recipient)
+
+    def post_exchange_key(self) -> None:
+        """Key holder 3 (the test) posts a fresh ceremony exchange key."""
+        public = X25519PrivateKey.generate().public_key()
+        self.post(pb.EXCHANGE_KEY, codec.encode_exchange_key(public))
+
+    def transcript(self) -> bytes:
+        """The TRANSCRIPT of the messages the relay stores (what key holder 1 is shown)."""
+        digests: dict[int, dict[int, bytes]] = {
+            kind: {s: hashlib.sha256(b).digest() for s, b in self.relay.bodies(kind).items()}
+            for kind in codec.TRANSCRIPT_KINDS
+        }
+        return codec.transcript_hash(self.roster.deployment_id, epoch=1, digests=digests)
 
     def endorsers(self) -> set[int]:
         """Key holders that posted an ENDORSEMENT."""
@@ -109,9 +121,14 @@ def world(tmp_path: Path) -> Iterator[World]:
                 thread.join(30)
 
 
-def _sealed_share(world: World, piece: U64, recipient: int, public_key_id: bytes) -> bytes:
-    key = X25519PublicKey.from_public_bytes(world.roster.keyholder(recipient).exchange_public_key)
-    context = codec.share_context(world.roster.deployment_id, ROGUE, recipient, public_key_id)
+def _sealed_share(
+    world: World, piece: U64, recipient: int, public_key_id: bytes, transcript: bytes
+) -> bytes:
+    body = world.relay.wait(pb.EXCHANGE_KEY, N)[recipient]
+    key = codec.decode_exchange_key(body, sender=recipient)
+    context = codec.share_context(
+        world.roster.deployment_id, ROGUE, recipient, public_key_id, transcript=transcript
+    )
     return codec.encode_sealed(*seal_to(key, codec.encode_share(piece), context=context))
 
 
@@ -119,6 +136,7 @@ def _rogue_last_mover(world: World) -> KeyShare:
     """Key holder 3's attack; returns its single-party share of the joint secret ``s'``."""
     params = world.roster.params
     me = DkgParticipant(params, index=ROGUE, keyholders=N, threshold=T)
+    world.post_exchange_key()
     world.post(pb.SEED_COMMIT, me.commitment())
     commits = world.relay.wait(pb.SEED_COMMIT, N)
     world.post(pb.SEED_REVEAL, me.reveal())
@@ -143,8 +161,10 @@ def _rogue_last_mover(world: World) -> KeyShare:
     public_key = combine_public_key(
         params, seed, {**others, ROGUE: rogue_b3}, keyholders=N, threshold=T
     )
+    transcript = world.transcript()
+    world.post(pb.TRANSCRIPT, transcript)
     for j in HONEST:
-        body = _sealed_share(world, outgoing[j], j, public_key.id_bytes)
+        body = _sealed_share(world, outgoing[j], j, public_key.id_bytes, transcript)
         world.post(pb.ENCRYPTED_SHARE, body, recipient=j)
     return alone.finalize({1: alone.outgoing_shares()[1]}, public_key)
 

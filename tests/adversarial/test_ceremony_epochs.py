@@ -2,8 +2,8 @@
 
 Key holder 1 runs the REAL ceremony (:func:`clients.keyholder.ceremony.run_ceremony`) of
 epoch 2 over mTLS against :class:`CeremonyRelayDouble`, which serves the other key
-holders' genuine, signed SEED_COMMIT messages of epoch 1: as they are (refused as a
-replay) and relabelled as epoch 2 (their signatures cover epoch 1: refused).
+holders' genuine, signed EXCHANGE_KEY messages of epoch 1 (the first phase): as they are
+(refused as a replay) and relabelled as epoch 2 (their signatures cover epoch 1: refused).
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from clients.connection import Connection
 from clients.keyholder.ceremony import CeremonyRelay, run_ceremony
 from secagg.errors import ReplayDetected, SignatureInvalid
 from secagg.proto import service_pb2 as pb
+from secagg.protocol import ceremony as codec
 from secagg.protocol.deployment import init_deployment
 from secagg.rpc.transport import identity
 
@@ -44,7 +46,7 @@ def _run_epoch_2(deployment: Path, address: str) -> None:
     conn = Connection(me, address, stop=stop)
     relay = CeremonyRelay(conn, me.roster, index=1, signing_key=me.signing_key(), epoch=2)
     try:
-        run_ceremony(relay, me.exchange_key(), keep=lambda _: None, stop=stop)
+        run_ceremony(relay, keep=lambda _: None, stop=stop)
     finally:
         stop.set()
         conn.close()
@@ -53,7 +55,8 @@ def _run_epoch_2(deployment: Path, address: str) -> None:
 def _replay_epoch_1(double: CeremonyRelayDouble, deployment: Path, *, relabel: bool) -> None:
     for index in (2, 3):
         key = identity(deployment, f"kh{index}").signing_key()
-        double.post(key, pb.SEED_COMMIT, index, bytes([index]) * 32)  # signed as epoch 1
+        body = codec.encode_exchange_key(X25519PrivateKey.generate().public_key())
+        double.post(key, pb.EXCHANGE_KEY, index, body)  # signed as epoch 1
     if relabel:
         with double.changed:
             for msg in double.messages.values():

@@ -16,6 +16,11 @@ ceremony); naming an honest key holder as the culprit is not.
   pass, but they now hold different joint keys, so each one's share, sealed under its own
   key id, fails to open at the other, and :func:`_exchange_shares` names the *sender*:
   key holders 1 and 2 blame each other, key holder 3 is named by nobody.
+
+Now: a key holder reads a relayed message only once its signature verified as the kind,
+epoch and recipient it asked for (another kind aborts naming nobody), and before any
+share is sealed the key holders compare TRANSCRIPT hashes of everything they used; views
+that differ abort naming nobody (:class:`~secagg.errors.TranscriptMismatch`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import secagg
 from secagg.dkg import DkgParticipant, combine_public_key, common_seed
+from secagg.errors import TranscriptMismatch
 from secagg.proto import service_pb2 as pb
 from secagg.protocol import ceremony as codec
 from secagg.protocol.deployment import init_deployment
@@ -80,11 +86,6 @@ def confused(tmp_path: Path) -> Iterator[World]:
         yield made
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review R: collect() does not check that a relayed message is of the kind asked "
-    "for, so the server alone makes every key holder name an honest one as the culprit",
-)
 def test_server_alone_cannot_get_an_honest_key_holder_named(confused: World) -> None:
     for index in range(1, N + 1):
         confused.start_honest(index)
@@ -135,6 +136,7 @@ def _equivocate(world: World, relay: EquivocatingRelay) -> None:
     params, dep = world.roster.params, world.roster.deployment_id
     key = identity(world.directory, f"kh{ROGUE}").signing_key()
     me = DkgParticipant(params, index=ROGUE, keyholders=N, threshold=T)
+    world.post_exchange_key()
     world.post(pb.SEED_COMMIT, me.commitment())
     commits = world.relay.wait(pb.SEED_COMMIT, N)
     world.post(pb.SEED_REVEAL, me.reveal())
@@ -156,19 +158,14 @@ def _equivocate(world: World, relay: EquivocatingRelay) -> None:
     world.post(pb.KEY_CONTRIBUTION, bodies[1])
     honest = world.relay.wait(pb.KEY_CONTRIBUTION, N)
     parts = {i: codec.decode_key_contribution(honest[i], params) for i in HONEST}
+    transcript = world.transcript()  # of key holder 1's view (what the relay stores)
+    world.post(pb.TRANSCRIPT, transcript)
     for view, b in ((1, b3), (2, other)):  # its own shares open under each view's key
         pk = combine_public_key(params, seed, {**parts, ROGUE: b}, keyholders=N, threshold=T)
-        world.post(
-            pb.ENCRYPTED_SHARE, _sealed_share(world, outgoing[view], view, pk.id_bytes), view
-        )
+        sealed = _sealed_share(world, outgoing[view], view, pk.id_bytes, transcript)
+        world.post(pb.ENCRYPTED_SHARE, sealed, view)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review R: key holders never compare the commitments and contributions they were "
-    "shown, so a key holder equivocating through the server gets the honest ones to blame "
-    "each other (a share sealed under another view's key id fails and names its sender)",
-)
 def test_an_equivocating_key_holder_is_not_hidden_behind_honest_culprits(
     equivocation: World,
 ) -> None:
@@ -183,3 +180,6 @@ def test_an_equivocating_key_holder_is_not_hidden_behind_honest_culprits(
     for culprits in named.values():
         assert culprits is not None, equivocation.outcomes
         assert set(culprits) <= {ROGUE}, f"honest key holders blamed: {named}"
+    for index in HONEST:  # caught by comparing transcripts, before any share was sealed
+        assert isinstance(equivocation.outcomes[index], TranscriptMismatch), equivocation.outcomes
+    assert relay.bodies(pb.ENCRYPTED_SHARE).keys() <= {ROGUE}

@@ -1,55 +1,52 @@
-"""Review of secrets at rest (issue 11): ``exchange.key`` unlocks what the passphrase protects.
+"""Review of secrets at rest (issue 11): no file opens the sealed shares the server keeps.
 
-The share is sealed at rest under a passphrase kept away from it, but the key holder's
-X25519 ``exchange.key`` sits unencrypted in its party directory, and the sealed Shamir
-shares ``f_i(j)`` it opens stay in the server's ceremony store (the malicious server
-keeps them). Three key holders run the REAL ceremony over mTLS against a relay double
-that keeps every message, as the real server's store does. The attacker is the server,
-with key holder 3 colluding (``t - 1 = 1``) and copies of key holders 1's and 2's party
-directories (not their passphrases): every sealed share opens, each sender's polynomial
-``f_i`` is interpolated from the shares to the others, and key holder 1's joint share
-``S_1 = sum_i f_i(1)`` comes out exactly; with key holder 3's own share that is ``t``
-shares of the joint secret key.
+The share is sealed at rest under a passphrase kept away from it. The review found the
+key holder's X25519 ``exchange.key`` unencrypted in its party directory, while the sealed
+Shamir shares ``f_i(j)`` it opens stay in the server's ceremony store (the malicious
+server keeps them): with key holder 3 colluding (``t - 1 = 1``) and copies of key holders
+1's and 2's party directories (not their passphrases), every sealed share opened, each
+sender's polynomial ``f_i`` was interpolated from the shares to the others, and key
+holder 1's joint share ``S_1 = sum_i f_i(1)`` came out exactly.
+
+Three key holders run the REAL ceremony over mTLS against a relay double that keeps
+every message, as the real server's store does. The attacker tries every X25519 private
+key in every party directory, with every public input of the share contexts (the
+transcript included); shares are now sealed to each ceremony's exchange key, which only
+ever lived in memory (forward secrecy), so nothing opens.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from pathlib import Path
 
-import numpy as np
-import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-from secagg._internal.modarith import U64, add_mod, mul_mod
+from secagg._internal.modarith import U64
+from secagg.errors import InvalidKeyMaterial
 from secagg.keys import KeyShare
 from secagg.proto import service_pb2 as pb
 from secagg.protocol import ceremony as codec
 from secagg.protocol.sealing import open_sealed
-from secagg.rpc.transport import identity
 
 from .test_ceremony_attacks import World, world
 
 __all__ = ["world"]  # the fixture
 
 
-def _at(points: Mapping[int, U64], x: int, primes: tuple[int, ...]) -> U64:
-    """The polynomial through ``points`` (index -> residues per prime) evaluated at ``x``."""
-    out = np.zeros_like(next(iter(points.values())))
-    for j, q in enumerate(primes):
-        for p, value in points.items():
-            num, den = 1, 1
-            for m in points:
-                if m != p:
-                    num, den = num * (x - m) % q, den * (p - m) % q
-            weight = num * pow(den, -1, q) % q
-            out[j] = add_mod(out[j], mul_mod(value[j], weight, q), q)
-    return out
+def _stolen_exchange_keys(deployment: Path) -> list[X25519PrivateKey]:
+    """Every X25519 private key in a party directory (what copies of them give away)."""
+    found = []
+    for path in sorted(deployment.rglob("*.key")):
+        try:
+            key = load_pem_private_key(path.read_bytes(), password=None)
+        except (ValueError, TypeError):
+            continue
+        if isinstance(key, X25519PrivateKey):
+            found.append(key)
+    return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="review R: exchange.key is stored unencrypted and the sealed shares it opens stay "
-    "with the server, so the passphrase on share.enc does not protect the share",
-)
 def test_stolen_party_directories_and_the_servers_store_do_not_give_the_share(
     world: World,
 ) -> None:
@@ -61,24 +58,24 @@ def test_stolen_party_directories_and_the_servers_store_do_not_give_the_share(
     target = shares[1]
     assert isinstance(target, KeyShare)
     params, deployment_id = world.roster.params, world.roster.deployment_id
-    primes = tuple(params.data_primes)
-    # what the attacker holds: the relay's messages and the three exchange.key files
+    # what the attacker holds: the relay's messages and every key file of the deployment
+    stolen = _stolen_exchange_keys(world.directory)
+    transcript = world.transcript()
+    sealed = {
+        (sender, recipient): message
+        for (kind, sender, recipient), message in world.relay.messages.items()
+        if kind == pb.ENCRYPTED_SHARE
+    }
+    assert len(sealed) == 6  # the server kept every sealed share
     opened: dict[tuple[int, int], U64] = {}
-    for (kind, sender, recipient), message in world.relay.messages.items():
-        if kind != pb.ENCRYPTED_SHARE:
-            continue
-        key = identity(world.directory, f"kh{recipient}").exchange_key()
-        context = codec.share_context(deployment_id, sender, recipient, target.public_key_id)
-        plain = open_sealed(key, *codec.decode_sealed(message.body), context=context)
-        opened[sender, recipient] = codec.decode_share(plain, params, sender=sender)
-    recovered = np.zeros_like(target.residues)
-    for sender in (1, 2, 3):
-        if sender == 1:  # f_1(1) was never sent: interpolate f_1 from f_1(2), f_1(3)
-            piece = _at({r: opened[1, r] for r in (2, 3)}, 1, primes)
-        else:
-            piece = opened[sender, 1]
-        for j, q in enumerate(primes):
-            recovered[j] = add_mod(recovered[j], piece[j], q)
-    assert not np.array_equal(recovered, target.residues), (
-        "key holder 1's joint key share recovered without its passphrase"
-    )
+    for (sender, recipient), message in sealed.items():
+        context = codec.share_context(
+            deployment_id, sender, recipient, target.public_key_id, transcript=transcript
+        )
+        for key in stolen:
+            try:
+                plain = open_sealed(key, *codec.decode_sealed(message.body), context=context)
+            except InvalidKeyMaterial:
+                continue
+            opened[sender, recipient] = codec.decode_share(plain, params, sender=sender)
+    assert not opened, f"sealed shares opened with stolen key files: {sorted(opened)}"

@@ -9,6 +9,10 @@ sizes only; the key holders' test decryption is tested with the agent).
 
 from __future__ import annotations
 
+import hashlib
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 import secagg
 from secagg.dkg import DkgParticipant, combine_public_key, common_seed
 from secagg.proto import service_pb2 as pb
@@ -34,6 +38,11 @@ def ceremony_message(
     return statement.to_proto(body, Signed.create(statement, key).signature)
 
 
+def exchange_key() -> bytes:
+    """An EXCHANGE_KEY body: a fresh X25519 public key."""
+    return codec.encode_exchange_key(X25519PrivateKey.generate().public_key())
+
+
 def run_ceremony(server: Server, epoch: int) -> secagg.KeySet:
     """Every key holder takes part in the ceremony of ``epoch``; the key set it produced."""
     roster, manager = server.world.roster, server.manager
@@ -43,13 +52,17 @@ def run_ceremony(server: Server, epoch: int) -> secagg.KeySet:
         i: DkgParticipant(params, index=i, keyholders=n, threshold=t) for i in range(1, n + 1)
     }
 
+    posted: dict[int, dict[int, bytes]] = {}
+
     def post(kind: int, bodies: dict[int, bytes]) -> None:
+        posted[kind] = {i: hashlib.sha256(b).digest() for i, b in bodies.items()}
         for sender, body in bodies.items():
             msg = ceremony_message(server, kind, sender, body, epoch=epoch)
             manager.post_ceremony_message(sender, msg)
 
     commits = {i: p.commitment() for i, p in parties.items()}
     reveals = {i: p.reveal() for i, p in parties.items()}
+    post(pb.EXCHANGE_KEY, {i: exchange_key() for i in parties})
     post(pb.SEED_COMMIT, commits)
     post(pb.SEED_REVEAL, reveals)
     seed = common_seed(commits, reveals)
@@ -70,6 +83,8 @@ def run_ceremony(server: Server, epoch: int) -> secagg.KeySet:
         },
     )
     post(pb.KEY_CONTRIBUTION, bodies)
+    transcript = codec.transcript_hash(dep, epoch=epoch, digests=posted)
+    post(pb.TRANSCRIPT, {i: transcript for i in parties})
     public_key = combine_public_key(params, seed, contributions, keyholders=n, threshold=t)
     shares = tuple(
         parties[j].finalize({i: outgoing[i][j] for i in parties}, public_key) for j in parties

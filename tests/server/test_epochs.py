@@ -21,7 +21,7 @@ from secagg import constants as C
 from secagg.errors import InvalidCiphertext, PolicyViolation, SignatureInvalid
 from secagg.proto import service_pb2 as pb
 
-from ._epochs import ceremony_message, run_ceremony
+from ._epochs import ceremony_message, exchange_key, run_ceremony
 from ._keyholders import run
 from .conftest import CLIENTS, Server
 from .test_uploads import send
@@ -80,18 +80,18 @@ def test_rounds_switch_key_at_a_round_boundary(server: Server) -> None:
 
 def test_a_message_of_epoch_1_is_refused_in_epoch_2(server: Server) -> None:
     server.manager.epochs.rotate()
-    replayed = ceremony_message(server, pb.SEED_COMMIT, 1, bytes(32), epoch=1)
+    replayed = ceremony_message(server, pb.EXCHANGE_KEY, 1, exchange_key(), epoch=1)
     with pytest.raises(PolicyViolation, match="open key ceremony is epoch 2"):
         server.manager.post_ceremony_message(1, replayed)
     replayed.epoch = 2  # relabelled: the signature covers epoch 1
     with pytest.raises(SignatureInvalid):
         server.manager.post_ceremony_message(1, replayed)
-    assert server.ctx.store.ceremony_messages(pb.SEED_COMMIT, epoch=2) == []
+    assert server.ctx.store.ceremony_messages(pb.EXCHANGE_KEY, epoch=2) == []
 
 
 def test_a_running_ceremony_is_not_used_until_complete(server: Server) -> None:
     server.manager.epochs.rotate()
-    msg = ceremony_message(server, pb.SEED_COMMIT, 1, bytes(32), epoch=2)
+    msg = ceremony_message(server, pb.EXCHANGE_KEY, 1, exchange_key(), epoch=2)
     server.manager.post_ceremony_message(1, msg)
     _fill(server)
     _released(server, 1)
