@@ -6,16 +6,26 @@ train, encrypt under the round's joint public key — after checking that every 
 of the roster endorsed it; when a round names another key (a key rotation) the client
 fetches the new bundle and checks it again — sign an
 :class:`~secagg.protocol.statements.UploadStatement` (round, client id, nonce,
-global-model hash, ciphertext hash, weight, ε spent so far) and upload in chunks.
-Uploads are idempotent: a retry resends the same signed upload, and a server answer
-that it already holds this client's upload counts as done.
+global-model hash, ciphertext hash, weight, ε spent so far, DP marker) and upload in
+chunks. Uploads are idempotent: a retry resends the same signed upload, and a server
+answer that it already holds this client's upload counts as done.
+
+The signed upload is stored durably before it is sent (:mod:`clients.pending_upload`)
+and deleted once confirmed; a client restarted in the same round resends it instead of
+training again, so a crash does not spend the round's privacy budget twice.
+
+Security
+--------
+One window remains: the DP trainer commits the round to its privacy ledger inside
+``train()``, before the upload is stored. A crash in between trains again on restart;
+the ledger then holds both trainings, so ε rises honestly (over-accounted, never
+under-accounted) and only the second update is ever sent.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import logging
 import os
 import threading
@@ -24,11 +34,13 @@ from pathlib import Path
 import grpc
 
 from clients.connection import Connection, failed_with, upload_stream, verify_release
-from clients.dp_trainer import ACCOUNTANTS, DPConfig
+from clients.dp_trainer import ACCOUNTANTS, DPConfig, DPTrainer
+from clients.faults import ClientFault, armed_fault, reach
+from clients.pending_upload import PendingUpload, StoredUpload
 from clients.public_key import endorsed_epoch, verify_public_key_bundle
 from clients.trainer import SyntheticTrainer, Trainer
 from secagg import constants as C
-from secagg.ciphertext import encrypt
+from secagg.ciphertext import encrypt, encrypt_integers
 from secagg.errors import (
     DuplicateUpload,
     InvalidKeyMaterial,
@@ -58,8 +70,10 @@ class TrainingClient:
         *,
         address: str | None = None,
         stop: threading.Event | None = None,
+        fault: ClientFault | None = None,
     ) -> None:
         self.stop = stop or threading.Event()
+        self.fault = fault  # test-only (clients.faults); None in a deployment
         self.me = me
         self.roster = me.roster
         self.trainer = trainer
@@ -67,6 +81,7 @@ class TrainingClient:
         self.conn = Connection(me, address, stop=self.stop)
         self.state = DeploymentLayout(me.deployment).state_dir(me.name, "client")
         self.state.mkdir(exist_ok=True)
+        self.pending = PendingUpload(self.state, self.roster)
         self.key_epoch = 0  # the key epoch of the newest key accepted (signed endorsements)
 
     def endorsed_public_key(self) -> JointPublicKey:
@@ -104,27 +119,33 @@ class TrainingClient:
                 )
         return self.conn.download(info.global_model_hash)
 
-    def _done(self) -> dict[str, str]:
-        path = self.state / "uploads.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    def _remember(self, rnd: int, ct_hash: bytes) -> None:
-        record = self._done()
-        record[str(rnd)] = ct_hash.hex()
-        tmp = self.state / "uploads.json.tmp"
-        tmp.write_text(json.dumps(record))
-        os.replace(tmp, self.state / "uploads.json")
-
     def run_round(self, info: pb.RoundInfo, key: JointPublicKey) -> None:
-        """Train, encrypt, sign and upload for one round."""
+        """Upload for one round: the stored upload if there is one, else train, encrypt,
+        sign and store a new one first."""
+        stored = self.pending.for_round(info.round, info.global_model_hash)
+        if stored is None:
+            stored = self._train(info, key)
+            self.pending.store(stored)  # durable before anything leaves the client
+            reach(self.fault, ClientFault.KILL_AFTER_UPLOAD_STORED)
+        else:
+            log.info("%s: round %d: resending the stored upload", self.me.name, info.round)
+        self._send(stored)
+        self.pending.confirm(stored)
+
+    def _train(self, info: pb.RoundInfo, key: JointPublicKey) -> StoredUpload:
+        """Train, encrypt and sign this round's upload."""
         model_blob = self._checked_model(info)
         _, global_model = decode_model(model_blob, length=self.roster.policy.model_length)
         try:
-            vector, weight = self.trainer.train(global_model, info.round)
+            if hasattr(self.trainer, "train_integers"):  # distributed DP: the integer path
+                integers, weight = self.trainer.train_integers(global_model, info.round)
+                blob = encrypt_integers(key, integers).to_bytes()
+            else:
+                vector, weight = self.trainer.train(global_model, info.round)
+                blob = encrypt(key, vector).to_bytes()
         except PrivacyBudgetExhausted as exc:
             self.withdraw(info.round, f"privacy budget exhausted: {exc}")
             raise
-        blob = encrypt(key, vector).to_bytes()
         upload = Signed.create(
             UploadStatement(
                 deployment_id=self.roster.deployment_id,
@@ -135,10 +156,15 @@ class TrainingClient:
                 ciphertext_hash=hashlib.sha256(blob).digest(),
                 weight=weight,
                 epsilon=float(getattr(self.trainer, "epsilon_spent", 0.0)),
+                dp=trains_with_dp(self.trainer),
             ),
             self.signing_key,
         )
-        header = upload.statement.to_header(upload.signature, total_size=len(blob))
+        return StoredUpload(upload, blob)
+
+    def _send(self, stored: StoredUpload) -> None:
+        """Stream the upload; the server already holding it counts as done."""
+        header, blob, rnd = stored.header(), stored.blob, stored.round
         try:
             receipt = self.conn.call(
                 lambda _, timeout: self.conn.stub.Upload(
@@ -150,7 +176,7 @@ class TrainingClient:
             log.info(
                 "%s: round %d uploaded (%d bytes), %d accepted so far",
                 self.me.name,
-                info.round,
+                rnd,
                 len(blob),
                 receipt.accepted_uploads,
             )
@@ -159,13 +185,7 @@ class TrainingClient:
                 exc, ReplayDetected, DuplicateUpload, fallback=grpc.StatusCode.ALREADY_EXISTS
             ):
                 raise
-            log.info(
-                "%s: round %d already holds our upload (%s)",
-                self.me.name,
-                info.round,
-                exc.details(),
-            )
-        self._remember(info.round, upload.statement.ciphertext_hash)
+            log.info("%s: round %d already holds our upload (%s)", self.me.name, rnd, exc.details())
 
     def withdraw(self, round_number: int, reason: str) -> None:
         """Tell the server (signed) that this client takes part in no further rounds."""
@@ -216,7 +236,7 @@ class TrainingClient:
                 stop.wait(C.POLL_SECONDS)
                 continue
             key = current
-            if info.state == pb.COLLECTING and str(info.round) not in self._done():
+            if info.state == pb.COLLECTING and str(info.round) not in self.pending.done():
                 try:
                     self.run_round(info, key)
                 except grpc.RpcError as exc:
@@ -224,6 +244,16 @@ class TrainingClient:
                         raise
                     log.warning("%s: round %d: %s", self.me.name, info.round, exc.details())
             stop.wait(C.POLL_SECONDS)
+
+
+def trains_with_dp(trainer: Trainer) -> bool:
+    """The DP marker a client signs: its trainer's updates are differentially private
+    (DP-SGD, or distributed DP's noise shares); False for ``--no-dp`` and synthetic."""
+    from clients.dist_dp import DistributedDPTrainer
+
+    if isinstance(trainer, DistributedDPTrainer):
+        return True
+    return isinstance(trainer, DPTrainer) and trainer.config.dp
 
 
 def dp_trainer_for(me: Identity, args: argparse.Namespace) -> Trainer:
@@ -235,18 +265,37 @@ def dp_trainer_for(me: Identity, args: argparse.Namespace) -> Trainer:
     index = clients.index(me.name)
     if args.insecure_noise_seed is not None:
         log.warning("%s: DP noise is SEEDED (--insecure-noise-seed): no privacy", me.name)
+    federation = load_federation(clients=len(clients), alpha=args.alpha, seed=args.data_seed)
+    state_dir = DeploymentLayout(me.deployment).state_dir(me.name, "client")
+    policy = me.roster.policy
+    if getattr(args, "dp", "local") == "distributed":
+        from clients.dist_dp import DistributedDPConfig, DistributedDPTrainer
+        from clients.dist_dp_policy import honest_contributors
+
+        dist = DistributedDPConfig(
+            target_epsilon=args.epsilon,
+            target_delta=args.delta,
+            max_grad_norm=args.max_grad_norm,
+            rounds=args.budget_rounds or policy.rounds,
+            honest_contributors=honest_contributors(policy, colluders=args.colluders),
+            noise_seed=args.insecure_noise_seed,
+        )
+        return DistributedDPTrainer(
+            federation.clients[index],
+            dist,
+            params=me.roster.params,
+            state_dir=state_dir,
+            client_seed=index,
+        )
     config = DPConfig(
         target_epsilon=args.epsilon,
         target_delta=args.delta,
         max_grad_norm=args.max_grad_norm,
         accountant=args.accountant,
-        rounds=args.budget_rounds or me.roster.policy.rounds,
+        rounds=args.budget_rounds or policy.rounds,
         dp=not args.no_dp,
         noise_seed=args.insecure_noise_seed,
     )
-    federation = load_federation(clients=len(clients), alpha=args.alpha, seed=args.data_seed)
-    state_dir = DeploymentLayout(me.deployment).state_dir(me.name, "client")
-    policy = me.roster.policy
     return DPTrainer(
         federation.clients[index],
         config,
@@ -281,6 +330,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     dp.add_argument("--no-dp", action="store_true", help="train without DP (baselines only)")
     dp.add_argument(
+        "--dp",
+        choices=["local", "distributed"],
+        default="local",
+        help="local DP-SGD (default) or distributed DP (integer noise shares, central epsilon)",
+    )
+    dp.add_argument(
+        "--colluders",
+        type=int,
+        default=1,
+        help="--dp distributed: contributors assumed to collude (noise counts the others)",
+    )
+    dp.add_argument(
         "--insecure-noise-seed",
         type=int,
         help="seed the DP noise (demo comparisons only: predictable noise gives NO privacy)",
@@ -304,5 +365,5 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    TrainingClient(me, trainer, stop=stop).run()
+    TrainingClient(me, trainer, stop=stop, fault=armed_fault(os.environ)).run()
     return 0

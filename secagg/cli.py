@@ -61,6 +61,7 @@ _INIT_OPTIONS = {
     "epsilon_budget": "epsilon_budget",
     "min_weight": "min_weight",
     "max_client_weight": "max_client_weight",
+    "require_dp": "require_dp",
     "hosts": "host",
     "resolve": "resolve",
 }
@@ -138,6 +139,11 @@ def _library_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=int,
         help="largest weight one upload may carry; default: the weight budget // clients, "
         "so that all clients together always fit",
+    )
+    i.add_argument(
+        "--require-dp",
+        action="store_true",
+        help="refuse uploads whose signed statement does not claim differential privacy",
     )
     i.add_argument(
         "--host",

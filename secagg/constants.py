@@ -90,7 +90,7 @@ KEYHOLDER_PASSPHRASE_ENV: Final = "SECAGG_KEYHOLDER_PASSPHRASE"
 
 # --- Key ceremony: commitments and test decryption (secagg.keycheck) ------------------------
 #: Domain of a key holder's commitment to its public-key contribution ``b_i`` (KEY_COMMIT).
-DOMAIN_KEY_COMMIT: Final = b"secagg/dkg/key-commit/v1"
+DOMAIN_KEY_COMMIT: Final = b"secagg/dkg/key-commit/v2"
 #: Domain of a key holder's commitment to the Shamir share it sends one recipient.
 DOMAIN_SHARE_COMMIT: Final = b"secagg/dkg/share-commit/v1"
 #: Plaintext coefficients of one test ciphertext (random values mod ``t``); partials of
@@ -115,3 +115,10 @@ DOMAIN_INSECURE_NOISE_SEED: Final = b"secagg/dp/insecure-noise-seed/v1"
 KEY_ROTATION_BUDGET_FRACTION: Final = 0.75
 #: Exit status of ``secagg keyholder`` when the key ceremony aborted (culprits logged).
 EXIT_CEREMONY_ABORTED: Final = 3
+
+# --- Key ceremony: transcript and ephemeral exchange keys (issue 11 review) ------------------
+#: Domain of the TRANSCRIPT hash: every message the sealed shares depend on, as one key
+#: holder saw them (key holders compare all ``n`` before any share is sealed).
+DOMAIN_CEREMONY_TRANSCRIPT: Final = b"secagg/dkg/transcript/v1"
+#: Bytes of an EXCHANGE_KEY body (a raw X25519 public key).
+EXCHANGE_KEY_BYTES: Final = 32

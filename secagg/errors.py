@@ -349,3 +349,31 @@ class KeyRetired(PolicyViolation):
     """
 
     reason: ClassVar[str] = "KEY_RETIRED"
+
+
+class TranscriptMismatch(CeremonyAborted):
+    """Key holders saw different ceremony messages: the server or a key holder equivocated.
+
+    Names a key holder only when this one holds two conflicting messages it signed.
+    """
+
+    reason: ClassVar[str] = "TRANSCRIPT_MISMATCH"
+
+
+# --- DP bookkeeping (issue 12: secagg.protocol.policy) ------------------------------------
+
+
+class EpsilonDecreased(PolicyViolation):
+    """A client reports less privacy loss than it reported in an earlier accepted upload.
+
+    ε composes: it can only grow. A decrease means the client's ledger was lost or reset
+    (a deleted state directory), so its reported ε no longer bounds what it released.
+    """
+
+    reason: ClassVar[str] = "EPSILON_DECREASED"
+
+
+class DPRequired(PolicyViolation):
+    """The roster requires differential privacy and the client signed a non-DP upload."""
+
+    reason: ClassVar[str] = "DP_REQUIRED"

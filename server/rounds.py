@@ -8,8 +8,9 @@ effect, so a restarted server resumes where it stopped (:meth:`RoundManager.reco
 including a round whose partials were all stored but not yet released.
 
 Each round uses the joint key of its key epoch (:mod:`server.epochs`); a rotation takes
-effect at a round boundary. The server never holds key material. It asks a quorum of live key holders for partial
-decryptions, combines them, signs the release and opens the next round.
+effect at a round boundary. The server never holds key material. It asks a quorum of
+live key holders for partial decryptions, combines them, signs the release and opens the
+next round.
 
 Notes
 -----

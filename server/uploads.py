@@ -4,11 +4,14 @@ An upload goes through three stages, each done once:
 
 1. :meth:`Uploads.precheck` (before any chunk is read): the header becomes a signed
    :class:`~secagg.protocol.statements.UploadStatement`; the round's state, replay and
-   duplicate guards, :func:`~secagg.protocol.policy.check_upload` and the client's
-   signature are checked.
+   duplicate guards, the client's ε against the largest it reported in an accepted
+   upload (:func:`~secagg.protocol.policy.check_epsilon_progress`, from the store, so
+   durable across restarts), :func:`~secagg.protocol.policy.check_upload` and the
+   client's signature are checked.
 2. :meth:`Uploads.parse` (outside the server's lock): the ciphertext is parsed and must be
-   under the round's joint key (:mod:`server.epochs`) and of the model's length. The bytes were hashed once, by
-   :func:`~secagg.rpc.transport.join_chunks`, against the signed ``ciphertext_hash``.
+   under the round's joint key (:mod:`server.epochs`) and of the model's length. The
+   bytes were hashed once, by :func:`~secagg.rpc.transport.join_chunks`, against the
+   signed ``ciphertext_hash``.
 3. :meth:`Uploads.commit` (under the lock): the state guards again (another upload may
    have committed meanwhile), the weight budget, then blob, audit entry and row. The
    parsed vector is folded into the round's running aggregate.
@@ -37,7 +40,7 @@ from secagg.errors import (
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import UploadEntry
-from secagg.protocol.policy import check_upload
+from secagg.protocol.policy import check_epsilon_progress, check_upload
 from secagg.protocol.statements import Signed, UploadStatement
 from server.context import Context
 from server.state import Upload, check_accepting
@@ -96,6 +99,7 @@ class Uploads:
                 f"this ciphertext was already uploaded in round {s.round} by "
                 f"{copied[0].statement.client_id}"
             )
+        check_epsilon_progress(store.max_epsilon(s.client_id), s)
 
     # ------------------------------------------------------------------ stage 2
     def parse(self, blob: bytes, public_key: JointPublicKey) -> EncryptedVector:

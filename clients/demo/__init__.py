@@ -21,6 +21,7 @@ import secrets
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,9 @@ from secagg.protocol.deployment import init_deployment
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import Roster
 
+#: Colluding clients the demo's distributed DP assumes (its noise counts the others).
+DEMO_COLLUDERS = 1
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``secagg demo``."""
@@ -40,12 +44,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--keyholders", type=int, default=3)
     parser.add_argument("--threshold", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--rounds", type=int, help="rounds (default: 20 local, 40 distributed)")
     parser.add_argument("--epsilon", type=float, default=3.0)
     parser.add_argument("--delta", type=float, default=1e-5)
     parser.add_argument("--alpha", type=float, default=0.5, help="Dirichlet concentration")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--min-contributors", type=int, default=2)
+    parser.add_argument(
+        "--min-contributors", type=int, help="default: 2 local, every client distributed"
+    )
+    parser.add_argument(
+        "--dp",
+        choices=["local", "distributed"],
+        default="local",
+        help="local DP-SGD (default) or distributed DP (see clients.dist_dp)",
+    )
     parser.add_argument(
         "--budget-rounds",
         default="",
@@ -58,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo; returns 0 on success."""
+    distributed = args.dp == "distributed"
+    if args.rounds is None:
+        args.rounds = 40 if distributed else 20
+    if args.min_contributors is None:
+        args.min_contributors = args.clients if distributed else 2
     if args.in_process:
         from clients.demo import local as demo_local
 
@@ -71,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         )
         return demo_local.run(ns)
     from clients.data import load_federation
+    from clients.dist_dp import DistributedDPConfig
     from clients.dp_trainer import DPConfig, model_length
 
     started = time.monotonic()
@@ -86,6 +104,17 @@ def run(args: argparse.Namespace) -> int:
         noise_seed=args.seed,
     )
     length = model_length(config.hidden)
+    dist_config = (
+        DistributedDPConfig(
+            target_epsilon=args.epsilon,
+            target_delta=args.delta,
+            rounds=args.rounds,
+            honest_contributors=args.min_contributors - DEMO_COLLUDERS,
+            noise_seed=args.seed,
+        )
+        if distributed
+        else None
+    )
     initial = baselines.initial_vector(config.hidden, args.seed)
     roster = init_deployment(
         layout.root,
@@ -98,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         model_length=length,
         server_address=f"127.0.0.1:{free_port()}",
         epsilon_budget=args.epsilon,
+        require_dp=True,  # every networked demo client trains with DP; refuse any other
         initial_model=initial,
     )
     shutil.copyfile(layout.initial_model, out / "initial_model.bin")
@@ -106,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
     params = roster.params.describe()
     print(
         f"secagg demo: {args.clients} clients, {args.keyholders} key holders (t={args.threshold}), "
-        f"{args.rounds} rounds, epsilon {args.epsilon:g}; model {length} parameters; "
+        f"{args.rounds} rounds, epsilon {args.epsilon:g} ({args.dp} DP); "
+        f"model {length} parameters; "
         f"output in {out}"
     )
     procs = Processes(out / "logs")
@@ -121,19 +152,26 @@ def run(args: argparse.Namespace) -> int:
             rounds=args.rounds,
             length=length,
             procs=procs,
+            to_model=models_of(dist_config, roster, initial),
         )
     finally:
         procs.stop()
     final = progress.released_models(layout, length)
+    if dist_config is not None:
+        replay = models_of(dist_config, roster, initial)
+        final = {r: replay(r, v) for r, v in sorted(final.items())}
     print(
         "baselines: plaintext aggregation with the same DP noise, federated without DP, centralized"
     )
     warnings.filterwarnings("ignore", module="opacus")
     names = [c.name for c in roster.clients]
     horizon_by_index = {names.index(n): int(r) for n, r in horizons.items()}
-    plain = baselines.federated(
-        federation, config, model_seed=args.seed, budget_rounds=horizon_by_index
-    )
+    if dist_config is not None:
+        plain = baselines.distributed(federation, dist_config, roster.params, model_seed=args.seed)
+    else:
+        plain = baselines.federated(
+            federation, config, model_seed=args.seed, budget_rounds=horizon_by_index
+        )
     no_dp = baselines.federated(
         federation,
         DPConfig(rounds=args.rounds, dp=False, noise_seed=args.seed),
@@ -156,6 +194,7 @@ def run(args: argparse.Namespace) -> int:
             "alpha": args.alpha,
             "seed": args.seed,
             "min_contributors": args.min_contributors,
+            "dp_mode": args.dp,
             "model": f"MLP 64-{config.hidden}-10 ({length} parameters)",
             "dp": {
                 "accountant": config.accountant,
@@ -202,6 +241,25 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def models_of(
+    config: Any, roster: Roster, initial: np.ndarray
+) -> Callable[[int, np.ndarray], np.ndarray]:
+    """Round -> the model after its release: the release itself under local DP; under
+    distributed DP the model every client computes from the releases
+    (:meth:`clients.dist_dp.DistributedDPTrainer.apply_release`), replayed here."""
+    if config is None:
+        return lambda _, release: release
+    from clients.dist_dp import apply_release
+
+    models: dict[int, np.ndarray] = {0: initial}
+
+    def model(rnd: int, release: np.ndarray) -> np.ndarray:
+        models[rnd] = apply_release(config, roster.params, models[rnd - 1], release, rnd)
+        return models[rnd]
+
+    return model
+
+
 def _start_parties(
     procs: Processes,
     args: argparse.Namespace,
@@ -240,5 +298,9 @@ def _start_parties(
             str(args.delta),
             "--insecure-noise-seed",
             str(args.seed),
+            "--dp",
+            args.dp,
+            "--colluders",
+            str(DEMO_COLLUDERS),
             *extra,
         )

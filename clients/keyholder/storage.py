@@ -24,10 +24,12 @@ deletes the file but cannot scrub copies the file system or backups may keep.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
+# Re-exported: the key holder's modules import them from here.
+from clients.durable import fsync_directory as fsync_directory
+from clients.durable import write_atomically as write_atomically
 from secagg import constants as C
 from secagg.errors import ConfigError
 from secagg.keys import KeyShare
@@ -42,31 +44,6 @@ LEGACY_STORAGE_KEY_FILE = "storage.key"
 _SEALED_UNDER_KEY_FILE = b"SAGR1K"
 
 log = logging.getLogger("secagg.keyholder")
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (0600) so that a crash leaves the old or the new file.
-
-    Order: write a temporary file, fsync it, rename it over ``path``, fsync the
-    directory; when this returns, the new content survives a crash or power loss.
-    """
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    fsync_directory(path.parent)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make the entries of ``directory`` (a rename, a new file or subdirectory) durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _inside(path: Path, directory: Path) -> bool:

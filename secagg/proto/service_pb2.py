@@ -24,19 +24,19 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asecagg/proto/service.proto\x12\x11secagg.service.v1\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"0\n\nBlobHeader\x12\x12\n\ntotal_size\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"\x1d\n\x0b\x42lobRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\"\x07\n\x05\x45mpty\"\x93\x01\n\x0f\x43\x65remonyMessage\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.secagg.service.v1.CeremonyKind\x12\x0e\n\x06sender\x18\x02 \x01(\r\x12\x11\n\trecipient\x18\x03 \x01(\r\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\r\n\x05\x65poch\x18\x06 \x01(\r\"N\n\x0bSealedShare\x12\x1c\n\x14\x65phemeral_public_key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"`\n\rCeremonyQuery\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.secagg.service.v1.CeremonyKind\x12\x11\n\trecipient\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\r\"H\n\x10\x43\x65remonyMessages\x12\x34\n\x08messages\x18\x01 \x03(\x0b\x32\".secagg.service.v1.CeremonyMessage\"_\n\x0fPublicKeyBundle\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x38\n\x0c\x65ndorsements\x18\x02 \x03(\x0b\x32\".secagg.service.v1.CeremonyMessage\"\xe8\x01\n\tRoundInfo\x12\r\n\x05round\x18\x01 \x01(\r\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.secagg.service.v1.RoundState\x12\x19\n\x11global_model_hash\x18\x03 \x01(\x0c\x12\x15\n\rpublic_key_id\x18\x04 \x01(\x0c\x12\x15\n\rdeadline_unix\x18\x05 \x01(\x01\x12\x18\n\x10\x61\x63\x63\x65pted_uploads\x18\x06 \x01(\r\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x14\n\x0cmodel_length\x18\x08 \x01(\r\x12\x15\n\rstatus_reason\x18\t \x01(\t\"\xbb\x01\n\x0cUploadHeader\x12\r\n\x05round\x18\x01 \x01(\r\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x19\n\x11global_model_hash\x18\x04 \x01(\x0c\x12\x0e\n\x06weight\x18\x05 \x01(\x04\x12+\n\x04\x62lob\x18\x06 \x01(\x0b\x32\x1d.secagg.service.v1.BlobHeader\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x0f\n\x07\x65psilon\x18\x08 \x01(\x01\"u\n\rUploadRequest\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.secagg.service.v1.UploadHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.secagg.service.v1.ChunkH\x00\x42\x06\n\x04part\"Q\n\rUploadReceipt\x12\r\n\x05round\x18\x01 \x01(\r\x12\x17\n\x0f\x63iphertext_hash\x18\x02 \x01(\x0c\x12\x18\n\x10\x61\x63\x63\x65pted_uploads\x18\x03 \x01(\r\"\xd8\x01\n\x07Release\x12\r\n\x05round\x18\x01 \x01(\r\x12\x12\n\nmodel_hash\x18\x02 \x01(\x0c\x12\x18\n\x10\x61ggregate_digest\x18\x03 \x01(\x0c\x12\x0e\n\x06quorum\x18\x04 \x03(\r\x12\x17\n\x0fpartial_digests\x18\x05 \x03(\x0c\x12\x18\n\x10server_signature\x18\x06 \x01(\x0c\x12\x17\n\x0f\x63hecked_quorums\x18\x07 \x03(\r\x12\x34\n\x0c\x65ndorsements\x18\x08 \x03(\x0b\x32\x1e.secagg.service.v1.Endorsement\"\x1d\n\x0cReleaseQuery\x12\r\n\x05round\x18\x01 \x01(\r\"Q\n\nWithdrawal\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\x98\x01\n\x0c\x43ontribution\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x19\n\x11global_model_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06weight\x18\x04 \x01(\x04\x12\x17\n\x0f\x63iphertext_hash\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x0f\n\x07\x65psilon\x18\x07 \x01(\x01\"U\n\x04Lock\x12\r\n\x05round\x18\x01 \x01(\r\x12\x11\n\tkeyholder\x18\x02 \x01(\r\x12\x18\n\x10\x61ggregate_digest\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"T\n\x0eQuorumPartials\x12\x0e\n\x06quorum\x18\x01 \x03(\r\x12\x16\n\x0epartial_hashes\x18\x02 \x03(\x0c\x12\x1a\n\x12partial_signatures\x18\x03 \x03(\x0c\"\x89\x01\n\x0b\x45ndorsement\x12\r\n\x05round\x18\x01 \x01(\r\x12\x11\n\tkeyholder\x18\x02 \x01(\r\x12\x18\n\x10\x61ggregate_digest\x18\x03 \x01(\x0c\x12\x12\n\nmodel_hash\x18\x04 \x01(\x0c\x12\x17\n\x0f\x63hecked_quorums\x18\x05 \x03(\r\x12\x11\n\tsignature\x18\x06 \x01(\x0c\"\xe4\x03\n\x0e\x44\x65\x63ryptionTask\x12\x0f\n\x07pending\x18\x01 \x01(\x08\x12\r\n\x05round\x18\x02 \x01(\r\x12\x16\n\x0e\x61ggregate_hash\x18\x03 \x01(\x0c\x12\x18\n\x10\x61ggregate_digest\x18\x04 \x01(\x0c\x12\x36\n\rcontributions\x18\x05 \x03(\x0b\x32\x1f.secagg.service.v1.Contribution\x12\x0e\n\x06quorum\x18\x06 \x03(\r\x12\x0f\n\x07task_id\x18\x07 \x01(\x04\x12\x10\n\x08log_size\x18\x08 \x01(\x04\x12\x10\n\x08log_head\x18\t \x01(\x0c\x12)\n\x04kind\x18\n \x01(\x0e\x32\x1b.secagg.service.v1.TaskKind\x12&\n\x05locks\x18\x0b \x03(\x0b\x32\x17.secagg.service.v1.Lock\x12\x33\n\x08partials\x18\x0c \x03(\x0b\x32!.secagg.service.v1.QuorumPartials\x12\x12\n\nmodel_hash\x18\r \x01(\x0c\x12\x38\n\x0b\x63onsistency\x18\x0e \x03(\x0b\x32#.secagg.service.v1.ConsistencyProof\x12\x15\n\rpublic_key_id\x18\x0f \x01(\x0c\x12\x16\n\x0e\x63\x65remony_epoch\x18\x10 \x01(\r\"5\n\x10\x43onsistencyProof\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\"\xa0\x01\n\rPartialHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\r\x12\x11\n\tkeyholder\x18\x03 \x01(\r\x12+\n\x04\x62lob\x18\x04 \x01(\x0b\x32\x1d.secagg.service.v1.BlobHeader\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x1c\n\x14\x63heckpoint_signature\x18\x06 \x01(\x0c\"w\n\x0ePartialRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .secagg.service.v1.PartialHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.secagg.service.v1.ChunkH\x00\x42\x06\n\x04part\"_\n\x07Refusal\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\r\x12\x11\n\tkeyholder\x18\x03 \x01(\r\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x15\n\x03\x41\x63k\x12\x0e\n\x06status\x18\x01 \x01(\t\";\n\x16\x41\x64minDecryptionRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x12\n\nclient_ids\x18\x02 \x03(\t\"W\n\x15\x41\x64minDecryptionResult\x12,\n\x08refusals\x18\x01 \x03(\x0b\x32\x1a.secagg.service.v1.Refusal\x12\x10\n\x08released\x18\x02 \x01(\x08\"%\n\x14\x41\x64minRotateKeyResult\x12\r\n\x05\x65poch\x18\x01 \x01(\r\"V\n\tModelBlob\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x12\n\nfloat64_le\x18\x04 \x01(\x0c*\xc2\x01\n\x0c\x43\x65remonyKind\x12\x1d\n\x19\x43\x45REMONY_KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSEED_COMMIT\x10\x01\x12\x0f\n\x0bSEED_REVEAL\x10\x02\x12\x14\n\x10KEY_CONTRIBUTION\x10\x03\x12\x13\n\x0f\x45NCRYPTED_SHARE\x10\x04\x12\x0f\n\x0b\x45NDORSEMENT\x10\x05\x12\x0e\n\nKEY_COMMIT\x10\x06\x12\x13\n\x0fTEST_CIPHERTEXT\x10\x07\x12\x10\n\x0cTEST_PARTIAL\x10\x08*\x84\x01\n\nRoundState\x12\x1b\n\x17ROUND_STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x43\x45REMONY\x10\x01\x12\x0e\n\nCOLLECTING\x10\x02\x12\x0f\n\x0b\x41GGREGATING\x10\x03\x12\x0e\n\nDECRYPTING\x10\x04\x12\x0c\n\x08RELEASED\x10\x05\x12\x0c\n\x08\x46INISHED\x10\x06*=\n\x08TaskKind\x12\x10\n\x0cTASK_DECRYPT\x10\x00\x12\r\n\tTASK_LOCK\x10\x01\x12\x10\n\x0cTASK_ENDORSE\x10\x02\x32\xac\t\n\x0b\x41ggregation\x12Q\n\x13PostCeremonyMessage\x12\".secagg.service.v1.CeremonyMessage\x1a\x16.secagg.service.v1.Ack\x12\\\n\x13GetCeremonyMessages\x12 .secagg.service.v1.CeremonyQuery\x1a#.secagg.service.v1.CeremonyMessages\x12L\n\x0cGetPublicKey\x12\x18.secagg.service.v1.Empty\x1a\".secagg.service.v1.PublicKeyBundle\x12\x42\n\x08GetRound\x12\x18.secagg.service.v1.Empty\x1a\x1c.secagg.service.v1.RoundInfo\x12J\n\x0c\x44ownloadBlob\x12\x1e.secagg.service.v1.BlobRequest\x1a\x18.secagg.service.v1.Chunk0\x01\x12N\n\x06Upload\x12 .secagg.service.v1.UploadRequest\x1a .secagg.service.v1.UploadReceipt(\x01\x12I\n\nGetRelease\x12\x1f.secagg.service.v1.ReleaseQuery\x1a\x1a.secagg.service.v1.Release\x12\x41\n\x08Withdraw\x12\x1d.secagg.service.v1.Withdrawal\x1a\x16.secagg.service.v1.Ack\x12P\n\x11GetDecryptionTask\x12\x18.secagg.service.v1.Empty\x1a!.secagg.service.v1.DecryptionTask\x12L\n\rSubmitPartial\x12!.secagg.service.v1.PartialRequest\x1a\x16.secagg.service.v1.Ack(\x01\x12@\n\nRefuseTask\x12\x1a.secagg.service.v1.Refusal\x1a\x16.secagg.service.v1.Ack\x12=\n\nSubmitLock\x12\x17.secagg.service.v1.Lock\x1a\x16.secagg.service.v1.Ack\x12K\n\x11SubmitEndorsement\x12\x1e.secagg.service.v1.Endorsement\x1a\x16.secagg.service.v1.Ack\x12m\n\x16\x41\x64minRequestDecryption\x12).secagg.service.v1.AdminDecryptionRequest\x1a(.secagg.service.v1.AdminDecryptionResult\x12S\n\x0e\x41\x64minRotateKey\x12\x18.secagg.service.v1.Empty\x1a\'.secagg.service.v1.AdminRotateKeyResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1asecagg/proto/service.proto\x12\x11secagg.service.v1\"\x15\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"0\n\nBlobHeader\x12\x12\n\ntotal_size\x18\x01 \x01(\x04\x12\x0e\n\x06sha256\x18\x02 \x01(\x0c\"\x1d\n\x0b\x42lobRequest\x12\x0e\n\x06sha256\x18\x01 \x01(\x0c\"\x07\n\x05\x45mpty\"\x93\x01\n\x0f\x43\x65remonyMessage\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.secagg.service.v1.CeremonyKind\x12\x0e\n\x06sender\x18\x02 \x01(\r\x12\x11\n\trecipient\x18\x03 \x01(\r\x12\x0c\n\x04\x62ody\x18\x04 \x01(\x0c\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\r\n\x05\x65poch\x18\x06 \x01(\r\"N\n\x0bSealedShare\x12\x1c\n\x14\x65phemeral_public_key\x18\x01 \x01(\x0c\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x12\n\nciphertext\x18\x03 \x01(\x0c\"`\n\rCeremonyQuery\x12-\n\x04kind\x18\x01 \x01(\x0e\x32\x1f.secagg.service.v1.CeremonyKind\x12\x11\n\trecipient\x18\x02 \x01(\r\x12\r\n\x05\x65poch\x18\x03 \x01(\r\"H\n\x10\x43\x65remonyMessages\x12\x34\n\x08messages\x18\x01 \x03(\x0b\x32\".secagg.service.v1.CeremonyMessage\"_\n\x0fPublicKeyBundle\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x38\n\x0c\x65ndorsements\x18\x02 \x03(\x0b\x32\".secagg.service.v1.CeremonyMessage\"\xe8\x01\n\tRoundInfo\x12\r\n\x05round\x18\x01 \x01(\r\x12,\n\x05state\x18\x02 \x01(\x0e\x32\x1d.secagg.service.v1.RoundState\x12\x19\n\x11global_model_hash\x18\x03 \x01(\x0c\x12\x15\n\rpublic_key_id\x18\x04 \x01(\x0c\x12\x15\n\rdeadline_unix\x18\x05 \x01(\x01\x12\x18\n\x10\x61\x63\x63\x65pted_uploads\x18\x06 \x01(\r\x12\x0e\n\x06status\x18\x07 \x01(\t\x12\x14\n\x0cmodel_length\x18\x08 \x01(\r\x12\x15\n\rstatus_reason\x18\t \x01(\t\"\xc7\x01\n\x0cUploadHeader\x12\r\n\x05round\x18\x01 \x01(\r\x12\x11\n\tclient_id\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x19\n\x11global_model_hash\x18\x04 \x01(\x0c\x12\x0e\n\x06weight\x18\x05 \x01(\x04\x12+\n\x04\x62lob\x18\x06 \x01(\x0b\x32\x1d.secagg.service.v1.BlobHeader\x12\x11\n\tsignature\x18\x07 \x01(\x0c\x12\x0f\n\x07\x65psilon\x18\x08 \x01(\x01\x12\n\n\x02\x64p\x18\t \x01(\x08\"u\n\rUploadRequest\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.secagg.service.v1.UploadHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.secagg.service.v1.ChunkH\x00\x42\x06\n\x04part\"Q\n\rUploadReceipt\x12\r\n\x05round\x18\x01 \x01(\r\x12\x17\n\x0f\x63iphertext_hash\x18\x02 \x01(\x0c\x12\x18\n\x10\x61\x63\x63\x65pted_uploads\x18\x03 \x01(\r\"\xd8\x01\n\x07Release\x12\r\n\x05round\x18\x01 \x01(\r\x12\x12\n\nmodel_hash\x18\x02 \x01(\x0c\x12\x18\n\x10\x61ggregate_digest\x18\x03 \x01(\x0c\x12\x0e\n\x06quorum\x18\x04 \x03(\r\x12\x17\n\x0fpartial_digests\x18\x05 \x03(\x0c\x12\x18\n\x10server_signature\x18\x06 \x01(\x0c\x12\x17\n\x0f\x63hecked_quorums\x18\x07 \x03(\r\x12\x34\n\x0c\x65ndorsements\x18\x08 \x03(\x0b\x32\x1e.secagg.service.v1.Endorsement\"\x1d\n\x0cReleaseQuery\x12\r\n\x05round\x18\x01 \x01(\r\"Q\n\nWithdrawal\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"\xa4\x01\n\x0c\x43ontribution\x12\x11\n\tclient_id\x18\x01 \x01(\t\x12\r\n\x05nonce\x18\x02 \x01(\x0c\x12\x19\n\x11global_model_hash\x18\x03 \x01(\x0c\x12\x0e\n\x06weight\x18\x04 \x01(\x04\x12\x17\n\x0f\x63iphertext_hash\x18\x05 \x01(\x0c\x12\x11\n\tsignature\x18\x06 \x01(\x0c\x12\x0f\n\x07\x65psilon\x18\x07 \x01(\x01\x12\n\n\x02\x64p\x18\x08 \x01(\x08\"U\n\x04Lock\x12\r\n\x05round\x18\x01 \x01(\r\x12\x11\n\tkeyholder\x18\x02 \x01(\r\x12\x18\n\x10\x61ggregate_digest\x18\x03 \x01(\x0c\x12\x11\n\tsignature\x18\x04 \x01(\x0c\"T\n\x0eQuorumPartials\x12\x0e\n\x06quorum\x18\x01 \x03(\r\x12\x16\n\x0epartial_hashes\x18\x02 \x03(\x0c\x12\x1a\n\x12partial_signatures\x18\x03 \x03(\x0c\"\x89\x01\n\x0b\x45ndorsement\x12\r\n\x05round\x18\x01 \x01(\r\x12\x11\n\tkeyholder\x18\x02 \x01(\r\x12\x18\n\x10\x61ggregate_digest\x18\x03 \x01(\x0c\x12\x12\n\nmodel_hash\x18\x04 \x01(\x0c\x12\x17\n\x0f\x63hecked_quorums\x18\x05 \x03(\r\x12\x11\n\tsignature\x18\x06 \x01(\x0c\"\xe4\x03\n\x0e\x44\x65\x63ryptionTask\x12\x0f\n\x07pending\x18\x01 \x01(\x08\x12\r\n\x05round\x18\x02 \x01(\r\x12\x16\n\x0e\x61ggregate_hash\x18\x03 \x01(\x0c\x12\x18\n\x10\x61ggregate_digest\x18\x04 \x01(\x0c\x12\x36\n\rcontributions\x18\x05 \x03(\x0b\x32\x1f.secagg.service.v1.Contribution\x12\x0e\n\x06quorum\x18\x06 \x03(\r\x12\x0f\n\x07task_id\x18\x07 \x01(\x04\x12\x10\n\x08log_size\x18\x08 \x01(\x04\x12\x10\n\x08log_head\x18\t \x01(\x0c\x12)\n\x04kind\x18\n \x01(\x0e\x32\x1b.secagg.service.v1.TaskKind\x12&\n\x05locks\x18\x0b \x03(\x0b\x32\x17.secagg.service.v1.Lock\x12\x33\n\x08partials\x18\x0c \x03(\x0b\x32!.secagg.service.v1.QuorumPartials\x12\x12\n\nmodel_hash\x18\r \x01(\x0c\x12\x38\n\x0b\x63onsistency\x18\x0e \x03(\x0b\x32#.secagg.service.v1.ConsistencyProof\x12\x15\n\rpublic_key_id\x18\x0f \x01(\x0c\x12\x16\n\x0e\x63\x65remony_epoch\x18\x10 \x01(\r\"5\n\x10\x43onsistencyProof\x12\x11\n\tfrom_size\x18\x01 \x01(\x04\x12\x0e\n\x06hashes\x18\x02 \x03(\x0c\"\xa0\x01\n\rPartialHeader\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\r\x12\x11\n\tkeyholder\x18\x03 \x01(\r\x12+\n\x04\x62lob\x18\x04 \x01(\x0b\x32\x1d.secagg.service.v1.BlobHeader\x12\x11\n\tsignature\x18\x05 \x01(\x0c\x12\x1c\n\x14\x63heckpoint_signature\x18\x06 \x01(\x0c\"w\n\x0ePartialRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .secagg.service.v1.PartialHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.secagg.service.v1.ChunkH\x00\x42\x06\n\x04part\"_\n\x07Refusal\x12\x0f\n\x07task_id\x18\x01 \x01(\x04\x12\r\n\x05round\x18\x02 \x01(\r\x12\x11\n\tkeyholder\x18\x03 \x01(\r\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x11\n\tsignature\x18\x05 \x01(\x0c\"\x15\n\x03\x41\x63k\x12\x0e\n\x06status\x18\x01 \x01(\t\";\n\x16\x41\x64minDecryptionRequest\x12\r\n\x05round\x18\x01 \x01(\r\x12\x12\n\nclient_ids\x18\x02 \x03(\t\"W\n\x15\x41\x64minDecryptionResult\x12,\n\x08refusals\x18\x01 \x03(\x0b\x32\x1a.secagg.service.v1.Refusal\x12\x10\n\x08released\x18\x02 \x01(\x08\"%\n\x14\x41\x64minRotateKeyResult\x12\r\n\x05\x65poch\x18\x01 \x01(\r\"V\n\tModelBlob\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\r\n\x05round\x18\x02 \x01(\r\x12\x0e\n\x06length\x18\x03 \x01(\x04\x12\x12\n\nfloat64_le\x18\x04 \x01(\x0c*\xe4\x01\n\x0c\x43\x65remonyKind\x12\x1d\n\x19\x43\x45REMONY_KIND_UNSPECIFIED\x10\x00\x12\x0f\n\x0bSEED_COMMIT\x10\x01\x12\x0f\n\x0bSEED_REVEAL\x10\x02\x12\x14\n\x10KEY_CONTRIBUTION\x10\x03\x12\x13\n\x0f\x45NCRYPTED_SHARE\x10\x04\x12\x0f\n\x0b\x45NDORSEMENT\x10\x05\x12\x0e\n\nKEY_COMMIT\x10\x06\x12\x13\n\x0fTEST_CIPHERTEXT\x10\x07\x12\x10\n\x0cTEST_PARTIAL\x10\x08\x12\x10\n\x0c\x45XCHANGE_KEY\x10\t\x12\x0e\n\nTRANSCRIPT\x10\n*\x84\x01\n\nRoundState\x12\x1b\n\x17ROUND_STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08\x43\x45REMONY\x10\x01\x12\x0e\n\nCOLLECTING\x10\x02\x12\x0f\n\x0b\x41GGREGATING\x10\x03\x12\x0e\n\nDECRYPTING\x10\x04\x12\x0c\n\x08RELEASED\x10\x05\x12\x0c\n\x08\x46INISHED\x10\x06*=\n\x08TaskKind\x12\x10\n\x0cTASK_DECRYPT\x10\x00\x12\r\n\tTASK_LOCK\x10\x01\x12\x10\n\x0cTASK_ENDORSE\x10\x02\x32\xac\t\n\x0b\x41ggregation\x12Q\n\x13PostCeremonyMessage\x12\".secagg.service.v1.CeremonyMessage\x1a\x16.secagg.service.v1.Ack\x12\\\n\x13GetCeremonyMessages\x12 .secagg.service.v1.CeremonyQuery\x1a#.secagg.service.v1.CeremonyMessages\x12L\n\x0cGetPublicKey\x12\x18.secagg.service.v1.Empty\x1a\".secagg.service.v1.PublicKeyBundle\x12\x42\n\x08GetRound\x12\x18.secagg.service.v1.Empty\x1a\x1c.secagg.service.v1.RoundInfo\x12J\n\x0c\x44ownloadBlob\x12\x1e.secagg.service.v1.BlobRequest\x1a\x18.secagg.service.v1.Chunk0\x01\x12N\n\x06Upload\x12 .secagg.service.v1.UploadRequest\x1a .secagg.service.v1.UploadReceipt(\x01\x12I\n\nGetRelease\x12\x1f.secagg.service.v1.ReleaseQuery\x1a\x1a.secagg.service.v1.Release\x12\x41\n\x08Withdraw\x12\x1d.secagg.service.v1.Withdrawal\x1a\x16.secagg.service.v1.Ack\x12P\n\x11GetDecryptionTask\x12\x18.secagg.service.v1.Empty\x1a!.secagg.service.v1.DecryptionTask\x12L\n\rSubmitPartial\x12!.secagg.service.v1.PartialRequest\x1a\x16.secagg.service.v1.Ack(\x01\x12@\n\nRefuseTask\x12\x1a.secagg.service.v1.Refusal\x1a\x16.secagg.service.v1.Ack\x12=\n\nSubmitLock\x12\x17.secagg.service.v1.Lock\x1a\x16.secagg.service.v1.Ack\x12K\n\x11SubmitEndorsement\x12\x1e.secagg.service.v1.Endorsement\x1a\x16.secagg.service.v1.Ack\x12m\n\x16\x41\x64minRequestDecryption\x12).secagg.service.v1.AdminDecryptionRequest\x1a(.secagg.service.v1.AdminDecryptionResult\x12S\n\x0e\x41\x64minRotateKey\x12\x18.secagg.service.v1.Empty\x1a\'.secagg.service.v1.AdminRotateKeyResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'secagg.proto.service_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_CEREMONYKIND']._serialized_start=3313
-  _globals['_CEREMONYKIND']._serialized_end=3507
-  _globals['_ROUNDSTATE']._serialized_start=3510
-  _globals['_ROUNDSTATE']._serialized_end=3642
-  _globals['_TASKKIND']._serialized_start=3644
-  _globals['_TASKKIND']._serialized_end=3705
+  _globals['_CEREMONYKIND']._serialized_start=3337
+  _globals['_CEREMONYKIND']._serialized_end=3565
+  _globals['_ROUNDSTATE']._serialized_start=3568
+  _globals['_ROUNDSTATE']._serialized_end=3700
+  _globals['_TASKKIND']._serialized_start=3702
+  _globals['_TASKKIND']._serialized_end=3763
   _globals['_CHUNK']._serialized_start=49
   _globals['_CHUNK']._serialized_end=70
   _globals['_BLOBHEADER']._serialized_start=72
@@ -58,45 +58,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ROUNDINFO']._serialized_start=662
   _globals['_ROUNDINFO']._serialized_end=894
   _globals['_UPLOADHEADER']._serialized_start=897
-  _globals['_UPLOADHEADER']._serialized_end=1084
-  _globals['_UPLOADREQUEST']._serialized_start=1086
-  _globals['_UPLOADREQUEST']._serialized_end=1203
-  _globals['_UPLOADRECEIPT']._serialized_start=1205
-  _globals['_UPLOADRECEIPT']._serialized_end=1286
-  _globals['_RELEASE']._serialized_start=1289
-  _globals['_RELEASE']._serialized_end=1505
-  _globals['_RELEASEQUERY']._serialized_start=1507
-  _globals['_RELEASEQUERY']._serialized_end=1536
-  _globals['_WITHDRAWAL']._serialized_start=1538
-  _globals['_WITHDRAWAL']._serialized_end=1619
-  _globals['_CONTRIBUTION']._serialized_start=1622
-  _globals['_CONTRIBUTION']._serialized_end=1774
-  _globals['_LOCK']._serialized_start=1776
-  _globals['_LOCK']._serialized_end=1861
-  _globals['_QUORUMPARTIALS']._serialized_start=1863
-  _globals['_QUORUMPARTIALS']._serialized_end=1947
-  _globals['_ENDORSEMENT']._serialized_start=1950
-  _globals['_ENDORSEMENT']._serialized_end=2087
-  _globals['_DECRYPTIONTASK']._serialized_start=2090
-  _globals['_DECRYPTIONTASK']._serialized_end=2574
-  _globals['_CONSISTENCYPROOF']._serialized_start=2576
-  _globals['_CONSISTENCYPROOF']._serialized_end=2629
-  _globals['_PARTIALHEADER']._serialized_start=2632
-  _globals['_PARTIALHEADER']._serialized_end=2792
-  _globals['_PARTIALREQUEST']._serialized_start=2794
-  _globals['_PARTIALREQUEST']._serialized_end=2913
-  _globals['_REFUSAL']._serialized_start=2915
-  _globals['_REFUSAL']._serialized_end=3010
-  _globals['_ACK']._serialized_start=3012
-  _globals['_ACK']._serialized_end=3033
-  _globals['_ADMINDECRYPTIONREQUEST']._serialized_start=3035
-  _globals['_ADMINDECRYPTIONREQUEST']._serialized_end=3094
-  _globals['_ADMINDECRYPTIONRESULT']._serialized_start=3096
-  _globals['_ADMINDECRYPTIONRESULT']._serialized_end=3183
-  _globals['_ADMINROTATEKEYRESULT']._serialized_start=3185
-  _globals['_ADMINROTATEKEYRESULT']._serialized_end=3222
-  _globals['_MODELBLOB']._serialized_start=3224
-  _globals['_MODELBLOB']._serialized_end=3310
-  _globals['_AGGREGATION']._serialized_start=3708
-  _globals['_AGGREGATION']._serialized_end=4904
+  _globals['_UPLOADHEADER']._serialized_end=1096
+  _globals['_UPLOADREQUEST']._serialized_start=1098
+  _globals['_UPLOADREQUEST']._serialized_end=1215
+  _globals['_UPLOADRECEIPT']._serialized_start=1217
+  _globals['_UPLOADRECEIPT']._serialized_end=1298
+  _globals['_RELEASE']._serialized_start=1301
+  _globals['_RELEASE']._serialized_end=1517
+  _globals['_RELEASEQUERY']._serialized_start=1519
+  _globals['_RELEASEQUERY']._serialized_end=1548
+  _globals['_WITHDRAWAL']._serialized_start=1550
+  _globals['_WITHDRAWAL']._serialized_end=1631
+  _globals['_CONTRIBUTION']._serialized_start=1634
+  _globals['_CONTRIBUTION']._serialized_end=1798
+  _globals['_LOCK']._serialized_start=1800
+  _globals['_LOCK']._serialized_end=1885
+  _globals['_QUORUMPARTIALS']._serialized_start=1887
+  _globals['_QUORUMPARTIALS']._serialized_end=1971
+  _globals['_ENDORSEMENT']._serialized_start=1974
+  _globals['_ENDORSEMENT']._serialized_end=2111
+  _globals['_DECRYPTIONTASK']._serialized_start=2114
+  _globals['_DECRYPTIONTASK']._serialized_end=2598
+  _globals['_CONSISTENCYPROOF']._serialized_start=2600
+  _globals['_CONSISTENCYPROOF']._serialized_end=2653
+  _globals['_PARTIALHEADER']._serialized_start=2656
+  _globals['_PARTIALHEADER']._serialized_end=2816
+  _globals['_PARTIALREQUEST']._serialized_start=2818
+  _globals['_PARTIALREQUEST']._serialized_end=2937
+  _globals['_REFUSAL']._serialized_start=2939
+  _globals['_REFUSAL']._serialized_end=3034
+  _globals['_ACK']._serialized_start=3036
+  _globals['_ACK']._serialized_end=3057
+  _globals['_ADMINDECRYPTIONREQUEST']._serialized_start=3059
+  _globals['_ADMINDECRYPTIONREQUEST']._serialized_end=3118
+  _globals['_ADMINDECRYPTIONRESULT']._serialized_start=3120
+  _globals['_ADMINDECRYPTIONRESULT']._serialized_end=3207
+  _globals['_ADMINROTATEKEYRESULT']._serialized_start=3209
+  _globals['_ADMINROTATEKEYRESULT']._serialized_end=3246
+  _globals['_MODELBLOB']._serialized_start=3248
+  _globals['_MODELBLOB']._serialized_end=3334
+  _globals['_AGGREGATION']._serialized_start=3766
+  _globals['_AGGREGATION']._serialized_end=4962
 # @@protoc_insertion_point(module_scope)

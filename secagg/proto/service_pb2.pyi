@@ -18,6 +18,8 @@ class CeremonyKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     KEY_COMMIT: _ClassVar[CeremonyKind]
     TEST_CIPHERTEXT: _ClassVar[CeremonyKind]
     TEST_PARTIAL: _ClassVar[CeremonyKind]
+    EXCHANGE_KEY: _ClassVar[CeremonyKind]
+    TRANSCRIPT: _ClassVar[CeremonyKind]
 
 class RoundState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -43,6 +45,8 @@ ENDORSEMENT: CeremonyKind
 KEY_COMMIT: CeremonyKind
 TEST_CIPHERTEXT: CeremonyKind
 TEST_PARTIAL: CeremonyKind
+EXCHANGE_KEY: CeremonyKind
+TRANSCRIPT: CeremonyKind
 ROUND_STATE_UNSPECIFIED: RoundState
 CEREMONY: RoundState
 COLLECTING: RoundState
@@ -151,7 +155,7 @@ class RoundInfo(_message.Message):
     def __init__(self, round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., global_model_hash: _Optional[bytes] = ..., public_key_id: _Optional[bytes] = ..., deadline_unix: _Optional[float] = ..., accepted_uploads: _Optional[int] = ..., status: _Optional[str] = ..., model_length: _Optional[int] = ..., status_reason: _Optional[str] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("round", "client_id", "nonce", "global_model_hash", "weight", "blob", "signature", "epsilon")
+    __slots__ = ("round", "client_id", "nonce", "global_model_hash", "weight", "blob", "signature", "epsilon", "dp")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +164,7 @@ class UploadHeader(_message.Message):
     BLOB_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DP_FIELD_NUMBER: _ClassVar[int]
     round: int
     client_id: str
     nonce: bytes
@@ -168,7 +173,8 @@ class UploadHeader(_message.Message):
     blob: BlobHeader
     signature: bytes
     epsilon: float
-    def __init__(self, round: _Optional[int] = ..., client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., blob: _Optional[_Union[BlobHeader, _Mapping]] = ..., signature: _Optional[bytes] = ..., epsilon: _Optional[float] = ...) -> None: ...
+    dp: bool
+    def __init__(self, round: _Optional[int] = ..., client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., blob: _Optional[_Union[BlobHeader, _Mapping]] = ..., signature: _Optional[bytes] = ..., epsilon: _Optional[float] = ..., dp: _Optional[bool] = ...) -> None: ...
 
 class UploadRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -227,7 +233,7 @@ class Withdrawal(_message.Message):
     def __init__(self, client_id: _Optional[str] = ..., round: _Optional[int] = ..., reason: _Optional[str] = ..., signature: _Optional[bytes] = ...) -> None: ...
 
 class Contribution(_message.Message):
-    __slots__ = ("client_id", "nonce", "global_model_hash", "weight", "ciphertext_hash", "signature", "epsilon")
+    __slots__ = ("client_id", "nonce", "global_model_hash", "weight", "ciphertext_hash", "signature", "epsilon", "dp")
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
@@ -235,6 +241,7 @@ class Contribution(_message.Message):
     CIPHERTEXT_HASH_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
+    DP_FIELD_NUMBER: _ClassVar[int]
     client_id: str
     nonce: bytes
     global_model_hash: bytes
@@ -242,7 +249,8 @@ class Contribution(_message.Message):
     ciphertext_hash: bytes
     signature: bytes
     epsilon: float
-    def __init__(self, client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., ciphertext_hash: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., epsilon: _Optional[float] = ...) -> None: ...
+    dp: bool
+    def __init__(self, client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., ciphertext_hash: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., epsilon: _Optional[float] = ..., dp: _Optional[bool] = ...) -> None: ...
 
 class Lock(_message.Message):
     __slots__ = ("round", "keyholder", "aggregate_digest", "signature")

@@ -124,7 +124,11 @@ class RosterEntry(AuditEntry):
 
 @dataclass(frozen=True)
 class CeremonyEntry(AuditEntry):
-    """A relayed key-ceremony message of key epoch ``epoch`` (the body only when short)."""
+    """A relayed key-ceremony message of key epoch ``epoch``.
+
+    ``body``: the whole body when short, and always of EXCHANGE_KEY, KEY_COMMIT and
+    TRANSCRIPT (else empty: ``body_sha256`` stands for it).
+    """
 
     TYPE: ClassVar[str] = "ceremony"
     kind: str
@@ -167,7 +171,8 @@ class RoundOpenEntry(AuditEntry):
 
 @dataclass(frozen=True)
 class UploadEntry(SignedEntry[UploadStatement]):
-    """An accepted upload: the client's signed statement (``epsilon`` as :func:`exact_float`)."""
+    """An accepted upload: the client's signed statement (``epsilon`` as :func:`exact_float`,
+    ``dp`` the client's signed DP marker)."""
 
     STATEMENT: ClassVar[type[Any]] = UploadStatement
     TYPE: ClassVar[str] = "upload"
@@ -179,6 +184,7 @@ class UploadEntry(SignedEntry[UploadStatement]):
     weight: int
     ciphertext_hash: bytes
     epsilon: str
+    dp: bool
     signature: bytes
 
 
@@ -201,6 +207,7 @@ class UploadRejectedEntry(SignedEntry[UploadStatement]):
     weight: int
     ciphertext_hash: bytes
     epsilon: str
+    dp: bool
     signature: bytes
     reason: str
 
@@ -209,7 +216,7 @@ class UploadRejectedEntry(SignedEntry[UploadStatement]):
         cls, round_number: int, client: str, ciphertext_hash: bytes, reason: str
     ) -> UploadRejectedEntry:
         """A refusal of an upload that brought no statement."""
-        return cls(round_number, client, b"", b"", 0, ciphertext_hash, "", b"", reason)
+        return cls(round_number, client, b"", b"", 0, ciphertext_hash, "", False, b"", reason)
 
 
 @dataclass(frozen=True)

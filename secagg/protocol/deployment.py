@@ -9,10 +9,12 @@
     DIR/ca/server.pem                   public: the server's certificate (every party pins
                                         it; its SHA-256 is in the roster)
     DIR/server/                         tls.pem, tls.key, signing.key
-    DIR/keyholders/kh<i>/               tls.pem, tls.key, signing.key, exchange.key
+    DIR/keyholders/kh<i>/               tls.pem, tls.key, signing.key
     DIR/clients/c<i>/                   tls.pem, tls.key, signing.key
     DIR/admin/                          tls.pem, tls.key (operator tools)
 
+Key holders have no static exchange key: each key ceremony generates one in memory
+(:mod:`clients.keyholder.ceremony`), so no file opens the shares a server keeps.
 Private keys are written with mode 0600. In a real deployment each party receives only
 its own directory plus ``roster.toml``, ``ca/ca.pem`` and ``ca/server.pem``.
 
@@ -42,7 +44,6 @@ import tomli_w
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from secagg import constants as C
 from secagg.encoding import F64
@@ -81,7 +82,7 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey | X25519PrivateKey) -> bytes:
+def _pem_key(key: ec.EllipticCurvePrivateKey | Ed25519PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -120,6 +121,7 @@ def init_deployment(
     epsilon_budget: float = Policy.default_of("epsilon_budget"),
     min_weight: int = Policy.default_of("min_weight"),
     max_client_weight: int | None = None,
+    require_dp: bool = False,
     initial_model: F64 | None = None,
     hosts: Sequence[tuple[str, str]] = (),
     resolve: Sequence[tuple[str, str]] = (),
@@ -171,6 +173,7 @@ def init_deployment(
         epsilon_budget=epsilon_budget,
         min_weight=min_weight,
         max_client_weight=client_cap,
+        require_dp=require_dp,
     )
     if policy.min_contributors > clients:
         raise ConfigError("min_contributors exceeds the number of clients")
@@ -188,7 +191,7 @@ def init_deployment(
     layout.ca_certificate.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
     server_fingerprint = b""
 
-    def make(name: str, role: str, *, exchange: bool = False) -> tuple[bytes, bytes]:
+    def make(name: str, role: str) -> bytes:
         nonlocal server_fingerprint
         path = layout.party_dir(name, role)
         tls_key = ec.generate_private_key(ec.SECP256R1())
@@ -206,32 +209,20 @@ def init_deployment(
             server_fingerprint = fingerprint(cert)
             layout.server_certificate.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         if role == "admin":
-            return b"", b""
+            return b""
         signing = Ed25519PrivateKey.generate()
         _write_private(path / "signing.key", _pem_key(signing))
-        ex_pub = b""
-        if exchange:
-            ex = X25519PrivateKey.generate()
-            _write_private(path / "exchange.key", _pem_key(ex))
-            ex_pub = ex.public_key().public_bytes(_RAW, _RAW_PUB)
-        return signing.public_key().public_bytes(_RAW, _RAW_PUB), ex_pub
+        return signing.public_key().public_bytes(_RAW, _RAW_PUB)
 
-    server_sig, _ = make("server", "server")
+    server_sig = make("server", "server")
     make(ADMIN_NAME, "admin")
     kh_entries = []
     for i in range(1, keyholders + 1):
-        sig, ex = make(f"kh{i}", "keyholder", exchange=True)
-        kh_entries.append(
-            {
-                "index": i,
-                "name": f"kh{i}",
-                "signing_public_key": sig.hex(),
-                "exchange_public_key": ex.hex(),
-            }
-        )
+        sig = make(f"kh{i}", "keyholder")
+        kh_entries.append({"index": i, "name": f"kh{i}", "signing_public_key": sig.hex()})
     client_entries = []
     for i in range(1, clients + 1):
-        sig, _ = make(f"c{i}", "client")
+        sig = make(f"c{i}", "client")
         client_entries.append({"name": f"c{i}", "signing_public_key": sig.hex()})
     document: dict[str, Any] = {
         "deployment": {

@@ -25,8 +25,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from secagg.errors import (
+    DPRequired,
     DuplicateCiphertext,
     DuplicateContributor,
+    EpsilonDecreased,
     EpsilonOverBudget,
     MixedGlobalModels,
     RoundOutOfRange,
@@ -58,6 +60,9 @@ def check_upload(
         The round is beyond the deployment's rounds.
     EpsilonOverBudget
         The reported ε is negative, not finite or above the budget.
+    DPRequired
+        The policy requires DP (``policy.require_dp``) and the client did not sign
+        ``dp=True``.
     WeightBudgetExceeded
         The weight is below ``policy.min_weight`` or above the parameter set's maximum
         total weight, or above ``policy.max_client_weight`` (the per-upload cap that
@@ -70,6 +75,11 @@ def check_upload(
         raise EpsilonOverBudget(
             f"reported epsilon {upload.epsilon:g} exceeds the deployment's budget "
             f"{policy.epsilon_budget:g}"
+        )
+    if policy.require_dp and not upload.dp:
+        raise DPRequired(
+            f"the deployment requires differential privacy; {upload.client_id}'s upload "
+            "is signed as trained without it"
         )
     if not policy.min_weight <= upload.weight <= params.max_total_weight:
         raise WeightBudgetExceeded(
@@ -144,4 +154,32 @@ def check_decryption(
     if heaviest > policy.max_weight_share * total:
         raise WeightShareExceeded(
             f"a client holds {heaviest}/{total} of the weight; cap {policy.max_weight_share}"
+        )
+
+
+def check_epsilon_progress(previous: float | None, upload: UploadStatement) -> None:
+    """A client's ε never decreases: ``upload.epsilon`` is at least ``previous``.
+
+    ``previous`` is the largest ε the same client reported in an upload accepted before
+    (None: none). Each enforcer keeps it from what it saw itself: the server from its
+    store (durable across restarts), ``secagg audit verify`` from the client's earlier
+    upload entries in the log.
+
+    Raises
+    ------
+    EpsilonDecreased
+        ``upload.epsilon`` is below ``previous``.
+
+    Security
+    --------
+    ε composes and can only grow; a smaller one means the client's ledger was lost or
+    reset (e.g. its state directory was deleted), so its reports no longer bound what it
+    released. The check sees reports only: a client that lies about ε consistently is not
+    caught, and a server that drops a client's uploads from the log hides the earlier ε
+    from the verifier (the key holders' witnessed heads bound that).
+    """
+    if previous is not None and upload.epsilon < previous:
+        raise EpsilonDecreased(
+            f"{upload.client_id} reports epsilon {upload.epsilon:g} in round {upload.round} "
+            f"after {previous:g} in an earlier upload: its privacy ledger was reset"
         )

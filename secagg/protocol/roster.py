@@ -5,6 +5,9 @@ field and names the bad one in its error; :class:`Policy` validates itself on
 construction (like :class:`~secagg.params.Parameters`), so an invalid policy cannot exist
 in memory, whichever way it was built. The defaults of :class:`Policy` are the one source
 of the defaults of ``secagg init``.
+
+Key holders have no static exchange key (each ceremony makes its own); the
+``exchange_public_key`` field of rosters written before that is ignored.
 """
 
 from __future__ import annotations
@@ -56,9 +59,14 @@ class Policy:
     epsilon_budget: float = 3.0
     min_weight: int = 1
     max_client_weight: int = C.DEFAULT_MAX_TOTAL_WEIGHT
+    #: Refuse uploads whose signed statement does not claim DP (``dp = false``); the
+    #: policy checks the client's claim, it cannot check the training itself.
+    require_dp: bool = False
 
     def __post_init__(self) -> None:
         problems = []
+        if not isinstance(self.require_dp, bool):
+            problems.append("require_dp must be true or false")
         if not 1 <= self.keyholders <= C.DEFAULT_MAX_KEYHOLDERS:
             problems.append(f"keyholders must be in 1..{C.DEFAULT_MAX_KEYHOLDERS}")
         if not 1 <= self.threshold <= self.keyholders:
@@ -104,7 +112,6 @@ class Party:
     name: str
     role: str  # "server", "keyholder", "client", "admin"
     signing_public_key: bytes
-    exchange_public_key: bytes = b""
     index: int = 0  # key holders: 1..n
 
 
@@ -265,6 +272,7 @@ def load_roster(directory: Path) -> Roster:
         epsilon_budget=pol.number("epsilon_budget", 0.0, 1000.0),
         min_weight=pol.integer("min_weight", 1, params.max_total_weight),
         max_client_weight=pol.integer("max_client_weight", 1, params.max_total_weight),
+        require_dp=pol.table.get("require_dp", False),  # absent in older rosters
     )
     srv = _Fields(top._get("server"), "server")
     server = Party(srv.text("name", NAME_PATTERN), "server", srv.key("signing_public_key"))
@@ -281,8 +289,7 @@ def load_roster(directory: Path) -> Roster:
                 f.text("name", NAME_PATTERN),
                 "keyholder",
                 f.key("signing_public_key"),
-                f.key("exchange_public_key"),
-                f.integer("index", 1, keyholders),
+                index=f.integer("index", 1, keyholders),
             )
         )
     if sorted(k.index for k in khs) != list(range(1, keyholders + 1)):

@@ -174,6 +174,10 @@ class Store(ABC):
         """Whether an upload with this (client, nonce) was ever accepted."""
 
     @abstractmethod
+    def max_epsilon(self, client_id: str) -> float | None:
+        """The largest ε the client reported in any accepted upload (None: no upload)."""
+
+    @abstractmethod
     def add_upload(self, upload: Upload) -> None:
         """Record an accepted upload and its nonce (raises StoreConflict if either exists)."""
 

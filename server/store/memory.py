@@ -145,6 +145,13 @@ class MemoryStore(Store):
         with self._lock:
             return (client_id, nonce) in self._nonces
 
+    def max_epsilon(self, client_id: str) -> float | None:
+        """See :class:`Store`."""
+        with self._lock:
+            uploads = [u for (_, c), u in self._uploads.items() if c == client_id]
+        reported = [u.statement.epsilon for u in uploads]
+        return max(reported, default=None)
+
     def add_upload(self, upload: Upload) -> None:
         """See :class:`Store`."""
         s = upload.statement

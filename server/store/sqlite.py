@@ -170,15 +170,21 @@ class SqliteStore(Store):
         sql = "SELECT 1 FROM nonces WHERE client_id=? AND nonce=?"
         return bool(self._rows(sql, (client_id, nonce)))
 
+    def max_epsilon(self, client_id: str) -> float | None:
+        """See :class:`Store`."""
+        (value,) = self._rows("SELECT MAX(epsilon) FROM uploads WHERE client_id=?", (client_id,))[0]
+        return None if value is None else float(value)
+
     def add_upload(self, upload: Upload) -> None:
         """See :class:`Store`."""
         s = upload.statement
         with self.transaction():
             self._write("INSERT INTO nonces VALUES (?, ?)", (s.client_id, s.nonce))
             self._write(
-                f"INSERT INTO uploads({UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO uploads({UPLOAD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (s.round, s.client_id, s.nonce, s.global_model_hash, s.weight,
-                 s.ciphertext_hash, upload.signed.signature, upload.accepted_at, s.epsilon),
+                 s.ciphertext_hash, upload.signed.signature, upload.accepted_at, s.epsilon,
+                 int(s.dp)),
             )  # fmt: skip
 
     # ------------------------------------------------------------------ withdrawals

@@ -3,7 +3,10 @@
 The tables and columns are stable: operators and the test harness read them with plain
 SQL. Columns added since the first schema have defaults. The ``ceremony`` table is keyed
 by key epoch since key rotation (issue 11): a store from before it has no ``epoch``
-column, and its ceremony's signatures (an older domain) would not verify anyway.
+column, and its ceremony's signatures (an older domain) would not verify anyway. Likewise
+``uploads.dp`` (the signed DP marker, issue 12): older uploads were signed under
+``secagg/upload/v1`` and would not verify. ``uploads_by_client`` serves the largest ε a
+client reported (:meth:`~server.store.base.Store.max_epsilon`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ CREATE TABLE IF NOT EXISTS uploads(
     round INTEGER NOT NULL, client_id TEXT NOT NULL, nonce BLOB NOT NULL,
     global_model_hash BLOB NOT NULL, weight INTEGER NOT NULL, ciphertext_hash BLOB NOT NULL,
     signature BLOB NOT NULL, accepted_at REAL NOT NULL, epsilon REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY(round, client_id));
+    dp INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(round, client_id));
+CREATE INDEX IF NOT EXISTS uploads_by_client ON uploads(client_id, epsilon);
 CREATE TABLE IF NOT EXISTS withdrawals(
     client_id TEXT PRIMARY KEY, round INTEGER NOT NULL, reason TEXT NOT NULL,
     signature BLOB NOT NULL);
@@ -62,7 +66,7 @@ ROUND_COLUMNS = (
 )
 UPLOAD_COLUMNS = (
     "round, client_id, nonce, global_model_hash, weight, ciphertext_hash, signature,"
-    " accepted_at, epsilon"
+    " accepted_at, epsilon, dp"
 )
 
 
@@ -91,10 +95,10 @@ def round_from_row(row: Any) -> Round:
 
 def upload_from_row(deployment_id: str, row: Any) -> Upload:
     """An ``uploads`` row (columns ``UPLOAD_COLUMNS``)."""
-    rnd, client, nonce, gmh, weight, ct_hash, signature, accepted_at, epsilon = row
+    rnd, client, nonce, gmh, weight, ct_hash, signature, accepted_at, epsilon, dp = row
     statement = UploadStatement(
         deployment_id, int(rnd), str(client), bytes(nonce), bytes(gmh), bytes(ct_hash),
-        int(weight), float(epsilon),
+        int(weight), float(epsilon), bool(dp),
     )  # fmt: skip
     return Upload(Signed(statement, bytes(signature)), float(accepted_at))
 

@@ -136,6 +136,11 @@ class Deployment(ProcessGroup):
             str(weight),
         )
 
+    def dp_client(self, name: str, *args: str) -> Proc:
+        """A client with the DP trainer (its share of the digits federation); ``args`` are
+        further ``secagg client`` options (e.g. ``--no-dp``)."""
+        return self.start(name, "client", self.directory, "--name", name, "--trainer", "dp", *args)
+
     def stop_all(self) -> None:
         """Terminate every process (see :meth:`ProcessGroup.stop_all`), close the channels."""
         super().stop_all()

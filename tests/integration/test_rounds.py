@@ -149,9 +149,10 @@ def _keyholder_secrets(dep: Deployment, index: int) -> tuple[bytes, dict[str, by
         for k, needle in enumerate(_needles(window)):
             needles[f"kh{index} share window {n} (form {k})"] = needle
     raw = serialization.Encoding.Raw, serialization.PrivateFormat.Raw
-    for key_file in ("signing.key", "exchange.key"):
+    assert not (kh_dir / "exchange.key").exists()  # each ceremony's exchange key: memory only
+    for key_file in ("signing.key",):
         key = serialization.load_pem_private_key((kh_dir / key_file).read_bytes(), None)
-        private = key.private_bytes(*raw, serialization.NoEncryption())  # type: ignore[union-attr]
+        private = key.private_bytes(*raw, serialization.NoEncryption())
         assert len(private) == 32
         for k, needle in enumerate(_needles(private)):
             needles[f"kh{index} {key_file} (form {k})"] = needle

@@ -11,12 +11,16 @@ real signatures, goes to
 * the offline verifier, on an audit log recording those uploads and that aggregate: it
   reports the aggregate entry with the rule's reason code.
 
-All three must name the same reason.
+All three must name the same reason. Two rules need more than one contributor set: the
+roster's ``require_dp`` (a deployment initialised with ``--require-dp``) and a client's ε
+that must never decrease across rounds, which the server checks at upload (against its
+store) and the verifier across the log; key holders do not keep ε across rounds.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -25,8 +29,10 @@ import pytest
 
 from clients.keyholder.checks import check_task
 from secagg.errors import (
+    DPRequired,
     DuplicateCiphertext,
     DuplicateContributor,
+    EpsilonDecreased,
     EpsilonOverBudget,
     MixedGlobalModels,
     RoundOutOfRange,
@@ -54,7 +60,12 @@ from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import Roster
 from secagg.protocol.statements import CeremonyStatement, Signed, UploadStatement
 from secagg.rpc.transport import Identity, identity
-from server.state import open_round, review_collecting
+from server.audit_trail import AuditTrail
+from server.context import Context
+from server.state import Upload, open_round, review_collecting
+from server.store.blobs import BlobStore
+from server.store.memory import MemoryStore
+from server.uploads import Uploads as ServerUploads
 
 Uploads = list[UploadStatement]
 
@@ -249,3 +260,78 @@ def test_a_weight_below_the_policy_minimum_gets_the_same_reason_from_all_three(
     reason = WeightBudgetExceeded.reason
     assert server == keyholder == reason, (server, keyholder)
     assert any(f": {reason}: weight must lie in 5.." in line for line in verifier), verifier
+
+
+def test_a_non_dp_upload_gets_the_same_reason_from_all_three_when_the_roster_requires_dp(
+    tmp_path: Path,
+) -> None:
+    """``secagg init --require-dp``: c2 signs ``dp=False``; the same set passes when all
+    three sign ``dp=True``."""
+    directory = tmp_path / "deployment"
+    roster = init_deployment(directory, clients=4, keyholders=3, threshold=2, require_dp=True)
+    assert roster.policy.require_dp
+    names = ["c1", "c2", "c3", "kh1", "kh2", "kh3"]
+    parties = {n: identity(directory, n) for n in names}
+    honest = [replace(u, dp=True) for u in _uploads(roster, {"c1": 10, "c2": 10, "c3": 10})]
+    uploads = [honest[0], replace(honest[1], dp=False), honest[2]]
+    signed = _sign(uploads, parties)
+
+    server = _server_reason(roster, uploads)
+    keyholder = _keyholder_reason(roster, signed)
+    verifier = _verifier_errors(directory, roster, parties, signed)
+
+    assert server == keyholder == DPRequired.reason, (server, keyholder)
+    assert any(f": {DPRequired.reason}: " in line for line in verifier), verifier
+    assert _verifier_errors(directory, roster, parties, _sign(honest, parties)) == []
+
+
+def _server_precheck(
+    tmp_path: Path,
+    roster: Roster,
+    parties: dict[str, Identity],
+    earlier: Signed[UploadStatement],
+    later: Signed[UploadStatement],
+) -> str:
+    """The reason of the server's upload precheck of ``later`` once ``earlier`` is in its
+    store ("" if it raised nothing)."""
+    tmp_path.mkdir(exist_ok=True)
+    store = MemoryStore(deployment_id=roster.deployment_id)
+    store.add_upload(Upload(earlier, 0.0))
+    store.put_round(open_round(later.statement.round, bytes(32), policy=roster.policy, now=0.0))
+    audit = AuditTrail(AuditLog(tmp_path / "audit.log"), roster, parties["server"].signing_key())
+    ctx = Context(store, BlobStore(tmp_path / "blobs"), roster, audit, audit.signing_key)
+    header = later.statement.to_header(later.signature, total_size=1024)
+    try:
+        ServerUploads(ctx, threading.RLock()).precheck(later.statement.client_id, header)
+    except SecAggError as exc:
+        return exc.reason
+    return ""
+
+
+def test_an_epsilon_decrease_gets_the_same_reason_from_the_server_and_the_verifier(
+    tmp_path: Path, roster: Roster, parties: dict[str, Identity], deployment: Path
+) -> None:
+    """c1 reports ε 1.0 in round 1, then 0.5 in round 2 (its ledger was reset)."""
+    first = _sign(_uploads(roster, {"c1": 10, "c2": 10}), parties)
+    second = replace(
+        _uploads(roster, {"c1": 10}, round_number=2)[0],
+        nonce=bytes([7]) * 16,
+        global_model_hash=bytes(32),
+        epsilon=0.5,
+    )
+    [decreased] = _sign([second], parties)
+
+    server = _server_precheck(tmp_path, roster, parties, first[0], decreased)
+    assert server == EpsilonDecreased.reason
+
+    _verifier_errors(deployment, roster, parties, first)  # writes round 1's log
+    log = AuditLog(DeploymentLayout(deployment).audit_log)
+    log.record(RoundOpenEntry(2, bytes(32)))
+    seq, _ = log.record(UploadEntry.of(decreased))
+    errors = [e for e in verify_log(deployment).errors if e.startswith(f"entry {seq} (upload): ")]
+    assert any(f": {EpsilonDecreased.reason}: c1 reports epsilon 0.5" in e for e in errors), errors
+    # roster, three key-holder endorsements, public key, round_open: c1's upload is entry 7
+    assert any(e.endswith("(entry 7)") for e in errors), errors
+
+    [same] = _sign([replace(second, epsilon=1.0)], parties)  # an equal ε is no decrease
+    assert _server_precheck(tmp_path / "again", roster, parties, first[0], same) == ""

@@ -119,7 +119,7 @@ def make_world(keyholders: int = 3, threshold: int = 2) -> World:
         policy=Policy(threshold=threshold, keyholders=keyholders, rounds=2, model_length=LENGTH),
         server=Party("server", "server", _raw(server_key)),
         keyholders=tuple(
-            Party(f"kh{i}", "keyholder", _raw(k), bytes(32), i) for i, k in kh_keys.items()
+            Party(f"kh{i}", "keyholder", _raw(k), index=i) for i, k in kh_keys.items()
         ),
         clients=tuple(Party(c, "client", _raw(k)) for c, k in cl_keys.items()),
     )

@@ -33,9 +33,17 @@ from .conftest import DEPLOYMENT, World
 H1, H2 = bytes([1]) * 32, bytes([2]) * 32
 
 
-def _upload(client: str, rnd: int = 1, *, weight: int = 10, nonce: bytes | None = None) -> Upload:
+def _upload(
+    client: str,
+    rnd: int = 1,
+    *,
+    weight: int = 10,
+    nonce: bytes | None = None,
+    epsilon: float = 0.25,
+    dp: bool = False,
+) -> Upload:
     statement = UploadStatement(
-        DEPLOYMENT, rnd, client, nonce or os.urandom(16), H1, os.urandom(32), weight, 0.25
+        DEPLOYMENT, rnd, client, nonce or os.urandom(16), H1, os.urandom(32), weight, epsilon, dp
     )
     return Upload(Signed(statement, os.urandom(64)), 12.5)
 
@@ -92,6 +100,19 @@ def test_uploads_and_nonces(store: Store) -> None:
     assert store.nonce_seen("c2", a.statement.nonce) and not store.nonce_seen(
         "c1", a.statement.nonce
     )
+
+
+def test_max_epsilon_and_the_dp_marker(store: Store) -> None:
+    """The largest ε a client reported over every round; the signed DP marker round-trips."""
+    assert store.max_epsilon("c1") is None
+    store.add_upload(_upload("c1", epsilon=0.5, dp=True))
+    store.add_upload(_upload("c1", rnd=2, epsilon=1.25, dp=True))
+    store.add_upload(_upload("c1", rnd=3, epsilon=0.75))
+    store.add_upload(_upload("c2", epsilon=2.0))
+    assert store.max_epsilon("c1") == 1.25 and store.max_epsilon("c2") == 2.0
+    assert [
+        u.statement.dp for r in (1, 2, 3) for u in store.uploads(r) if u.statement.client_id == "c1"
+    ] == [True, True, False]
 
 
 def test_duplicate_upload_or_nonce_conflicts_and_changes_nothing(store: Store) -> None:

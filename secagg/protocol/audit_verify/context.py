@@ -82,16 +82,23 @@ class Seen:
     ``lock_holders`` (round, aggregate digest) to the key holders that locked it, and
     ``endorsers`` (round, aggregate digest, model hash) to each endorser's checked quorums.
     ``task_seq`` maps a decryption task to the sequence number of its request entry.
-    (``endorsed`` and ``endorsement`` are the key ceremony's endorsements of the joint
-    public key.)
+    Key ceremonies: ``key_commits`` maps (key epoch, key holder) to its logged KEY_COMMIT
+    body (empty if the log kept only its hash), ``endorsements`` a key epoch to each
+    key holder's endorsed joint-key id, ``public_key_epoch`` is the key epoch of the
+    last logged joint public key (0 before any), ``transcribed`` a key epoch to kind to
+    key holder to the body SHA-256 of each logged message a TRANSCRIPT covers.
     """
 
-    endorsed: set[int] = field(default_factory=set)
-    endorsement: bytes | None = None
+    key_commits: dict[tuple[int, int], bytes] = field(default_factory=dict)
+    endorsements: dict[int, dict[int, bytes]] = field(default_factory=dict)
+    public_key_epoch: int = 0
+    transcribed: dict[int, dict[int, dict[int, bytes]]] = field(default_factory=dict)
     public_key_id: bytes | None = None
     round_model: dict[int, bytes] = field(default_factory=dict)
     uploads: dict[int, dict[str, UploadStatement]] = field(default_factory=dict)
     nonces: set[tuple[str, bytes]] = field(default_factory=set)
+    #: client -> (largest ε of its accepted uploads so far, sequence number of that entry)
+    max_epsilon: dict[str, tuple[float, int]] = field(default_factory=dict)
     aggregates: dict[int, AggregateEntry] = field(default_factory=dict)
     tasks: dict[int, DecryptionRequestEntry] = field(default_factory=dict)
     task_seq: dict[int, int] = field(default_factory=dict)

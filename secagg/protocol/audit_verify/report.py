@@ -26,6 +26,7 @@ class EndorsementReport:
 class RoundReport:
     """What the log says about one round.
 
+    ``dp_uploads``: accepted uploads whose client signed the DP marker;
     ``locked_by``: key holders with a valid lock on the round's logged aggregate;
     ``endorsements``: the valid endorsements of the released model.
     """
@@ -39,6 +40,7 @@ class RoundReport:
     quorum: list[int] = field(default_factory=list)
     released_model: str = ""
     max_epsilon: float = 0.0
+    dp_uploads: int = 0
     locked_by: list[int] = field(default_factory=list)
     endorsements: list[EndorsementReport] = field(default_factory=list)
 

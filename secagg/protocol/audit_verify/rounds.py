@@ -2,12 +2,14 @@
 
 The rules an upload and a contributor set must meet come from
 :mod:`secagg.protocol.policy`, the functions the server and the key holders call; a
-violation is reported with its reason code.
+violation is reported with its reason code. Across rounds, each client's ε must never
+decrease (:func:`~secagg.protocol.policy.check_epsilon_progress`): a decrease is an error
+naming the upload entry and the earlier one it falls below.
 """
 
 from __future__ import annotations
 
-from secagg.errors import SecAggError
+from secagg.errors import EpsilonDecreased, SecAggError
 from secagg.protocol.audit_entries import (
     AggregateEntry,
     RoundOpenEntry,
@@ -15,7 +17,8 @@ from secagg.protocol.audit_entries import (
     UploadRejectedEntry,
     WithdrawalEntry,
 )
-from secagg.protocol.policy import check_decryption, check_upload
+from secagg.protocol.policy import check_decryption, check_epsilon_progress, check_upload
+from secagg.protocol.statements import UploadStatement
 
 from .context import SIGNATURE_REFUSED, At, Verification
 from .recompute import recompute_aggregate
@@ -46,11 +49,26 @@ def check_upload_entry(v: Verification, at: At, entry: UploadEntry) -> None:
     if client in uploads or (client, entry.nonce) in v.seen.nonces:
         v.fail(at, f"second upload (or reused nonce) of {client} in round {r}")
     v.policy(at, lambda: check_upload(v.roster.policy, v.roster.params, signed.statement))
+    _check_epsilon_progress(v, at, signed.statement)
     uploads[client] = signed.statement
     v.seen.nonces.add((client, entry.nonce))
     report = v.round(r)
     report.uploads += 1
     report.max_epsilon = max(report.max_epsilon, signed.statement.epsilon)
+    if signed.statement.dp:
+        report.dp_uploads += 1
+
+
+def _check_epsilon_progress(v: Verification, at: At, s: UploadStatement) -> None:
+    """The client's ε is not below the largest of its earlier accepted uploads."""
+    earlier = v.seen.max_epsilon.get(s.client_id)
+    try:
+        check_epsilon_progress(None if earlier is None else earlier[0], s)
+    except EpsilonDecreased as exc:
+        assert earlier is not None
+        v.fail(at, f"{exc.reason}: {exc} (entry {earlier[1]})")
+        return
+    v.seen.max_epsilon[s.client_id] = (s.epsilon, at.seq)
 
 
 def check_upload_rejected(v: Verification, at: At, entry: UploadRejectedEntry) -> None:

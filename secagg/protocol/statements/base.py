@@ -2,7 +2,7 @@
 
 A statement is a frozen dataclass whose fields, in declaration order, are exactly what
 is signed: :meth:`Statement.digest` hashes the class's domain tag and then every field
-(text as UTF-8, integers as u64, floats as f64, bytes length-prefixed; a tuple of
+(text as UTF-8, integers and booleans as u64, floats as f64, bytes length-prefixed; a tuple of
 integers as 4-byte little-endian words, a tuple of byte strings concatenated). So each
 kind of statement owns its digest through its domain tag and its field list, and the
 byte string is built in this one function for all of them.
@@ -32,6 +32,8 @@ def _digest_field(value: object) -> Field:
             return b"".join(int(v).to_bytes(4, "little") for v in value)
         if all(isinstance(v, bytes) for v in value):
             return b"".join(value)
+    if isinstance(value, bool):
+        return int(value)  # signed as a u64, 0 or 1
     if isinstance(value, float):
         return value
     if isinstance(value, (int, bytes)) and not isinstance(value, bool):

@@ -13,17 +13,21 @@ from secagg.protocol.statements.base import Signed, Statement, client_party, req
 
 @dataclass(frozen=True)
 class UploadStatement(Statement):
-    """What a client signs for an upload, with the ε it has spent so far.
+    """What a client signs for an upload, with the ε it has spent so far and whether its
+    update was trained with differential privacy (``dp``).
 
     Security
     --------
     The signature binds the round, the global model the client trained from, the
-    ciphertext (by hash) and the weight: the server cannot move an upload to another
-    round, model or weight. Whether the upload is acceptable is the policy's question
-    (:mod:`secagg.protocol.policy`).
+    ciphertext (by hash), the weight, ε and the DP marker: the server cannot move an
+    upload to another round, model or weight, nor turn a non-DP upload into a DP one.
+    Whether the upload is acceptable is the policy's question
+    (:mod:`secagg.protocol.policy`). ``dp`` and ``epsilon`` are the client's claims: a
+    dishonest client can sign ``dp=True`` over an update trained without noise; nobody
+    downstream can tell (no proof of training).
     """
 
-    DOMAIN: ClassVar[bytes] = b"secagg/upload/v1"
+    DOMAIN: ClassVar[bytes] = b"secagg/upload/v2"  # v2: the dp marker is signed
 
     deployment_id: str
     round: int
@@ -33,9 +37,11 @@ class UploadStatement(Statement):
     ciphertext_hash: bytes
     weight: int
     epsilon: float = 0.0
+    dp: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "epsilon", float(self.epsilon))  # always signed as f64
+        object.__setattr__(self, "dp", bool(self.dp))  # always signed as 0 or 1
         require(
             len(self.nonce) == C.UPLOAD_NONCE_BYTES, f"nonce must be {C.UPLOAD_NONCE_BYTES} bytes"
         )
@@ -55,6 +61,7 @@ class UploadStatement(Statement):
             "weight": self.weight,
             "signature": signature,
             "epsilon": self.epsilon,
+            "dp": self.dp,
         }
 
     def to_header(self, signature: bytes, *, total_size: int) -> pb.UploadHeader:
@@ -83,6 +90,7 @@ class UploadStatement(Statement):
             ciphertext_hash=ciphertext_hash,
             weight=msg.weight,
             epsilon=msg.epsilon,
+            dp=msg.dp,
         )
         return Signed(statement, msg.signature)
 
