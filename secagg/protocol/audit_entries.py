@@ -18,90 +18,49 @@ values.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
-from secagg.protocol.exact_float import exact_float, parse_exact_float
+from secagg.protocol.audit_decryption_entries import (
+    CheckpointEntry,
+    DecryptionRequestEntry,
+    DisagreementEntry,
+    EndorsementEntry,
+    LockEntry,
+    PartialEntry,
+    RefusalEntry,
+    ReleaseEntry,
+)
+from secagg.protocol.audit_entry_base import AuditEntry, SignedEntry
 from secagg.protocol.statements import (
     CeremonyStatement,
-    CheckpointStatement,
-    EndorsementStatement,
-    LockStatement,
-    PartialStatement,
-    RefusalStatement,
-    ReleaseStatement,
     Signed,
-    Statement,
     UploadStatement,
     WithdrawalStatement,
 )
-from secagg.protocol.typed_json import from_json, to_json
 
-E = TypeVar("E", bound="AuditEntry")
-S = TypeVar("S", bound=Statement)
-SE = TypeVar("SE", bound="SignedEntry[Any]")
-
-
-def _is_float_field(kind: type[Any], name: str) -> bool:
-    hint = next(f.type for f in dataclasses.fields(kind) if f.name == name)
-    return hint in (float, "float")
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    """Base of the typed entries."""
-
-    TYPE: ClassVar[str]
-
-    def to_data(self) -> dict[str, Any]:
-        """The entry's ``data`` object (JSON-ready)."""
-        encoded = to_json(self)
-        assert isinstance(encoded, dict)
-        return encoded
-
-    @classmethod
-    def from_data(cls: type[E], data: Any) -> E:
-        """Parse and type-check a ``data`` object; raises ValueError naming the bad field."""
-        return from_json(cls, data, cls.TYPE)
-
-
-class SignedEntry(AuditEntry, Generic[S]):
-    """An entry recording one signed statement: its fields (some renamed) and signature.
-
-    Subclasses name the statement type (``STATEMENT``), the entry field holding
-    the signature (``SIGNATURE``) and the statement fields the entry stores under another
-    name (``RENAMED``, statement field -> entry field). Entry fields that are not part of
-    the statement (e.g. ``task_id``) are passed to :meth:`of` as keywords. A statement's
-    float field is stored as :func:`exact_float` text (declare the entry field ``str``).
-    """
-
-    STATEMENT: ClassVar[type[Any]]
-    SIGNATURE: ClassVar[str] = "signature"
-    RENAMED: ClassVar[dict[str, str]] = {}
-
-    def signed(self, deployment_id: str) -> Signed[S]:
-        """The signed statement (raises MalformedStatement on bad field sizes)."""
-        kind = self.STATEMENT
-        names = [f.name for f in dataclasses.fields(kind) if f.name != "deployment_id"]
-        values = {n: getattr(self, self.RENAMED.get(n, n)) for n in names}
-        for n in names:
-            if _is_float_field(kind, n):
-                values[n] = parse_exact_float(values[n])
-        return Signed(kind(deployment_id=deployment_id, **values), getattr(self, self.SIGNATURE))
-
-    @classmethod
-    def of(cls: type[SE], signed: Signed[S], **extra: Any) -> SE:
-        """The entry recording ``signed`` (``extra``: entry fields the statement lacks)."""
-        stored_as = {entry: field for field, entry in cls.RENAMED.items()}
-        values = dict(extra)
-        for f in dataclasses.fields(cls):
-            if f.name == cls.SIGNATURE:
-                values[f.name] = signed.signature
-            elif f.name not in values:
-                value = getattr(signed.statement, stored_as.get(f.name, f.name))
-                values[f.name] = exact_float(value) if isinstance(value, float) else value
-        return cls(**values)
+__all__ = [
+    "AggregateEntry",
+    "AggregateInput",
+    "AuditEntry",
+    "CeremonyEntry",
+    "CheckpointEntry",
+    "DecryptionRequestEntry",
+    "DisagreementEntry",
+    "EndorsementEntry",
+    "LockEntry",
+    "PartialEntry",
+    "PublicKeyEntry",
+    "RefusalEntry",
+    "ReleaseEntry",
+    "RosterEntry",
+    "RoundOpenEntry",
+    "SignedEntry",
+    "UploadEntry",
+    "UploadRejectedEntry",
+    "WithdrawalEntry",
+    "parse_entry",
+]
 
 
 # ----------------------------------------------------------------------------- deployment
@@ -251,135 +210,6 @@ class AggregateEntry(AuditEntry):
     aggregate_digest: bytes
     total_weight: int
     inputs: tuple[AggregateInput, ...] = field(default_factory=tuple)
-
-
-# ----------------------------------------------------------------------------- decryption
-
-
-@dataclass(frozen=True)
-class LockEntry(SignedEntry[LockStatement]):
-    """A key holder's signed lock of a round to one aggregate."""
-
-    STATEMENT: ClassVar[type[Any]] = LockStatement
-    TYPE: ClassVar[str] = "lock"
-    round: int
-    keyholder: int
-    aggregate_digest: bytes
-    signature: bytes
-
-
-@dataclass(frozen=True)
-class EndorsementEntry(SignedEntry[EndorsementStatement]):
-    """A key holder's signed endorsement of the model an aggregate decrypts to."""
-
-    STATEMENT: ClassVar[type[Any]] = EndorsementStatement
-    TYPE: ClassVar[str] = "endorsement"
-    round: int
-    keyholder: int
-    aggregate_digest: bytes
-    model_hash: bytes
-    checked_quorums: tuple[int, ...]
-    signature: bytes
-
-
-@dataclass(frozen=True)
-class DecryptionRequestEntry(AuditEntry):
-    """The server asks a quorum to decrypt an aggregate."""
-
-    TYPE: ClassVar[str] = "decryption_request"
-    round: int
-    task_id: int
-    quorum: tuple[int, ...]
-    aggregate_hash: bytes
-    aggregate_digest: bytes
-    contributors: tuple[str, ...]
-    operator: bool
-
-
-@dataclass(frozen=True)
-class PartialEntry(SignedEntry[PartialStatement]):
-    """A key holder's signed partial decryption and its co-signature of a checkpoint."""
-
-    STATEMENT: ClassVar[type[Any]] = PartialStatement
-    TYPE: ClassVar[str] = "partial"
-    round: int
-    task_id: int
-    keyholder: int
-    aggregate_digest: bytes
-    partial_digest: bytes
-    partial_hash: bytes
-    signature: bytes
-    checkpoint_size: int
-    checkpoint_head: bytes
-    checkpoint_signature: bytes
-
-    def signed_checkpoint(self, deployment_id: str) -> Signed[CheckpointStatement]:
-        """The checkpoint the key holder co-signed."""
-        statement = CheckpointStatement(deployment_id, self.checkpoint_size, self.checkpoint_head)
-        return Signed(statement, self.checkpoint_signature)
-
-
-@dataclass(frozen=True)
-class RefusalEntry(SignedEntry[RefusalStatement]):
-    """A key holder's signed refusal of a task."""
-
-    STATEMENT: ClassVar[type[Any]] = RefusalStatement
-    TYPE: ClassVar[str] = "refusal"
-    round: int
-    task_id: int
-    keyholder: int
-    reason: str
-    signature: bytes
-
-
-@dataclass(frozen=True)
-class ReleaseEntry(SignedEntry[ReleaseStatement]):
-    """The server's signed release of a round's model."""
-
-    STATEMENT: ClassVar[type[Any]] = ReleaseStatement
-    TYPE: ClassVar[str] = "release"
-    SIGNATURE: ClassVar[str] = "server_signature"
-    round: int
-    task_id: int
-    model_hash: bytes
-    aggregate_digest: bytes
-    quorum: tuple[int, ...]
-    partial_digests: tuple[bytes, ...]
-    checked_quorums: tuple[int, ...]
-    server_signature: bytes
-
-
-@dataclass(frozen=True)
-class DisagreementEntry(AuditEntry):
-    """Quorums decrypted a round's aggregate to different models: no release.
-
-    One item per task, in the same order: ``task_ids``, ``quorums`` (flattened,
-    ``threshold`` indices each), ``model_hashes`` (SHA-256 of each quorum's model blob);
-    ``partial_digests`` flattened like ``quorums`` (the signed partials themselves are the
-    task's ``partial`` entries). ``keyholder``: the deviating key holder, 0 if it cannot
-    be named.
-    """
-
-    TYPE: ClassVar[str] = "disagreement"
-    round: int
-    aggregate_digest: bytes
-    task_ids: tuple[int, ...]
-    quorums: tuple[int, ...]
-    model_hashes: tuple[bytes, ...]
-    partial_digests: tuple[bytes, ...]
-    keyholder: int
-
-
-@dataclass(frozen=True)
-class CheckpointEntry(SignedEntry[CheckpointStatement]):
-    """The server's signed checkpoint of the log's size and head."""
-
-    STATEMENT: ClassVar[type[Any]] = CheckpointStatement
-    TYPE: ClassVar[str] = "checkpoint"
-    SIGNATURE: ClassVar[str] = "server_signature"
-    size: int
-    head: bytes
-    server_signature: bytes
 
 
 ENTRY_TYPES: dict[str, type[AuditEntry]] = {
