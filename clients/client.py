@@ -171,7 +171,7 @@ class TrainingClient:
                     upload_stream(header, blob), timeout=timeout
                 ),
                 None,
-                timeout=C.TRANSFER_TIMEOUT_SECONDS,
+                timeout=self.roster.policy.transfer_timeout_seconds,
             )
             log.info(
                 "%s: round %d uploaded (%d bytes), %d accepted so far",

@@ -85,7 +85,7 @@ class Connection:
                 raise ValueError("downloaded blob does not match its hash")
             return data
 
-        return self.call(fetch, None, timeout=C.TRANSFER_TIMEOUT_SECONDS)
+        return self.call(fetch, None, timeout=self.me.roster.policy.transfer_timeout_seconds)
 
     def close(self) -> None:
         """Close the channel."""

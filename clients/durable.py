@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from secagg.protocol.atomic_directory import fsync_path
+
 
 def write_atomically(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` (0600) so that a crash leaves the old or the new file.
@@ -44,8 +46,4 @@ def remove_durably(path: Path) -> None:
 
 def fsync_directory(directory: Path) -> None:
     """Make the entries of ``directory`` (a rename, a new file or subdirectory) durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(directory)

@@ -56,6 +56,9 @@ _INIT_OPTIONS = {
     "max_weight_share": "max_weight_share",
     "rounds": "rounds",
     "round_timeout_seconds": "round_timeout",
+    "transfer_timeout_seconds": "transfer_timeout",
+    "max_upload_bytes": "max_upload_bytes",
+    "retain_rounds": "retain_rounds",
     "model_length": "model_length",
     "server_address": "address",
     "epsilon_budget": "epsilon_budget",
@@ -113,7 +116,29 @@ def _library_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     i.add_argument("--max-weight-share", type=float, default=Policy.default_of("max_weight_share"))
     i.add_argument("--rounds", type=int, default=Policy.default_of("rounds"))
     i.add_argument(
-        "--round-timeout", type=float, default=Policy.default_of("round_timeout_seconds")
+        "--round-timeout",
+        type=float,
+        help="seconds a round collects uploads; default: derived from the model size "
+        f"({C.ROUND_SECONDS_PER_MB:g} s per MB of one upload, at least "
+        f"{C.DEFAULT_ROUND_TIMEOUT_SECONDS:g})",
+    )
+    i.add_argument(
+        "--transfer-timeout",
+        type=float,
+        help="deadline of one streaming transfer (s); default: derived from the model size "
+        f"({C.TRANSFER_SECONDS_PER_MB:g} s per MB, at least {C.TRANSFER_TIMEOUT_SECONDS:g})",
+    )
+    i.add_argument(
+        "--max-upload-bytes",
+        type=int,
+        help="largest upload the server accepts; default: one upload of the model's size",
+    )
+    i.add_argument(
+        "--retain-rounds",
+        type=int,
+        default=Policy.default_of("retain_rounds"),
+        help="keep the ciphertexts of the last N released rounds, delete older ones "
+        "(audit verify then cannot recompute those rounds); 0 (default) keeps all",
     )
     i.add_argument("--model-length", type=int, default=Policy.default_of("model_length"))
     i.add_argument("--address", default=C.DEFAULT_SERVER_ADDRESS)

@@ -122,3 +122,17 @@ EXIT_CEREMONY_ABORTED: Final = 3
 DOMAIN_CEREMONY_TRANSCRIPT: Final = b"secagg/dkg/transcript/v1"
 #: Bytes of an EXCHANGE_KEY body (a raw X25519 public key).
 EXCHANGE_KEY_BYTES: Final = 32
+
+# --- Operations at model size (issue 13): derived timeouts (secagg.protocol.sizing) ----------
+#: Round timeout of small models (seconds): the floor of the derived one.
+DEFAULT_ROUND_TIMEOUT_SECONDS: Final = 60.0
+#: Seconds one streaming transfer may take per MB (10^6 bytes) of one upload, lock wait
+#: included: 1 s/MB is a sustained 8 Mbit/s. ``TRANSFER_TIMEOUT_SECONDS`` is the floor.
+TRANSFER_SECONDS_PER_MB: Final = 1.0
+#: Seconds a round collects per MB of one upload (clients upload one after another at
+#: worst). ``DEFAULT_ROUND_TIMEOUT_SECONDS`` is the floor.
+ROUND_SECONDS_PER_MB: Final = 1.0
+#: Largest transfer or round timeout a policy accepts (seconds; one day).
+MAX_TIMEOUT_SECONDS: Final = 86_400.0
+#: Bytes an upload may carry beyond its ciphertexts (the envelope needs < 200).
+UPLOAD_ENVELOPE_BYTES: Final = 64 * 1024

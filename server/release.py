@@ -37,6 +37,7 @@ from server.certify import Candidate, Certificates
 from server.context import Context
 from server.cross_check import decrypt_family, partial_records, record_disagreement
 from server.faults import FaultPoint
+from server.retention import Retention
 from server.state import (
     Round,
     RoundState,
@@ -60,6 +61,7 @@ class Releases:
         self.tasks = tasks
         self.certs: Certificates = tasks.certs  # the locks and endorsements of the rounds
         self._unfinishable: set[tuple[int, ...]] = set()  # families that failed to combine
+        self.retention = Retention(ctx)  # prunes old rounds' ciphertexts after a release
 
     def parse(self, blob: bytes) -> PartialDecryption:
         """Parse a partial (call outside the lock); raises InvalidPartialDecryption."""
@@ -316,3 +318,4 @@ class Releases:
             model_hash.hex()[:16],
             len(family),
         )
+        self.retention.after_release(cur.number)

@@ -330,7 +330,7 @@ class KeyHolder:
                 partial_stream(header, answer.partial), timeout=timeout
             ),
             None,
-            timeout=C.TRANSFER_TIMEOUT_SECONDS,
+            timeout=self.roster.policy.transfer_timeout_seconds,
         )
         log.info("key holder %d: partial decryption for round %d sent", self.index, task.round)
 

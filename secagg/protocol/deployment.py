@@ -49,6 +49,7 @@ from secagg import constants as C
 from secagg.encoding import F64
 from secagg.errors import ConfigError
 from secagg.params import Parameters
+from secagg.protocol.atomic_directory import atomic_directory
 from secagg.protocol.hosts import check_host, host_table, split_address
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.model_blob import encode_model
@@ -58,6 +59,13 @@ from secagg.protocol.roster import (
     Roster,
     check_weight_budget,
     load_roster,
+)
+from secagg.protocol.sizing import (
+    largest_model_length,
+    round_timeout_for,
+    smallest_upload_cap,
+    transfer_timeout_for,
+    upload_bytes,
 )
 from secagg.protocol.tls_identity import (
     LOOPBACK_NAMES,
@@ -105,6 +113,49 @@ def _party_hosts(
     return table
 
 
+def _sized(
+    params: Parameters,
+    model_length: int,
+    *,
+    max_upload_bytes: int | None,
+    round_timeout_seconds: float | None,
+    transfer_timeout_seconds: float | None,
+) -> dict[str, Any]:
+    """The policy's size-derived fields (:mod:`secagg.protocol.sizing`), explicit ones kept.
+
+    Raises
+    ------
+    ConfigError
+        The model's upload would exceed one serialized object, or ``max_upload_bytes``
+        is too small for one upload of the model (every upload would be refused).
+    """
+    size = upload_bytes(params, model_length)
+    if max_upload_bytes is None and size > C.MAX_SERIALIZED_BYTES:
+        raise ConfigError(
+            f"--model-length {model_length} needs uploads of {size / 1e9:.2f} GB, more than "
+            f"one serialized upload may hold ({C.MAX_SERIALIZED_BYTES} bytes: a single "
+            f"protobuf message); the largest model length this build supports is "
+            f"{largest_model_length(params)}"
+        )
+    if max_upload_bytes is not None and max_upload_bytes < smallest_upload_cap(
+        params, model_length
+    ):
+        raise ConfigError(
+            f"--max-upload-bytes {max_upload_bytes} is below one upload of the model "
+            f"({smallest_upload_cap(params, model_length)} bytes at least): every upload "
+            "would be refused"
+        )
+    return {
+        "max_upload_bytes": size if max_upload_bytes is None else max_upload_bytes,
+        "round_timeout_seconds": round_timeout_for(size)
+        if round_timeout_seconds is None
+        else round_timeout_seconds,
+        "transfer_timeout_seconds": transfer_timeout_for(size)
+        if transfer_timeout_seconds is None
+        else transfer_timeout_seconds,
+    }
+
+
 def init_deployment(
     directory: Path,
     *,
@@ -114,10 +165,12 @@ def init_deployment(
     min_contributors: int | None = None,
     max_weight_share: float = Policy.default_of("max_weight_share"),
     rounds: int = Policy.default_of("rounds"),
-    round_timeout_seconds: float = Policy.default_of("round_timeout_seconds"),
+    round_timeout_seconds: float | None = None,
+    transfer_timeout_seconds: float | None = None,
     model_length: int = Policy.default_of("model_length"),
     server_address: str = C.DEFAULT_SERVER_ADDRESS,
     max_upload_bytes: int | None = None,
+    retain_rounds: int = Policy.default_of("retain_rounds"),
     epsilon_budget: float = Policy.default_of("epsilon_budget"),
     min_weight: int = Policy.default_of("min_weight"),
     max_client_weight: int | None = None,
@@ -128,25 +181,30 @@ def init_deployment(
 ) -> Roster:
     """Write a new deployment directory and return its roster.
 
-    Everything is validated before the first file is written, so a refused call leaves
-    no half-written directory. ``initial_model`` (default: zeros) becomes round 1's global
-    model: written to :attr:`DeploymentLayout.initial_model` and fixed in the roster by
-    its SHA-256, so no server can start the federation from a model of its choosing.
+    Everything is validated before the first file is written, and the files are written
+    into a temporary directory next to ``directory`` that is renamed into place at the
+    end, so a refused or failed call leaves no half-written directory. ``initial_model``
+    (default: zeros) becomes round 1's global model: written to
+    :attr:`DeploymentLayout.initial_model` and fixed in the roster by its SHA-256, so no
+    server can start the federation from a model of its choosing.
     ``max_client_weight`` (default: the parameter set's ``max_total_weight // clients``)
     caps one upload's weight so that all roster clients together always fit the
-    round's weight budget; a larger cap is refused. ``hosts`` are ``(party, host)`` pairs
-    naming a party's hosts in its certificate, ``resolve`` ``(host name, IP)`` pairs for
-    the roster's ``[hosts]`` table (see the module docstring).
+    round's weight budget; a larger cap is refused. ``max_upload_bytes``,
+    ``round_timeout_seconds`` and ``transfer_timeout_seconds`` default to values derived
+    from the model length (:mod:`secagg.protocol.sizing`); ``retain_rounds`` (0: keep
+    all) bounds how many released rounds keep their ciphertext blobs. ``hosts`` are
+    ``(party, host)`` pairs naming a party's hosts in its certificate, ``resolve``
+    ``(host name, IP)`` pairs for the roster's ``[hosts]`` table (see the module docstring).
 
     Raises
     ------
     ConfigError
-        If the directory already holds a deployment or an argument is invalid.
+        If the directory already holds a deployment (or anything else), an argument is
+        invalid, or the model is too large for one upload.
     """
-    layout = DeploymentLayout(Path(directory))
-    directory = layout.root
-    if layout.roster.exists():
-        raise ConfigError(f"{directory} already holds a deployment")
+    target = DeploymentLayout(Path(directory)).root
+    if DeploymentLayout(target).roster.exists():
+        raise ConfigError(f"{target} already holds a deployment")
     params = Parameters.default()
     if not 1 <= threshold <= keyholders <= params.max_keyholders:
         raise ConfigError(
@@ -155,25 +213,30 @@ def init_deployment(
         )
     if clients < 1:
         raise ConfigError("need at least one client")
+    if not 1 <= model_length <= C.MAX_VECTOR_LENGTH:
+        raise ConfigError(f"model_length must be in 1..{C.MAX_VECTOR_LENGTH}")
     client_cap = (
         params.max_total_weight // clients if max_client_weight is None else max_client_weight
     )
-    ciphertexts = -(-model_length // params.poly_modulus_degree)
-    full = ciphertexts * params.poly_modulus_degree * params.bytes_per_parameter
-    cap = max_upload_bytes or int(full) + 64 * 1024  # envelope overhead is < 200 bytes
     policy = Policy(
         threshold=threshold,
         keyholders=keyholders,
         min_contributors=min_contributors if min_contributors is not None else min(2, clients),
         max_weight_share=max_weight_share,
         rounds=rounds,
-        round_timeout_seconds=round_timeout_seconds,
-        max_upload_bytes=cap,
         model_length=model_length,
         epsilon_budget=epsilon_budget,
         min_weight=min_weight,
         max_client_weight=client_cap,
         require_dp=require_dp,
+        retain_rounds=retain_rounds,
+        **_sized(
+            params,
+            model_length,
+            max_upload_bytes=max_upload_bytes,
+            round_timeout_seconds=round_timeout_seconds,
+            transfer_timeout_seconds=transfer_timeout_seconds,
+        ),
     )
     if policy.min_contributors > clients:
         raise ConfigError("min_contributors exceeds the number of clients")
@@ -185,6 +248,33 @@ def init_deployment(
     names = [f"kh{i}" for i in range(1, keyholders + 1)] + [f"c{i}" for i in range(1, clients + 1)]
     party_hosts = _party_hosts(hosts, ["server", ADMIN_NAME, *names], server_address)
     resolved = host_table(resolve)
+    with atomic_directory(target) as tmp:
+        _write(
+            DeploymentLayout(tmp),
+            policy=policy,
+            params=params,
+            clients=clients,
+            initial_blob=initial_blob,
+            party_hosts=party_hosts,
+            resolved=resolved,
+            server_address=server_address,
+        )
+    return load_roster(target)
+
+
+def _write(
+    layout: DeploymentLayout,
+    *,
+    policy: Policy,
+    params: Parameters,
+    clients: int,
+    initial_blob: bytes,
+    party_hosts: dict[str, list[str]],
+    resolved: dict[str, str],
+    server_address: str,
+) -> None:
+    """Generate the CA and every party's keys and write the deployment under ``layout``."""
+    keyholders = policy.keyholders
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = ca_certificate(ca_key)
     _write_private(layout.ca_key, _pem_key(ca_key))
@@ -244,4 +334,3 @@ def init_deployment(
         document["hosts"] = resolved
     layout.initial_model.write_bytes(initial_blob)
     layout.roster.write_text(tomli_w.dumps(document))
-    return load_roster(directory)

@@ -53,7 +53,7 @@ class Policy:
     min_contributors: int = 2
     max_weight_share: float = 1.0
     rounds: int = 3
-    round_timeout_seconds: float = 60.0
+    round_timeout_seconds: float = C.DEFAULT_ROUND_TIMEOUT_SECONDS
     max_upload_bytes: int = C.MAX_SERIALIZED_BYTES
     model_length: int = 1000
     epsilon_budget: float = 3.0
@@ -62,6 +62,12 @@ class Policy:
     #: Refuse uploads whose signed statement does not claim DP (``dp = false``); the
     #: policy checks the client's claim, it cannot check the training itself.
     require_dp: bool = False
+    #: Deadline of one streaming transfer (upload, download, partial); ``secagg init``
+    #: derives it from the model size (:mod:`secagg.protocol.sizing`).
+    transfer_timeout_seconds: float = C.TRANSFER_TIMEOUT_SECONDS
+    #: Keep the ciphertext blobs (uploads, aggregate, partials) of the last this many
+    #: released rounds; older ones are deleted after each release. 0 keeps all.
+    retain_rounds: int = 0
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,8 +83,12 @@ class Policy:
             problems.append("max_weight_share must be in (0, 1]")
         if not 1 <= self.rounds <= 1_000_000:
             problems.append("rounds must be in 1..1000000")
-        if not 0.1 <= self.round_timeout_seconds <= 86_400.0:
-            problems.append("round_timeout_seconds must be in [0.1, 86400]")
+        if not 0.1 <= self.round_timeout_seconds <= C.MAX_TIMEOUT_SECONDS:
+            problems.append(f"round_timeout_seconds must be in [0.1, {C.MAX_TIMEOUT_SECONDS:g}]")
+        if not 1.0 <= self.transfer_timeout_seconds <= C.MAX_TIMEOUT_SECONDS:
+            problems.append(f"transfer_timeout_seconds must be in [1, {C.MAX_TIMEOUT_SECONDS:g}]")
+        if isinstance(self.retain_rounds, bool) or not 0 <= self.retain_rounds <= 1_000_000:
+            problems.append("retain_rounds must be in 0..1000000 (0: keep every round)")
         if not 1024 <= self.max_upload_bytes <= C.MAX_SERIALIZED_BYTES:
             problems.append(f"max_upload_bytes must be in 1024..{C.MAX_SERIALIZED_BYTES}")
         if not 1 <= self.model_length <= C.MAX_VECTOR_LENGTH:
@@ -241,6 +251,18 @@ class _Fields:
         return raw
 
 
+def _operations(pol: _Fields) -> dict[str, Any]:
+    """The policy's operational fields (issue 13); rosters written before them get defaults."""
+    found: dict[str, Any] = {}
+    if "transfer_timeout_seconds" in pol.table:
+        found["transfer_timeout_seconds"] = pol.number(
+            "transfer_timeout_seconds", 1.0, C.MAX_TIMEOUT_SECONDS
+        )
+    if "retain_rounds" in pol.table:
+        found["retain_rounds"] = pol.integer("retain_rounds", 0, 1_000_000)
+    return found
+
+
 def load_roster(directory: Path) -> Roster:
     """Load and validate ``DIR/roster.toml``; raises :class:`ConfigError` naming the bad field."""
     path = Path(directory) / ROSTER_FILE
@@ -266,13 +288,14 @@ def load_roster(directory: Path) -> Roster:
         min_contributors=pol.integer("min_contributors", 1, 1_000_000),
         max_weight_share=pol.number("max_weight_share", 0.0, 1.0),
         rounds=pol.integer("rounds", 1, 1_000_000),
-        round_timeout_seconds=pol.number("round_timeout_seconds", 0.1, 86_400.0),
+        round_timeout_seconds=pol.number("round_timeout_seconds", 0.1, C.MAX_TIMEOUT_SECONDS),
         max_upload_bytes=pol.integer("max_upload_bytes", 1024, C.MAX_SERIALIZED_BYTES),
         model_length=pol.integer("model_length", 1, C.MAX_VECTOR_LENGTH),
         epsilon_budget=pol.number("epsilon_budget", 0.0, 1000.0),
         min_weight=pol.integer("min_weight", 1, params.max_total_weight),
         max_client_weight=pol.integer("max_client_weight", 1, params.max_total_weight),
         require_dp=pol.table.get("require_dp", False),  # absent in older rosters
+        **_operations(pol),
     )
     srv = _Fields(top._get("server"), "server")
     server = Party(srv.text("name", NAME_PATTERN), "server", srv.key("signing_public_key"))

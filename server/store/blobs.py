@@ -60,3 +60,19 @@ class BlobStore:
     def has(self, digest: bytes) -> bool:
         """Whether the blob is stored."""
         return self.path(digest).exists()
+
+    def delete(self, digest: bytes) -> int:
+        """Delete a blob (the retention policy); returns the bytes freed, 0 if it was absent.
+
+        Notes
+        -----
+        Not crash-ordered like :meth:`put`: a crash may leave a blob that was to be deleted,
+        never a row that names a missing blob it still needs (only released rounds prune).
+        """
+        path = self.path(digest)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        return size

@@ -183,6 +183,7 @@ def verify_log(
         report.warnings.append(
             f"entries after the last checkpoint (up to {len(entries)}) are not signed yet"
         )
+    report.warnings[:0] = report.pruned_warning()
     newest = max((head.size for _, head in heads), default=0)
     if not heads:
         report.warnings.append(

@@ -4,12 +4,18 @@ The server keeps ciphertexts, aggregates and partial decryptions in its content-
 blob store (:attr:`~secagg.protocol.layout.DeploymentLayout.blobs`, under
 ``serve --data``). When they are retained, the verifier redoes the homomorphic sum and the
 threshold combination itself instead of trusting the logged digests; when they are not,
-it says so with a warning.
+it says so with a warning. Under a retention policy (``policy.retain_rounds > 0``) the
+server deletes old rounds' ciphertexts: the verifier then marks those rounds as pruned
+(:attr:`~.report.RoundReport.ciphertexts_pruned`; the report names them in one warning)
+and still checks every signature of them, like every other entry.
 
 Security
 --------
 Blobs are parsed by the library's staged parsers (size cap, parse, semantic checks)
-exactly like network input: a blob store is as untrusted as the log.
+exactly like network input: a blob store is as untrusted as the log. The verifier
+cannot tell ciphertexts pruned under the policy from ciphertexts a server withholds: under
+a retention policy, every missing ciphertext is reported as pruned (a warning, never a
+pass of the recomputation).
 """
 
 from __future__ import annotations
@@ -33,10 +39,22 @@ def _retained(v: Verification, hashes: Sequence[bytes]) -> list[Path] | None:
     return paths if all(p.is_file() for p in paths) else None
 
 
+def _missing(v: Verification, at: At, round_number: int, message: str) -> None:
+    """Warn that blobs are missing; under a retention policy, mark the round as pruned."""
+    keep = v.roster.policy.retain_rounds
+    if keep > 0 and v.layout.blobs.is_dir():
+        v.round(round_number).ciphertexts_pruned = True
+        message += f" (round {round_number} pruned: policy.retain_rounds = {keep})"
+    v.warn(at, message)
+
+
 def recompute_aggregate(v: Verification, at: At, entry: AggregateEntry) -> bool | None:
     """Re-add the logged inputs; True if the digest matches, None if not retained."""
     paths = _retained(v, [i.ciphertext_hash for i in entry.inputs])
-    if paths is None or v.seen.public_key_id is None or not entry.inputs:
+    if paths is None:
+        _missing(v, at, entry.round, "ciphertexts not retained; aggregate not recomputed")
+        return None
+    if v.seen.public_key_id is None or not entry.inputs:
         v.warn(at, "ciphertexts not retained; aggregate not recomputed")
         return None
     params = v.roster.params
@@ -78,7 +96,9 @@ def recombined_hash(
     paths = _retained(v, [aggregate.aggregate_hash, *(partials[k].partial_hash for k in quorum)])
     if paths is None:
         if warn_missing:
-            v.warn(at, "aggregate or partials not retained; model not recomputed")
+            _missing(
+                v, at, round_number, "aggregate or partials not retained; model not recomputed"
+            )
         return None
     params = v.roster.params
     try:

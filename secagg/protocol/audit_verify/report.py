@@ -28,7 +28,9 @@ class RoundReport:
 
     ``dp_uploads``: accepted uploads whose client signed the DP marker;
     ``locked_by``: key holders with a valid lock on the round's logged aggregate;
-    ``endorsements``: the valid endorsements of the released model.
+    ``endorsements``: the valid endorsements of the released model;
+    ``ciphertexts_pruned``: its ciphertexts were deleted under ``policy.retain_rounds``
+    (not recomputed; its signatures were checked all the same).
     """
 
     round: int
@@ -43,6 +45,7 @@ class RoundReport:
     dp_uploads: int = 0
     locked_by: list[int] = field(default_factory=list)
     endorsements: list[EndorsementReport] = field(default_factory=list)
+    ciphertexts_pruned: bool = False
 
 
 @dataclass
@@ -54,6 +57,20 @@ class Report:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     rounds: dict[int, RoundReport] = field(default_factory=dict)
+
+    @property
+    def pruned_rounds(self) -> list[int]:
+        """Rounds not recomputed because their ciphertexts were pruned (``retain_rounds``)."""
+        return sorted(r.round for r in self.rounds.values() if r.ciphertexts_pruned)
+
+    def pruned_warning(self) -> list[str]:
+        """The one warning naming the pruned rounds (empty if none)."""
+        if not self.pruned_rounds:
+            return []
+        return [
+            f"rounds {', '.join(map(str, self.pruned_rounds))} could not be recomputed: their "
+            "ciphertexts were pruned (policy.retain_rounds); their signatures were checked"
+        ]
 
     @property
     def ok(self) -> bool:
@@ -72,6 +89,7 @@ class Report:
             "witnesses": self.witnesses,
             "errors": self.errors,
             "warnings": self.warnings,
+            "pruned_rounds": self.pruned_rounds,
             "rounds": [asdict(r) for r in self.rounds.values()],
         }
 
