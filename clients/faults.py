@@ -21,12 +21,10 @@ refuses to start (a typo must not silently disarm a test).
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from collections.abc import Mapping
 from enum import Enum
 
-from secagg.errors import ConfigError
+from secagg.fault_points import armed_point, sigkill_self
 
 log = logging.getLogger("secagg.client")
 
@@ -43,32 +41,12 @@ class ClientFault(Enum):
 
 
 def armed_fault(environ: Mapping[str, str]) -> ClientFault | None:
-    """The fault point :data:`CLIENT_FAULT_ENV` arms (None if unset or empty).
-
-    Raises
-    ------
-    ConfigError
-        The variable names no fault point.
-    """
-    value = environ.get(CLIENT_FAULT_ENV, "")
-    if not value:
-        return None
-    try:
-        point = ClientFault(value)
-    except ValueError:
-        known = ", ".join(p.value for p in ClientFault)
-        raise ConfigError(f"{CLIENT_FAULT_ENV}={value!r} names no fault point ({known})") from None
-    log.warning(
-        "TEST-ONLY FAULT POINT ARMED (%s=%s): this client will SIGKILL itself at that step. "
-        "Never run a deployment like this.",
-        CLIENT_FAULT_ENV,
-        point.value,
-    )
-    return point
+    """The fault point :data:`CLIENT_FAULT_ENV` arms (None if unset; ConfigError if unknown)."""
+    return armed_point(environ, CLIENT_FAULT_ENV, ClientFault, who="client", log=log)
 
 
 def reach(armed: ClientFault | None, point: ClientFault) -> None:
     """SIGKILL this process if ``point`` is the armed one; otherwise do nothing."""
     if armed is point:
         log.warning("TEST-ONLY fault point %s reached: crashing now", point.value)
-        os.kill(os.getpid(), signal.SIGKILL)
+        sigkill_self()

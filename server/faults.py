@@ -21,13 +21,11 @@ warning, and an unknown value refuses to start (a typo must not silently disarm 
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
-from secagg.errors import ConfigError
+from secagg.fault_points import armed_point, sigkill_self
 
 log = logging.getLogger("secagg.server")
 
@@ -40,11 +38,6 @@ class FaultPoint(Enum):
 
     #: The last partial of a task is committed (store and audit log); nothing is released.
     KILL_AFTER_LAST_PARTIAL = "kill-after-last-partial"
-
-
-def sigkill_self() -> None:
-    """Die at once, as a crash would (SIGKILL cannot be caught)."""
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True)
@@ -67,21 +60,7 @@ class Faults:
         ConfigError
             The variable names no fault point.
         """
-        value = environ.get(FAULT_ENV, "")
-        if not value:
-            return cls()
-        try:
-            point = FaultPoint(value)
-        except ValueError:
-            known = ", ".join(p.value for p in FaultPoint)
-            raise ConfigError(f"{FAULT_ENV}={value!r} names no fault point ({known})") from None
-        log.warning(
-            "TEST-ONLY FAULT POINT ARMED (%s=%s): this server will SIGKILL itself at that "
-            "step. Never run a deployment like this.",
-            FAULT_ENV,
-            point.value,
-        )
-        return cls(point)
+        return cls(armed_point(environ, FAULT_ENV, FaultPoint, who="server", log=log))
 
     def reach(self, point: FaultPoint) -> None:
         """Crash here if ``point`` is the armed one; otherwise do nothing."""
