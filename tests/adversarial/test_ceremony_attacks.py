@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,11 +107,14 @@ class World:
         return set(self.relay.bodies(pb.ENDORSEMENT))
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
+@contextmanager
+def ceremony_world(
+    tmp_path: Path, relay_class: type[CeremonyRelayDouble] = CeremonyRelayDouble
+) -> Iterator[World]:
+    """A deployment served by ``relay_class``; the key holder threads stopped at the end."""
     directory = tmp_path / "deployment"
     roster = init_deployment(directory, clients=2, keyholders=N, threshold=T, model_length=16)
-    relay = CeremonyRelayDouble(roster.deployment_id)
+    relay = relay_class(roster.deployment_id)
     with serving(directory, relay) as address:
         made = World(directory, roster, relay, address)
         try:
@@ -119,6 +123,12 @@ def world(tmp_path: Path) -> Iterator[World]:
             made.stop.set()
             for thread in made.threads:
                 thread.join(30)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    with ceremony_world(tmp_path) as made:
+        yield made
 
 
 def _sealed_share(

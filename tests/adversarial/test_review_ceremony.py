@@ -26,7 +26,6 @@ that differ abort naming nobody (:class:`~secagg.errors.TranscriptMismatch`).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -39,12 +38,11 @@ from secagg.dkg import DkgParticipant, combine_public_key, common_seed
 from secagg.errors import TranscriptMismatch
 from secagg.proto import service_pb2 as pb
 from secagg.protocol import ceremony as codec
-from secagg.protocol.deployment import init_deployment
 from secagg.protocol.statements import CeremonyStatement, Signed
 from secagg.rpc.transport import identity, peer_name
 
-from ._ceremony_relay import CeremonyRelayDouble, serving
-from .test_ceremony_attacks import HONEST, ROGUE, N, T, World, _sealed_share
+from ._ceremony_relay import CeremonyRelayDouble
+from .test_ceremony_attacks import HONEST, ROGUE, N, T, World, _sealed_share, ceremony_world
 
 FRAMED = 2
 
@@ -64,25 +62,9 @@ class KindConfusingRelay(CeremonyRelayDouble):
         return pb.CeremonyMessages(messages=[*kept, seed_commit])
 
 
-@contextmanager
-def _world(tmp_path: Path, relay_class: type[CeremonyRelayDouble]) -> Iterator[World]:
-    """A deployment served by ``relay_class``; the key holder threads stopped at the end."""
-    directory = tmp_path / "deployment"
-    roster = init_deployment(directory, clients=2, keyholders=N, threshold=T, model_length=16)
-    relay = relay_class(roster.deployment_id)
-    with serving(directory, relay) as address:
-        made = World(directory, roster, relay, address)
-        try:
-            yield made
-        finally:
-            made.stop.set()
-            for thread in made.threads:
-                thread.join(30)
-
-
 @pytest.fixture
 def confused(tmp_path: Path) -> Iterator[World]:
-    with _world(tmp_path, KindConfusingRelay) as made:
+    with ceremony_world(tmp_path, KindConfusingRelay) as made:
         yield made
 
 
@@ -127,7 +109,7 @@ class EquivocatingRelay(CeremonyRelayDouble):
 
 @pytest.fixture
 def equivocation(tmp_path: Path) -> Iterator[World]:
-    with _world(tmp_path, EquivocatingRelay) as made:
+    with ceremony_world(tmp_path, EquivocatingRelay) as made:
         yield made
 
 
