@@ -69,6 +69,7 @@ from secagg.keys import JointPublicKey, KeyShare
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.certificates import check_locks
 from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.policy import check_epsilon_progress
 from secagg.protocol.statements import (
     EndorsementStatement,
     LockStatement,
@@ -200,6 +201,8 @@ class KeyHolder:
         contributions = check_task(self.roster, task)
         locked = self.record.decrypted()
         check_not_decrypted(locked, task)
+        for upload in contributions:
+            check_epsilon_progress(self.record.epsilon_before(upload.client_id, task.round), upload)
         return contributions, locked.get(task.round) == task.aggregate_digest
 
     def recomputed(
@@ -228,7 +231,8 @@ class KeyHolder:
             recomputed = self.recomputed(task, share, contributions)
             self.shares.use(share.public_key_id)
             decryption = Decryption(task.round, task.aggregate_digest)
-            self.record.remember(decryption, recomputed.ciphertext_digests)
+            epsilons = {c.client_id: c.epsilon for c in contributions}
+            self.record.remember(decryption, recomputed.ciphertext_digests, epsilons)
         lock = Signed.create(
             LockStatement(self.roster.deployment_id, task.round, self.index, task.aggregate_digest),
             self.signing_key,
@@ -303,7 +307,8 @@ class KeyHolder:
             self.signing_key,
         )
         answer = StoredAnswer(decryption, part.quorum, part.to_bytes(), partial.signature)
-        self.record.remember(decryption, recomputed.ciphertext_digests)
+        epsilons = {c.client_id: c.epsilon for c in task.contributions}  # checked by checked()
+        self.record.remember(decryption, recomputed.ciphertext_digests, epsilons)
         self.record.keep_answer(answer)
         return answer
 

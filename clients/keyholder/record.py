@@ -1,6 +1,6 @@
 """What a key holder locked, decrypted and answered, durable across restarts.
 
-Three things, all in the key holder's state directory
+Four things, all in the key holder's state directory
 (:meth:`~secagg.protocol.layout.DeploymentLayout.state_dir`):
 
 ``decrypted.json``
@@ -12,6 +12,11 @@ Three things, all in the key holder's state directory
     ciphertext this key holder decrypted over -> the (round, aggregate) it was part of;
     a task listing one of them in any other (round, aggregate) is refused
     (``ReplayedCiphertext``): a replay across rounds.
+``epsilons.json``
+    client -> round -> the ε it signed in the uploads of the rounds this key holder locked;
+    a task in which a client reports less than in an earlier such round is refused
+    (``EpsilonDecreased``, the shared policy's
+    :func:`~secagg.protocol.policy.check_epsilon_progress`).
 ``answers/``
     one file per partial decryption sent: its exact bytes and its signature, keyed by
     (round, aggregate digest, quorum). A retry of the same task gets these bytes back,
@@ -36,7 +41,7 @@ needs zero-knowledge proofs of well-formed encryption, which the project lacks.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +49,7 @@ from clients.keyholder.storage import fsync_directory, write_atomically
 
 DECRYPTED_FILE = "decrypted.json"
 CIPHERTEXTS_FILE = "ciphertexts.json"
+EPSILONS_FILE = "epsilons.json"
 ANSWERS_DIR = "answers"
 
 
@@ -121,12 +127,32 @@ class DecryptionRecord:
             seen[bytes.fromhex(digest)] = Decryption(int(str(rnd)), bytes.fromhex(str(aggregate)))
         return seen
 
-    def remember(self, decryption: Decryption, ciphertext_digests: Iterable[bytes]) -> None:
-        """Record, durably, a decryption and the ciphertexts its aggregate sums.
+    def epsilon_before(self, client: str, round_number: int) -> float | None:
+        """The largest ε ``client`` signed in a round before ``round_number`` locked here."""
+        rounds = self._read_json(EPSILONS_FILE).get(client, {})
+        assert isinstance(rounds, dict)
+        earlier = [float(e) for r, e in rounds.items() if int(r) < round_number]
+        return max(earlier, default=None)
 
-        The ciphertexts are written first: a crash between the two writes leaves them
-        recorded (stricter), never a round without its ciphertexts.
+    def remember(
+        self,
+        decryption: Decryption,
+        ciphertext_digests: Iterable[bytes],
+        epsilons: Mapping[str, float] | None = None,
+    ) -> None:
+        """Record, durably, a decryption, the ciphertexts its aggregate sums and the ε each
+        contributor signed (``epsilons``: client -> ε).
+
+        The ciphertexts and epsilons are written first: a crash between the writes leaves
+        them recorded (stricter), never a round without its ciphertexts.
         """
+        if epsilons:
+            record = self._read_json(EPSILONS_FILE)
+            for client, eps in epsilons.items():
+                rounds = record.setdefault(client, {})
+                assert isinstance(rounds, dict)
+                rounds[str(decryption.round)] = eps
+            write_atomically(self.state_dir / EPSILONS_FILE, json.dumps(record).encode())
         seen = {
             d.hex(): [r.round, r.aggregate_digest.hex()] for d, r in self.seen_ciphertexts().items()
         }

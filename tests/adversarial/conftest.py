@@ -83,6 +83,7 @@ class Attack(Signatures):
         weight: int = 10,
         round_number: int = 1,
         blob: bytes | None = None,
+        epsilon: float = 0.0,
     ) -> Upload:
         """``client`` signs ``vector`` (or ``blob``, another encoding of it) as its upload."""
         data = vector.to_bytes() if blob is None else blob
@@ -95,6 +96,7 @@ class Attack(Signatures):
             global_model_hash=model,
             ciphertext_hash=hashlib.sha256(data).digest(),
             weight=weight,
+            epsilon=epsilon,
         )
         signed = Signed.create(statement, identity(self.directory, client).signing_key())
         return Upload(statement.to_contribution(signed.signature), data, vector)
