@@ -102,6 +102,15 @@ class World:
         }
         return codec.transcript_hash(self.roster.deployment_id, epoch=1, digests=digests)
 
+    def rogue_seed(self, me: DkgParticipant) -> bytes:
+        """Key holder ``me``'s honest first phases (exchange key, seed commit and reveal);
+        the common seed."""
+        self.post_exchange_key()
+        self.post(pb.SEED_COMMIT, me.commitment())
+        commits = self.relay.wait(pb.SEED_COMMIT, N)
+        self.post(pb.SEED_REVEAL, me.reveal())
+        return common_seed(commits, self.relay.wait(pb.SEED_REVEAL, N))
+
     def endorsers(self) -> set[int]:
         """Key holders that posted an ENDORSEMENT."""
         return set(self.relay.bodies(pb.ENDORSEMENT))
@@ -146,11 +155,7 @@ def _rogue_last_mover(world: World) -> KeyShare:
     """Key holder 3's attack; returns its single-party share of the joint secret ``s'``."""
     params = world.roster.params
     me = DkgParticipant(params, index=ROGUE, keyholders=N, threshold=T)
-    world.post_exchange_key()
-    world.post(pb.SEED_COMMIT, me.commitment())
-    commits = world.relay.wait(pb.SEED_COMMIT, N)
-    world.post(pb.SEED_REVEAL, me.reveal())
-    seed = common_seed(commits, world.relay.wait(pb.SEED_REVEAL, N))
+    seed = world.rogue_seed(me)
     outgoing = me.outgoing_shares()
     honest_b3 = codec.encode_key_contribution(me.public_key_contribution(seed))
     plains = {j: codec.encode_share(outgoing[j]) for j in outgoing}

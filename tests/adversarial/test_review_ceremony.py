@@ -34,7 +34,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import secagg
-from secagg.dkg import DkgParticipant, combine_public_key, common_seed
+from secagg.dkg import DkgParticipant, combine_public_key
 from secagg.errors import TranscriptMismatch
 from secagg.proto import service_pb2 as pb
 from secagg.protocol import ceremony as codec
@@ -118,11 +118,7 @@ def _equivocate(world: World, relay: EquivocatingRelay) -> None:
     params, dep = world.roster.params, world.roster.deployment_id
     key = identity(world.directory, f"kh{ROGUE}").signing_key()
     me = DkgParticipant(params, index=ROGUE, keyholders=N, threshold=T)
-    world.post_exchange_key()
-    world.post(pb.SEED_COMMIT, me.commitment())
-    commits = world.relay.wait(pb.SEED_COMMIT, N)
-    world.post(pb.SEED_REVEAL, me.reveal())
-    seed = common_seed(commits, world.relay.wait(pb.SEED_REVEAL, N))
+    seed = world.rogue_seed(me)
     b3 = me.public_key_contribution(seed)
     other = b3.copy()
     other[0, 0] = (other[0, 0] + np.uint64(1)) % np.uint64(params.coeff_modulus[0])
