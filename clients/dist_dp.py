@@ -48,7 +48,7 @@ import numpy as np
 from clients.data import ClientData, scale_pixels
 from clients.dp_model import build_model, model_layout
 from clients.dp_noise import NoiseStream, RoundKey, SamplingPlan, poisson_batches
-from clients.keyholder.storage import write_atomically
+from clients.durable import write_atomically
 from clients.privacy_ledger import PRIVACY_UNIT, setting_problems
 from clients.skellam_accounting import ledger_epsilon, plan_noise_multiplier, skellam_entry
 from clients.skellam_noise import skellam

@@ -51,7 +51,7 @@ from typing import Any
 from clients.data import ClientData, scale_pixels
 from clients.dp_model import build_model, model_layout, model_length
 from clients.dp_noise import RoundKey, SamplingPlan, noisy_count
-from clients.keyholder.storage import write_atomically
+from clients.durable import write_atomically
 from clients.privacy_ledger import (
     ACCOUNTANTS,
     PRIVACY_UNIT,
