@@ -13,7 +13,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -26,7 +26,7 @@ from secagg.protocol.certificates import check_endorsements
 from secagg.protocol.roster import Roster
 from secagg.protocol.statements import ReleaseStatement
 from secagg.rpc.errors import reason_of
-from secagg.rpc.transport import Identity, chunks, join_chunks
+from secagg.rpc.transport import Identity, join_chunks
 
 T = TypeVar("T")
 log = logging.getLogger("secagg.agent")
@@ -87,6 +87,20 @@ class Connection:
 
         return self.call(fetch, None, timeout=self.me.roster.policy.transfer_timeout_seconds)
 
+    def download_chunked(self, digest: bytes) -> Iterator[bytes]:
+        """Stream a chunked envelope by its digest: the head's bytes, then each chunk's.
+
+        Nothing is checked here: parse the head (e.g.
+        :meth:`secagg.chunked.VectorHead.from_bytes`), compare its digest with the one
+        you trust, then check each chunk with :func:`secagg.chunked.checked_chunks`. A
+        failed stream raises ``grpc.RpcError``; restart it from the beginning.
+        """
+        parts = self.stub.DownloadChunked(
+            pb.BlobRequest(sha256=digest), timeout=self.me.roster.policy.transfer_timeout_seconds
+        )
+        for part in parts:
+            yield part.data
+
     def close(self) -> None:
         """Close the channel."""
         self.channel.close()
@@ -134,28 +148,24 @@ def failed_with(exc: grpc.RpcError, *errors: type[SecAggError], fallback: grpc.S
     return bool(exc.code() == fallback)
 
 
-def blob_header(data: bytes) -> pb.BlobHeader:
-    """Size and hash of a blob about to be streamed."""
-    return pb.BlobHeader(total_size=len(data), sha256=hashlib.sha256(data).digest())
-
-
-def upload_stream(header: pb.UploadHeader, data: bytes) -> Iterator[pb.UploadRequest]:
-    """Header first, then the chunks."""
+def upload_stream(header: pb.UploadHeader, payloads: Iterable[bytes]) -> Iterator[pb.UploadRequest]:
+    """Header (with the ciphertext's head) first, then one message per chunk."""
     yield pb.UploadRequest(header=header)
-    for c in chunks(data):
-        yield pb.UploadRequest(chunk=c)
+    for c in payloads:
+        yield pb.UploadRequest(chunk=pb.Chunk(data=c))
 
 
-def partial_stream(header: pb.PartialHeader, data: bytes) -> Iterator[pb.PartialRequest]:
-    """Header first, then the chunks."""
+def partial_stream(
+    header: pb.PartialHeader, payloads: Iterable[bytes]
+) -> Iterator[pb.PartialRequest]:
+    """Header (with the partial's head) first, then one message per chunk."""
     yield pb.PartialRequest(header=header)
-    for c in chunks(data):
-        yield pb.PartialRequest(chunk=c)
+    for c in payloads:
+        yield pb.PartialRequest(chunk=pb.Chunk(data=c))
 
 
 __all__ = [
     "Connection",
-    "blob_header",
     "failed_with",
     "join_chunks",
     "partial_stream",

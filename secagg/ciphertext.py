@@ -46,6 +46,7 @@ class EncryptedVector(Envelope[core_pb2.EncryptedVector]):
     """
 
     DOMAIN: ClassVar[bytes] = C.DOMAIN_CIPHERTEXT
+    CHUNKED: ClassVar[bool] = True
     params: Parameters
     public_key_id: bytes
     length: int
@@ -91,12 +92,8 @@ class EncryptedVector(Envelope[core_pb2.EncryptedVector]):
     def from_message(cls, msg: core_pb2.EncryptedVector, params: Parameters) -> EncryptedVector:
         """Validate an already parsed message (see :meth:`from_bytes`)."""
         err = InvalidCiphertext
-        require(msg.format_version == C.FORMAT_VERSION, err, "unsupported format version")
-        require(msg.params_id == params.id_bytes, err, "ciphertext is for other parameters")
-        require(len(msg.public_key_id) == C.DIGEST_BYTES, err, "missing public key id")
-        require(1 <= msg.length <= C.MAX_VECTOR_LENGTH, err, f"invalid vector length {msg.length}")
-        count = ciphertext_count(params, msg.length)
-        require(msg.ciphertext_count == count, err, "ciphertext count does not match the length")
+        count = check_vector_header(msg, params)
+        require(not msg.chunk_digests, err, "a whole vector lists no chunk digests")
         L = len(params.data_primes)
         shape = (count, 2, L, params.poly_modulus_degree)
         payload = bytes(msg.payload)
@@ -111,12 +108,35 @@ class EncryptedVector(Envelope[core_pb2.EncryptedVector]):
         vec._adopt_payload(payload)
         require(vec.digest == msg.digest, err, "digest mismatch: data corrupted or truncated")
         require_reduced(residues, params.data_primes, err, "residue not reduced modulo its prime")
-        require(
-            bool(residues[:, 1].any(axis=(1, 2)).all()),
-            err,
-            "transparent ciphertext (c1 = 0) refused",
-        )
+        require_not_transparent(residues)
         return vec
+
+
+def check_vector_header(msg: core_pb2.EncryptedVector, params: Parameters) -> int:
+    """Check a vector message's header fields (whole or head); returns its ciphertext count.
+
+    Raises :class:`InvalidCiphertext` naming the field that is wrong.
+    """
+    err = InvalidCiphertext
+    require(msg.format_version == C.FORMAT_VERSION, err, "unsupported format version")
+    require(msg.params_id == params.id_bytes, err, "ciphertext is for other parameters")
+    require(len(msg.public_key_id) == C.DIGEST_BYTES, err, "missing public key id")
+    require(1 <= msg.length <= C.MAX_VECTOR_LENGTH, err, f"invalid vector length {msg.length}")
+    count = ciphertext_count(params, msg.length)
+    require(msg.ciphertext_count == count, err, "ciphertext count does not match the length")
+    return count
+
+
+def require_not_transparent(residues: U64) -> None:
+    """Refuse a ciphertext whose ``c1`` is zero (its plaintext is in the clear).
+
+    ``residues`` has shape ``(ciphertexts, 2, primes, N)``; raises :class:`InvalidCiphertext`.
+    """
+    require(
+        bool(residues[:, 1].any(axis=(1, 2)).all()),
+        InvalidCiphertext,
+        "transparent ciphertext (c1 = 0) refused",
+    )
 
 
 def encrypt(public_key: JointPublicKey, vector: object) -> EncryptedVector:

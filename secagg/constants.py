@@ -20,6 +20,13 @@ DIGEST_BYTES: Final = 32
 MAX_SERIALIZED_BYTES: Final = 2 * 1024**3
 #: Upper bound on the number of values in one encrypted vector.
 MAX_VECTOR_LENGTH: Final = 200_000_000
+#: Ciphertexts per chunk of a chunked envelope (vectors, aggregates, partials): the unit
+#: that is streamed, verified, stored and folded on its own. A vector chunk is 2.9 MB at
+#: the default parameters (65,536 values), under gRPC's 4 MiB message limit.
+CHUNK_CIPHERTEXTS: Final = 8
+#: Cap on the head of a chunked envelope (header fields and 32 bytes per chunk): a
+#: 200M-value vector has 3,052 chunks, about 100 KB of digests.
+MAX_HEAD_BYTES: Final = 1024 * 1024
 
 # --- Parameter defaults (the bit budget they feed: secagg.params, module notes) ---------
 DEFAULT_POLY_MODULUS_DEGREE: Final = 8192
@@ -58,9 +65,11 @@ CBD_BOUND: Final = CBD_ETA
 DOMAIN_PARAMS_ID: Final = b"secagg/params/v1"
 DOMAIN_COMMON_POLY: Final = b"secagg/dkg/common-a/v1"
 DOMAIN_PUBLIC_KEY_ID: Final = b"secagg/public-key/v1"
-DOMAIN_CIPHERTEXT: Final = b"secagg/ciphertext/v1"
+DOMAIN_CIPHERTEXT: Final = b"secagg/ciphertext/v2"
 DOMAIN_AGGREGATE: Final = b"secagg/aggregate/v1"
-DOMAIN_PARTIAL: Final = b"secagg/partial/v1"
+DOMAIN_PARTIAL: Final = b"secagg/partial/v2"
+#: Digest of one chunk of a chunked envelope (its index and packed residues).
+DOMAIN_CHUNK: Final = b"secagg/chunk/v1"
 DOMAIN_SEED_COMMIT: Final = b"secagg/dkg/seed-commit/v1"
 
 # --- Service (gRPC) ----------------------------------------------------------------------

@@ -39,9 +39,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
+import tenseal.sealapi as seal
 
 from secagg import constants as C
 from secagg._internal.envelope import (
@@ -63,6 +64,16 @@ from secagg.params import Parameters
 from secagg.proto import core_pb2
 
 
+class AggregateMeta(Protocol):
+    """What scaling a decoded aggregate needs (an aggregate or its head)."""
+
+    @property
+    def total_weight(self) -> int: ...
+
+    @property
+    def weight_scale(self) -> float: ...
+
+
 @dataclass(frozen=True, eq=False)
 class PartialDecryption(Envelope[core_pb2.PartialDecryption]):
     """Key holder ``keyholder_index``'s flooded share of one aggregate's decryption.
@@ -71,6 +82,7 @@ class PartialDecryption(Envelope[core_pb2.PartialDecryption]):
     """
 
     DOMAIN: ClassVar[bytes] = C.DOMAIN_PARTIAL
+    CHUNKED: ClassVar[bool] = True
     params: Parameters
     public_key_id: bytes
     aggregate_digest: bytes
@@ -106,14 +118,10 @@ class PartialDecryption(Envelope[core_pb2.PartialDecryption]):
         """Parse and validate; raises :class:`InvalidPartialDecryption`."""
         err = InvalidPartialDecryption
         msg = parse(core_pb2.PartialDecryption, blob, err, max_bytes)
-        require(msg.params_id == params.id_bytes, err, "partial is for other parameters")
-        require(len(msg.aggregate_digest) == C.DIGEST_BYTES, err, "missing aggregate digest")
-        quorum = tuple(msg.quorum)
-        _check_quorum(quorum, msg.threshold, params.max_keyholders, err, short=err)
-        require(msg.keyholder_index in quorum, err, "key holder is not in its quorum")
+        quorum = check_partial_header(msg, params)
+        require(not msg.chunk_digests, err, "a whole partial lists no chunk digests")
         n, count = params.poly_modulus_degree, msg.ciphertext_count
         wrong_length = "partial payload has the wrong length"
-        require(1 <= count <= C.MAX_VECTOR_LENGTH // n + 1, err, wrong_length)
         payload = bytes(msg.payload)
         residues = unpack_residues(payload, (count, len(params.data_primes), n), err, wrong_length)
         part = cls(
@@ -129,6 +137,22 @@ class PartialDecryption(Envelope[core_pb2.PartialDecryption]):
         require(part.digest == msg.digest, err, "partial digest mismatch")
         require_reduced(residues, params.data_primes, err, "partial residue not reduced")
         return part
+
+
+def check_partial_header(msg: core_pb2.PartialDecryption, params: Parameters) -> tuple[int, ...]:
+    """Check a partial message's header fields (whole or head); returns its quorum.
+
+    Raises :class:`InvalidPartialDecryption` naming the field that is wrong.
+    """
+    err = InvalidPartialDecryption
+    require(msg.params_id == params.id_bytes, err, "partial is for other parameters")
+    require(len(msg.aggregate_digest) == C.DIGEST_BYTES, err, "missing aggregate digest")
+    quorum = tuple(msg.quorum)
+    _check_quorum(quorum, msg.threshold, params.max_keyholders, err, short=err)
+    require(msg.keyholder_index in quorum, err, "key holder is not in its quorum")
+    n, count = params.poly_modulus_degree, msg.ciphertext_count
+    require(1 <= count <= C.MAX_VECTOR_LENGTH // n + 1, err, "partial payload has the wrong length")
+    return quorum
 
 
 def _check_quorum(
@@ -163,29 +187,61 @@ def partial_decrypt(
     Check the decryption policy before calling (see the module docstring). Every call
     draws fresh flooding noise; never reuse a partial for another quorum.
     """
+    q = check_share_for(share, quorum, aggregate.params, aggregate.vector.public_key_id)
+    return _partial_decrypt_unchecked(share, aggregate, q)
+
+
+def check_share_for(
+    share: KeyShare, quorum: Iterable[int], params: Parameters, public_key_id: bytes
+) -> tuple[int, ...]:
+    """The sorted quorum, once ``share`` may partially decrypt for it under this key.
+
+    Raises :class:`QuorumNotMet` (too small) or :class:`InvalidPartialDecryption`.
+    """
     q = tuple(sorted(set(int(i) for i in quorum)))
     _check_quorum(q, share.threshold, share.keyholders, InvalidPartialDecryption)
     if share.index not in q:
         raise InvalidPartialDecryption(f"key holder {share.index} is not in the quorum {list(q)}")
-    if share.params.id_bytes != aggregate.params.id_bytes:
+    if share.params.id_bytes != params.id_bytes:
         raise InvalidPartialDecryption("key share and aggregate use different parameters")
-    if share.public_key_id != aggregate.vector.public_key_id:
+    if share.public_key_id != public_key_id:
         raise InvalidPartialDecryption("aggregate is encrypted under another public key")
-    return _partial_decrypt_unchecked(share, aggregate, q)
+    return q
 
 
 def _partial_decrypt_unchecked(
     share: KeyShare, aggregate: EncryptedAggregate, quorum: tuple[int, ...]
 ) -> PartialDecryption:
     """Internal: the ring algebra without quorum checks (tests force bad quorums with it)."""
+    out = partial_rows(share.params, partial_factor(share, quorum), aggregate.vector.residues[:, 1])
+    return PartialDecryption(
+        share.params,
+        share.public_key_id,
+        aggregate.digest,
+        share.index,
+        share.threshold,
+        quorum,
+        out,
+    )
+
+
+def partial_factor(share: KeyShare, quorum: tuple[int, ...]) -> seal.Plaintext:
+    """``lambda_j^Q * S_j`` as an NTT-form SEAL plaintext (no quorum checks: the caller's)."""
     params = share.params
+    scaled = np.empty_like(share.residues)
+    for j, q in enumerate(params.data_primes):
+        scaled[j] = mul_mod(share.residues[j], lagrange_at_zero(quorum, q)[share.index], q)
+    return backend_for(params).to_ntt_plaintext(scaled)
+
+
+def partial_rows(params: Parameters, factor: seal.Plaintext, c1: U64) -> U64:
+    """``factor * c1 + E`` for ciphertext rows ``c1`` of shape ``(k, primes, N)``.
+
+    SEAL computes the ring product; the flooding noise ``E`` is fresh from ``os.urandom``
+    on every call. Any number of rows: a whole aggregate or one chunk of it.
+    """
     backend = backend_for(params)
     primes = params.data_primes
-    scaled = np.empty_like(share.residues)
-    for j, q in enumerate(primes):
-        scaled[j] = mul_mod(share.residues[j], lagrange_at_zero(quorum, q)[share.index], q)
-    factor = backend.to_ntt_plaintext(scaled)
-    c1 = aggregate.vector.residues[:, 1]
     count, n = c1.shape[0], params.poly_modulus_degree
     out = np.empty_like(c1)
     for k in range(0, count, 2):
@@ -199,9 +255,7 @@ def _partial_decrypt_unchecked(
     noise = flooding_noise(count * n, params.flooding_bits, primes).reshape(len(primes), count, n)
     for j, q in enumerate(primes):
         out[:, j] = add_mod(out[:, j], noise[j], q)
-    return PartialDecryption(
-        params, share.public_key_id, aggregate.digest, share.index, share.threshold, quorum, out
-    )
+    return out
 
 
 def check_partial(aggregate: EncryptedAggregate, partial: PartialDecryption) -> None:
@@ -277,14 +331,23 @@ def _combine_unchecked(
     aggregate: EncryptedAggregate, partials: Sequence[PartialDecryption], *, mean: bool
 ) -> F64:
     """Internal: ``c0 + sum d_j``, scale-and-round, decode; no quorum checks."""
-    params = aggregate.params
+    c0 = aggregate.vector.residues[:, 0]
+    coeffs = combine_rows(aggregate.params, c0, [p.residues for p in partials])
+    return scale_total(aggregate, decode(aggregate.params, coeffs[: aggregate.vector.length]), mean)
+
+
+def combine_rows(params: Parameters, c0: U64, parts: Sequence[U64]) -> U64:
+    """Plaintext coefficients of ``c0 + sum parts`` (rows ``(k, primes, N)``), SEAL-rounded."""
     backend = backend_for(params)
-    m = aggregate.vector.residues[:, 0].copy()
-    for p in partials:
+    m = c0.copy()
+    for part in parts:
         for j, q in enumerate(params.data_primes):
-            m[:, j] = add_mod(m[:, j], p.residues[:, j], q)
-    coeffs = np.concatenate([backend.decode_transparent(m[k]) for k in range(m.shape[0])])
-    total = decode(params, coeffs[: aggregate.vector.length])
+            m[:, j] = add_mod(m[:, j], part[:, j], q)
+    return np.concatenate([backend.decode_transparent(m[k]) for k in range(m.shape[0])])
+
+
+def scale_total(aggregate: EncryptedAggregate | AggregateMeta, total: F64, mean: bool) -> F64:
+    """The weighted mean (``mean``) or the weighted sum of a decoded aggregate total."""
     if mean:
         return total / float(aggregate.total_weight)
     return total / aggregate.weight_scale

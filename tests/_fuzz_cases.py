@@ -118,6 +118,8 @@ def random_message(message_type: type, rng: random.Random) -> object:
         name = field.name
         if field.message_type is not None:
             getattr(msg, name).CopyFrom(random_message(type(getattr(msg, name)), rng))
+        elif field.type == field.TYPE_BYTES and field.is_repeated:
+            getattr(msg, name).extend(rng.randbytes(32) for _ in range(rng.randrange(0, 3)))
         elif field.type == field.TYPE_BYTES:
             setattr(msg, name, rng.randbytes(rng.choice([0, 1, 16, 31, 32, 33, 64, 480])))
         elif field.type == field.TYPE_DOUBLE:
@@ -138,6 +140,8 @@ def override_cases(msg: object, rng: random.Random) -> Iterator[Case]:
         name = field.name
         if field.message_type is not None:
             getattr(extra, name).format_version = 99
+        elif field.type == field.TYPE_BYTES and field.is_repeated:
+            getattr(extra, name).append(bytes(32))
         elif field.type == field.TYPE_BYTES:
             old = getattr(msg, name)
             setattr(extra, name, bytes([old[0] ^ 1]) + old[1:] if old else b"\x01")

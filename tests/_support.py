@@ -16,7 +16,7 @@ import numpy as np
 
 import secagg
 from secagg import constants as C
-from secagg._internal.envelope import digest_of
+from secagg._internal.envelope import chunk_digest, digest_of, root_digest, split_payload
 from secagg._internal.modarith import pack60
 from secagg._internal.seal_backend import backend_for
 from secagg.proto import core_pb2
@@ -97,6 +97,17 @@ def joint_secret(keys: secagg.KeySet, members: Sequence[int]) -> np.ndarray:
 # --- hand-built wire messages -----------------------------------------------------------
 
 
+def _chunked(
+    domain: bytes, params_id: bytes, header: tuple, payload: bytes, residues: np.ndarray
+) -> bytes:
+    """The chunked digest of a payload (chunks of ``C.CHUNK_CIPHERTEXTS`` ciphertexts)."""
+    per_ciphertext = int(residues[0].size) if residues.shape[0] else 16
+    chunks = split_payload(payload, per_ciphertext)
+    return root_digest(
+        domain, params_id, header, [chunk_digest(i, c) for i, c in enumerate(chunks)]
+    )
+
+
 def vector_message(
     params: secagg.Parameters,
     public_key_id: bytes,
@@ -110,7 +121,8 @@ def vector_message(
     """An ``EncryptedVector`` with a digest consistent with its fields under ``params``."""
     payload = pack60(residues)
     count = int(residues.shape[0]) if count is None else count
-    digest = digest_of(C.DOMAIN_CIPHERTEXT, params.id_bytes, public_key_id, length, count, payload)
+    header = (public_key_id, length, count)
+    digest = _chunked(C.DOMAIN_CIPHERTEXT, params.id_bytes, header, payload, residues)
     return core_pb2.EncryptedVector(
         format_version=format_version,
         params_id=params.id_bytes if params_id is None else params_id,
@@ -160,17 +172,15 @@ def partial_message(
     """A ``PartialDecryption`` whose digest matches its (possibly invalid) fields."""
     payload = pack60(residues)
     count = int(residues.shape[0]) if count is None else count
-    digest = digest_of(
-        C.DOMAIN_PARTIAL,
-        params.id_bytes,
+    header = (
         public_key_id,
         aggregate_digest,
         keyholder_index,
         threshold,
         b"".join(int(i).to_bytes(4, "little") for i in quorum),
         count,
-        payload,
     )
+    digest = _chunked(C.DOMAIN_PARTIAL, params.id_bytes, header, payload, residues)
     return core_pb2.PartialDecryption(
         format_version=format_version,
         params_id=params.id_bytes if params_id is None else params_id,

@@ -35,14 +35,14 @@ if TYPE_CHECKING:
 M = TypeVar("M", bound=Message)
 
 
-def digest_of(domain: bytes, *fields: int | float | bytes) -> bytes:
+def digest_of(domain: bytes, *fields: int | float | bytes | memoryview) -> bytes:
     """SHA-256 of ``domain`` and the fields (ints as u64, floats as f64, bytes length-prefixed)."""
     h = hashlib.sha256(domain)
     for f in fields:
-        if isinstance(f, bool) or not isinstance(f, (int, float, bytes)):
+        if isinstance(f, bool) or not isinstance(f, (int, float, bytes, memoryview)):
             raise TypeError(f"cannot hash field of type {type(f).__name__}")
-        if isinstance(f, bytes):
-            h.update(b"b" + struct.pack("<Q", len(f)))
+        if isinstance(f, (bytes, memoryview)):
+            h.update(b"b" + struct.pack("<Q", f.nbytes if isinstance(f, memoryview) else len(f)))
             h.update(f)
         elif isinstance(f, int):
             if not 0 <= f < 2**64:
@@ -51,6 +51,35 @@ def digest_of(domain: bytes, *fields: int | float | bytes) -> bytes:
         else:
             h.update(b"f" + struct.pack("<d", f))
     return h.digest()
+
+
+def chunk_digest(index: int, payload: bytes | memoryview) -> bytes:
+    """Digest of chunk ``index`` of a chunked envelope: its position and packed residues."""
+    return digest_of(C.DOMAIN_CHUNK, index, payload)
+
+
+def chunk_stride(residues_per_ciphertext: int) -> int:
+    """Packed bytes of one full chunk (:data:`~secagg.constants.CHUNK_CIPHERTEXTS` ciphertexts)."""
+    return packed_size(residues_per_ciphertext * C.CHUNK_CIPHERTEXTS)
+
+
+def split_payload(payload: bytes, residues_per_ciphertext: int) -> list[memoryview]:
+    """The chunks of a packed payload (views, no copies); the last one may be shorter."""
+    stride = chunk_stride(residues_per_ciphertext)
+    view = memoryview(payload)
+    return [view[i : i + stride] for i in range(0, len(payload), stride)]
+
+
+def root_digest(
+    domain: bytes, params_id: bytes, header: Sequence[int | bytes], chunk_digests: Sequence[bytes]
+) -> bytes:
+    """The digest of a chunked envelope: its header fields, then its chunks' digests in order.
+
+    The same value whether the envelope travels whole or as a head followed by chunks, so
+    a chunk can be checked on arrival against the head, and the head against a signature.
+    """
+    chunks = b"".join(chunk_digests)
+    return digest_of(domain, params_id, *header, C.CHUNK_CIPHERTEXTS, chunks)
 
 
 def parse(
@@ -139,6 +168,8 @@ class Envelope(ABC, Generic[W]):
     """
 
     DOMAIN: ClassVar[bytes]
+    #: Residues with a leading ciphertext axis, digested chunk by chunk (:func:`root_digest`).
+    CHUNKED: ClassVar[bool] = False
     params: Parameters
     residues: U64
 
@@ -159,9 +190,22 @@ class Envelope(ABC, Generic[W]):
         self.__dict__["_payload"] = payload
 
     @cached_property
+    def chunk_digests(self) -> tuple[bytes, ...]:
+        """Digests of the payload's chunks (chunked envelopes only)."""
+        per_ciphertext = int(self.residues[0].size)
+        chunks = split_payload(self._payload, per_ciphertext)
+        return tuple(chunk_digest(i, c) for i, c in enumerate(chunks))
+
+    @cached_property
     def digest(self) -> bytes:
-        """SHA-256 over the domain tag, the parameter id, the header and the payload."""
+        """SHA-256 over the domain tag, the parameter id, the header and the payload.
+
+        A chunked envelope hashes its chunks' digests instead of the payload
+        (:func:`root_digest`): the same value its streamed form carries.
+        """
         header = self._digested_header()
+        if self.CHUNKED:
+            return root_digest(self.DOMAIN, self.params.id_bytes, header, self.chunk_digests)
         return digest_of(self.DOMAIN, self.params.id_bytes, *header, self._payload)
 
     def to_message(self) -> W:

@@ -7,7 +7,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EncryptedVector(_message.Message):
-    __slots__ = ("format_version", "params_id", "length", "ciphertext_count", "public_key_id", "payload", "digest")
+    __slots__ = ("format_version", "params_id", "length", "ciphertext_count", "public_key_id", "payload", "digest", "chunk_digests")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_ID_FIELD_NUMBER: _ClassVar[int]
     LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -15,6 +15,7 @@ class EncryptedVector(_message.Message):
     PUBLIC_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     params_id: bytes
     length: int
@@ -22,7 +23,8 @@ class EncryptedVector(_message.Message):
     public_key_id: bytes
     payload: bytes
     digest: bytes
-    def __init__(self, format_version: _Optional[int] = ..., params_id: _Optional[bytes] = ..., length: _Optional[int] = ..., ciphertext_count: _Optional[int] = ..., public_key_id: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., digest: _Optional[bytes] = ...) -> None: ...
+    chunk_digests: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, format_version: _Optional[int] = ..., params_id: _Optional[bytes] = ..., length: _Optional[int] = ..., ciphertext_count: _Optional[int] = ..., public_key_id: _Optional[bytes] = ..., payload: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., chunk_digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class EncryptedAggregate(_message.Message):
     __slots__ = ("format_version", "vector", "total_weight", "weight_scale", "contributors", "digest")
@@ -41,7 +43,7 @@ class EncryptedAggregate(_message.Message):
     def __init__(self, format_version: _Optional[int] = ..., vector: _Optional[_Union[EncryptedVector, _Mapping]] = ..., total_weight: _Optional[int] = ..., weight_scale: _Optional[float] = ..., contributors: _Optional[int] = ..., digest: _Optional[bytes] = ...) -> None: ...
 
 class PartialDecryption(_message.Message):
-    __slots__ = ("format_version", "params_id", "public_key_id", "aggregate_digest", "keyholder_index", "quorum", "threshold", "ciphertext_count", "payload", "digest")
+    __slots__ = ("format_version", "params_id", "public_key_id", "aggregate_digest", "keyholder_index", "quorum", "threshold", "ciphertext_count", "payload", "digest", "chunk_digests")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PARAMS_ID_FIELD_NUMBER: _ClassVar[int]
     PUBLIC_KEY_ID_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +54,7 @@ class PartialDecryption(_message.Message):
     CIPHERTEXT_COUNT_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     DIGEST_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     params_id: bytes
     public_key_id: bytes
@@ -62,7 +65,8 @@ class PartialDecryption(_message.Message):
     ciphertext_count: int
     payload: bytes
     digest: bytes
-    def __init__(self, format_version: _Optional[int] = ..., params_id: _Optional[bytes] = ..., public_key_id: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., keyholder_index: _Optional[int] = ..., quorum: _Optional[_Iterable[int]] = ..., threshold: _Optional[int] = ..., ciphertext_count: _Optional[int] = ..., payload: _Optional[bytes] = ..., digest: _Optional[bytes] = ...) -> None: ...
+    chunk_digests: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, format_version: _Optional[int] = ..., params_id: _Optional[bytes] = ..., public_key_id: _Optional[bytes] = ..., aggregate_digest: _Optional[bytes] = ..., keyholder_index: _Optional[int] = ..., quorum: _Optional[_Iterable[int]] = ..., threshold: _Optional[int] = ..., ciphertext_count: _Optional[int] = ..., payload: _Optional[bytes] = ..., digest: _Optional[bytes] = ..., chunk_digests: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class JointPublicKey(_message.Message):
     __slots__ = ("format_version", "params_id", "keyholders", "threshold", "payload", "digest")

@@ -78,6 +78,26 @@ class BlobRequest(_message.Message):
     sha256: bytes
     def __init__(self, sha256: _Optional[bytes] = ...) -> None: ...
 
+class UploadQuery(_message.Message):
+    __slots__ = ("round", "after")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    AFTER_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    after: int
+    def __init__(self, round: _Optional[int] = ..., after: _Optional[int] = ...) -> None: ...
+
+class AcceptedUploads(_message.Message):
+    __slots__ = ("round", "contributions", "public_key_id", "collecting")
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTIONS_FIELD_NUMBER: _ClassVar[int]
+    PUBLIC_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    COLLECTING_FIELD_NUMBER: _ClassVar[int]
+    round: int
+    contributions: _containers.RepeatedCompositeFieldContainer[Contribution]
+    public_key_id: bytes
+    collecting: bool
+    def __init__(self, round: _Optional[int] = ..., contributions: _Optional[_Iterable[_Union[Contribution, _Mapping]]] = ..., public_key_id: _Optional[bytes] = ..., collecting: _Optional[bool] = ...) -> None: ...
+
 class Empty(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -155,26 +175,26 @@ class RoundInfo(_message.Message):
     def __init__(self, round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., global_model_hash: _Optional[bytes] = ..., public_key_id: _Optional[bytes] = ..., deadline_unix: _Optional[float] = ..., accepted_uploads: _Optional[int] = ..., status: _Optional[str] = ..., model_length: _Optional[int] = ..., status_reason: _Optional[str] = ...) -> None: ...
 
 class UploadHeader(_message.Message):
-    __slots__ = ("round", "client_id", "nonce", "global_model_hash", "weight", "blob", "signature", "epsilon", "dp")
+    __slots__ = ("round", "client_id", "nonce", "global_model_hash", "weight", "signature", "epsilon", "dp", "head")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
     GLOBAL_MODEL_HASH_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
-    BLOB_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     DP_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
     round: int
     client_id: str
     nonce: bytes
     global_model_hash: bytes
     weight: int
-    blob: BlobHeader
     signature: bytes
     epsilon: float
     dp: bool
-    def __init__(self, round: _Optional[int] = ..., client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., blob: _Optional[_Union[BlobHeader, _Mapping]] = ..., signature: _Optional[bytes] = ..., epsilon: _Optional[float] = ..., dp: _Optional[bool] = ...) -> None: ...
+    head: bytes
+    def __init__(self, round: _Optional[int] = ..., client_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., global_model_hash: _Optional[bytes] = ..., weight: _Optional[int] = ..., signature: _Optional[bytes] = ..., epsilon: _Optional[float] = ..., dp: _Optional[bool] = ..., head: _Optional[bytes] = ...) -> None: ...
 
 class UploadRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -335,20 +355,20 @@ class ConsistencyProof(_message.Message):
     def __init__(self, from_size: _Optional[int] = ..., hashes: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class PartialHeader(_message.Message):
-    __slots__ = ("task_id", "round", "keyholder", "blob", "signature", "checkpoint_signature")
+    __slots__ = ("task_id", "round", "keyholder", "signature", "checkpoint_signature", "head")
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     KEYHOLDER_FIELD_NUMBER: _ClassVar[int]
-    BLOB_FIELD_NUMBER: _ClassVar[int]
     SIGNATURE_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_SIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    HEAD_FIELD_NUMBER: _ClassVar[int]
     task_id: int
     round: int
     keyholder: int
-    blob: BlobHeader
     signature: bytes
     checkpoint_signature: bytes
-    def __init__(self, task_id: _Optional[int] = ..., round: _Optional[int] = ..., keyholder: _Optional[int] = ..., blob: _Optional[_Union[BlobHeader, _Mapping]] = ..., signature: _Optional[bytes] = ..., checkpoint_signature: _Optional[bytes] = ...) -> None: ...
+    head: bytes
+    def __init__(self, task_id: _Optional[int] = ..., round: _Optional[int] = ..., keyholder: _Optional[int] = ..., signature: _Optional[bytes] = ..., checkpoint_signature: _Optional[bytes] = ..., head: _Optional[bytes] = ...) -> None: ...
 
 class PartialRequest(_message.Message):
     __slots__ = ("header", "chunk")

@@ -59,6 +59,11 @@ class AggregationStub:
                 request_serializer=secagg_dot_proto_dot_service__pb2.BlobRequest.SerializeToString,
                 response_deserializer=secagg_dot_proto_dot_service__pb2.Chunk.FromString,
                 _registered_method=True)
+        self.DownloadChunked = channel.unary_stream(
+                '/secagg.service.v1.Aggregation/DownloadChunked',
+                request_serializer=secagg_dot_proto_dot_service__pb2.BlobRequest.SerializeToString,
+                response_deserializer=secagg_dot_proto_dot_service__pb2.Chunk.FromString,
+                _registered_method=True)
         self.Upload = channel.stream_unary(
                 '/secagg.service.v1.Aggregation/Upload',
                 request_serializer=secagg_dot_proto_dot_service__pb2.UploadRequest.SerializeToString,
@@ -78,6 +83,11 @@ class AggregationStub:
                 '/secagg.service.v1.Aggregation/GetDecryptionTask',
                 request_serializer=secagg_dot_proto_dot_service__pb2.Empty.SerializeToString,
                 response_deserializer=secagg_dot_proto_dot_service__pb2.DecryptionTask.FromString,
+                _registered_method=True)
+        self.GetAcceptedUploads = channel.unary_unary(
+                '/secagg.service.v1.Aggregation/GetAcceptedUploads',
+                request_serializer=secagg_dot_proto_dot_service__pb2.UploadQuery.SerializeToString,
+                response_deserializer=secagg_dot_proto_dot_service__pb2.AcceptedUploads.FromString,
                 _registered_method=True)
         self.SubmitPartial = channel.stream_unary(
                 '/secagg.service.v1.Aggregation/SubmitPartial',
@@ -146,6 +156,14 @@ class AggregationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadChunked(self, request, context):
+        """A chunked envelope (ciphertext, aggregate, partial) by its digest: the first Chunk
+        holds its head, then one Chunk per chunk, in order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Upload(self, request_iterator, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -167,6 +185,12 @@ class AggregationServicer:
     def GetDecryptionTask(self, request, context):
         """Decryption (key holders).
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAcceptedUploads(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -236,6 +260,11 @@ def add_AggregationServicer_to_server(servicer, server):
                     request_deserializer=secagg_dot_proto_dot_service__pb2.BlobRequest.FromString,
                     response_serializer=secagg_dot_proto_dot_service__pb2.Chunk.SerializeToString,
             ),
+            'DownloadChunked': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadChunked,
+                    request_deserializer=secagg_dot_proto_dot_service__pb2.BlobRequest.FromString,
+                    response_serializer=secagg_dot_proto_dot_service__pb2.Chunk.SerializeToString,
+            ),
             'Upload': grpc.stream_unary_rpc_method_handler(
                     servicer.Upload,
                     request_deserializer=secagg_dot_proto_dot_service__pb2.UploadRequest.FromString,
@@ -255,6 +284,11 @@ def add_AggregationServicer_to_server(servicer, server):
                     servicer.GetDecryptionTask,
                     request_deserializer=secagg_dot_proto_dot_service__pb2.Empty.FromString,
                     response_serializer=secagg_dot_proto_dot_service__pb2.DecryptionTask.SerializeToString,
+            ),
+            'GetAcceptedUploads': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAcceptedUploads,
+                    request_deserializer=secagg_dot_proto_dot_service__pb2.UploadQuery.FromString,
+                    response_serializer=secagg_dot_proto_dot_service__pb2.AcceptedUploads.SerializeToString,
             ),
             'SubmitPartial': grpc.stream_unary_rpc_method_handler(
                     servicer.SubmitPartial,
@@ -433,6 +467,33 @@ class Aggregation:
             _registered_method=True)
 
     @staticmethod
+    def DownloadChunked(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/secagg.service.v1.Aggregation/DownloadChunked',
+            secagg_dot_proto_dot_service__pb2.BlobRequest.SerializeToString,
+            secagg_dot_proto_dot_service__pb2.Chunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def Upload(request_iterator,
             target,
             options=(),
@@ -530,6 +591,33 @@ class Aggregation:
             '/secagg.service.v1.Aggregation/GetDecryptionTask',
             secagg_dot_proto_dot_service__pb2.Empty.SerializeToString,
             secagg_dot_proto_dot_service__pb2.DecryptionTask.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAcceptedUploads(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/secagg.service.v1.Aggregation/GetAcceptedUploads',
+            secagg_dot_proto_dot_service__pb2.UploadQuery.SerializeToString,
+            secagg_dot_proto_dot_service__pb2.AcceptedUploads.FromString,
             options,
             channel_credentials,
             insecure,

@@ -64,10 +64,10 @@ class UploadStatement(Statement):
             "dp": self.dp,
         }
 
-    def to_header(self, signature: bytes, *, total_size: int) -> pb.UploadHeader:
-        """The header that opens an upload stream."""
-        blob = pb.BlobHeader(total_size=total_size, sha256=self.ciphertext_hash)
-        return pb.UploadHeader(round=self.round, blob=blob, **self._wire(signature))
+    def to_header(self, signature: bytes, *, head: bytes) -> pb.UploadHeader:
+        """The header that opens an upload stream; ``head`` is the ciphertext's head
+        (:class:`secagg.chunked.VectorHead` bytes), whose digest is ``ciphertext_hash``."""
+        return pb.UploadHeader(round=self.round, head=head, **self._wire(signature))
 
     def to_contribution(self, signature: bytes) -> pb.Contribution:
         """The form a decryption task lists it in."""
@@ -95,9 +95,15 @@ class UploadStatement(Statement):
         return Signed(statement, msg.signature)
 
     @classmethod
-    def from_header(cls, deployment_id: str, header: pb.UploadHeader) -> Signed[UploadStatement]:
-        """The signed statement an upload header carries (raises MalformedStatement)."""
-        return cls._signed(deployment_id, header.round, header, header.blob.sha256)
+    def from_header(
+        cls, deployment_id: str, header: pb.UploadHeader, ciphertext_hash: bytes
+    ) -> Signed[UploadStatement]:
+        """The signed statement an upload header carries (raises MalformedStatement).
+
+        ``ciphertext_hash`` is the digest of the header's ``head``, parsed and checked by
+        the caller (:meth:`secagg.chunked.VectorHead.from_bytes`).
+        """
+        return cls._signed(deployment_id, header.round, header, ciphertext_hash)
 
     @classmethod
     def from_contribution(
