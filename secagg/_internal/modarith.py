@@ -160,27 +160,41 @@ def packed_size(count: int) -> int:
 
 
 def pack60(values: U64) -> bytes:
-    """Pack residues below 2^60 into 60 bits each (little-endian bit stream)."""
+    """Pack residues below 2^60 into 60 bits each (little-endian bit stream).
+
+    Each pair fills 15 bytes: the word ``v0 | v1 << 60`` at byte 0 and ``v1 >> 4`` (56
+    bits) at byte 8. The high words are written first, each spilling a zero byte into
+    the next pair's byte 0, which the low words then overwrite.
+    """
     flat = np.ascontiguousarray(values, dtype=np.uint64).reshape(-1)
     packed_size(flat.size)
     if flat.size and int(flat.max()) >> MAX_PRIME_BITS:
         raise ValueError("value does not fit in 60 bits")
-    pairs = flat.reshape(-1, 2)
-    words = np.empty(pairs.shape, dtype="<u8")
-    words[:, 0] = pairs[:, 0] | (pairs[:, 1] << np.uint64(MAX_PRIME_BITS))
-    words[:, 1] = pairs[:, 1] >> np.uint64(64 - MAX_PRIME_BITS)
-    return words.view(np.uint8).reshape(-1, 16)[:, :_PAIR_BYTES].tobytes()
+    pairs = flat.size // 2
+    if not pairs:
+        return b""
+    buf = np.zeros(pairs * _PAIR_BYTES + 1, dtype=np.uint8)
+    low = np.ndarray((pairs,), dtype="<u8", buffer=buf, offset=0, strides=(_PAIR_BYTES,))
+    high = np.ndarray((pairs,), dtype="<u8", buffer=buf, offset=8, strides=(_PAIR_BYTES,))
+    high[:] = flat[1::2] >> np.uint64(64 - MAX_PRIME_BITS)
+    low[:] = flat[0::2] | (flat[1::2] << np.uint64(MAX_PRIME_BITS))
+    return buf[:-1].tobytes()
 
 
 def unpack60(data: bytes | memoryview, count: int) -> U64:
-    """Inverse of :func:`pack60`; ``len(data)`` must equal ``packed_size(count)``."""
+    """Inverse of :func:`pack60`; ``len(data)`` must equal ``packed_size(count)``.
+
+    Reads each pair's two overlapping little-endian words in place (byte 0 and byte 7 of
+    its 15 bytes): no copy of the input.
+    """
     if len(data) != packed_size(count):
         raise ValueError("packed data has the wrong length")
-    buf = np.zeros((count // 2, 16), dtype=np.uint8)
-    buf[:, :_PAIR_BYTES] = np.frombuffer(data, dtype=np.uint8).reshape(-1, _PAIR_BYTES)
-    words = buf.view("<u8")
-    out = np.empty((count // 2, 2), dtype=np.uint64)
-    np.bitwise_and(words[:, 0], _MASK60, out=out[:, 0])
-    high = words[:, 1] << np.uint64(64 - MAX_PRIME_BITS)
-    out[:, 1] = ((words[:, 0] >> np.uint64(MAX_PRIME_BITS)) | high) & _MASK60
+    buf = np.frombuffer(data, dtype=np.uint8)
+    pairs = count // 2
+    out = np.empty((pairs, 2), dtype=np.uint64)
+    if pairs:
+        low = np.ndarray((pairs,), dtype="<u8", buffer=buf, offset=0, strides=(_PAIR_BYTES,))
+        high = np.ndarray((pairs,), dtype="<u8", buffer=buf, offset=7, strides=(_PAIR_BYTES,))
+        np.bitwise_and(low, _MASK60, out=out[:, 0])
+        np.right_shift(high, np.uint64(4), out=out[:, 1])
     return out.reshape(-1)
