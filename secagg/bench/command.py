@@ -63,6 +63,10 @@ def _positive_int(text: str) -> int:
     return value
 
 
+class DefaultCount(int):
+    """A party count left at its default: ``--scale`` replaces it with its own default."""
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``bench`` options to ``parser`` (used by ``secagg bench``).
 
@@ -79,13 +83,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="vector lengths (model parameters) to measure (default: 100000 1000000)",
     )
-    parser.add_argument("--clients", type=_positive_int, default=10, help="clients (default: 10)")
-    parser.add_argument(
-        "--keyholders", type=_positive_int, default=5, help="key holders n (default: 5)"
-    )
-    parser.add_argument(
-        "--threshold", type=_positive_int, default=3, help="decryption threshold t (default: 3)"
-    )
+    for flag, what, default, with_scale in (
+        ("--clients", "clients", 10, 4),
+        ("--keyholders", "key holders n", 5, 3),
+        ("--threshold", "decryption threshold t", 3, 2),
+    ):
+        parser.add_argument(
+            flag,
+            type=_positive_int,
+            default=DefaultCount(default),
+            help=f"{what} (default: {default}; {with_scale} with --scale)",
+        )
     parser.add_argument(
         "--repeats", type=_positive_int, default=3, help="runs per timed phase (default: 3)"
     )
@@ -96,6 +104,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         dest="pin",
         action="store_false",
         help="do not pin the process to one CPU while measuring",
+    )
+    scale = parser.add_argument_group(
+        "scale benchmark (--scale): real processes on loopback, one round per size"
+    )
+    scale.add_argument(
+        "--scale",
+        action="store_true",
+        help="run `secagg init/serve/keyholder/client` and measure peak RSS and phase times",
+    )
+    scale.add_argument(
+        "--scale-sizes",
+        type=_positive_int,
+        nargs="+",
+        default=[1_000_000, 10_000_000],
+        metavar="N",
+        help="model sizes of --scale (default: 1000000 10000000)",
+    )
+    scale.add_argument("--large", action="store_true", help="--scale also at 100000000")
+    scale.add_argument(
+        "--stagger",
+        action="store_true",
+        help="start each client once the previous one's upload is accepted",
+    )
+    scale.add_argument(
+        "--workdir", type=Path, metavar="DIR", help="where the deployments go (default: $TMPDIR)"
+    )
+    scale.add_argument(
+        "--keep", action="store_true", help="keep the deployments and logs (tens of GB at 100M)"
     )
 
 
@@ -116,7 +152,12 @@ def run(args: argparse.Namespace) -> int:
     Notes
     -----
     Key generation runs every key holder in this process: benchmark keys, never real ones.
+    With ``--scale``, :func:`secagg.bench.scale.run` runs instead (real processes).
     """
+    if args.scale:
+        from secagg.bench import scale  # imports gRPC only when asked for
+
+        return scale.run(args)
     params = Parameters.default()
     if not 1 <= args.threshold <= args.keyholders <= params.max_keyholders:
         print(
@@ -174,14 +215,20 @@ def run(args: argparse.Namespace) -> int:
     report["results"] = [r.to_json() for r in results]
     report["verdicts"] = verdicts(results[-1])
     print(format_report(report, results))
-    if args.json is not None:
-        try:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        except OSError as exc:
-            print(f"secagg bench: cannot write {args.json}: {exc}", file=sys.stderr)
-            return 1
-        log(f"wrote {args.json}")
+    return write_json(args.json, report)
+
+
+def write_json(path: Path | None, report: Json) -> int:
+    """Write ``report`` to ``path`` (``--json``; None: nothing); 0, or 1 if it failed."""
+    if path is None:
+        return 0
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        print(f"secagg bench: cannot write {path}: {exc}", file=sys.stderr)
+        return 1
+    log(f"wrote {path}")
     return 0
 
 
