@@ -10,6 +10,16 @@ global-model hash, ciphertext hash, weight, ε spent so far, DP marker) and uplo
 chunks. Uploads are idempotent: a retry resends the same signed upload, and a server
 answer that it already holds this client's upload counts as done.
 
+The update is encrypted chunk by chunk straight into a chunk file in the client's state
+directory (:func:`secagg.ciphertext.encrypt_chunks`); the signed ciphertext hash is the
+digest of its head (:class:`secagg.chunked.VectorHead`), and the upload streams the head
+then one chunk at a time from the file, so the client never holds the whole ciphertext
+(memory: while training, the global model and the update, 8 bytes per parameter each,
+plus the trainer's temporaries; while encrypting and sending, the update and O(chunk);
+the model blob is dropped once decoded). A server
+that is busy (RESOURCE_EXHAUSTED: its concurrent uploads are bounded) is asked again
+after a doubling pause, for at most the round timeout.
+
 The signed upload is stored durably before it is sent (:mod:`clients.pending_upload`)
 and deleted once confirmed; a client restarted in the same round resends it instead of
 training again, so a crash does not spend the round's privacy budget twice.
@@ -25,7 +35,6 @@ under-accounted) and only the second update is ever sent.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import logging
 import os
 import threading
@@ -33,21 +42,16 @@ from pathlib import Path
 
 import grpc
 
-from clients.connection import Connection, failed_with, upload_stream, verify_release
+from clients.connection import Connection, verify_release
 from clients.dp_trainer import ACCOUNTANTS, DPConfig, DPTrainer
 from clients.faults import ClientFault, armed_fault, reach
 from clients.pending_upload import PendingUpload, StoredUpload
 from clients.public_key import endorsed_epoch, verify_public_key_bundle
 from clients.trainer import SyntheticTrainer, Trainer
+from clients.uploader import send_upload
 from secagg import constants as C
-from secagg.ciphertext import encrypt, encrypt_integers
-from secagg.errors import (
-    DuplicateUpload,
-    InvalidKeyMaterial,
-    PrivacyBudgetExhausted,
-    ReplayDetected,
-    SignatureInvalid,
-)
+from secagg.encoding import F64, I64
+from secagg.errors import InvalidKeyMaterial, PrivacyBudgetExhausted, SignatureInvalid
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.layout import DeploymentLayout
@@ -129,23 +133,28 @@ class TrainingClient:
             reach(self.fault, ClientFault.KILL_AFTER_UPLOAD_STORED)
         else:
             log.info("%s: round %d: resending the stored upload", self.me.name, info.round)
-        self._send(stored)
+        send_upload(self.conn, stored, policy=self.roster.policy, name=self.me.name)
         self.pending.confirm(stored)
 
     def _train(self, info: pb.RoundInfo, key: JointPublicKey) -> StoredUpload:
-        """Train, encrypt and sign this round's upload."""
-        model_blob = self._checked_model(info)
-        _, global_model = decode_model(model_blob, length=self.roster.policy.model_length)
+        """Train, encrypt (straight into the pending chunk file) and sign this round's upload."""
+        # the model blob is dropped once decoded; the global model once trained on
+        _, global_model = decode_model(
+            self._checked_model(info), length=self.roster.policy.model_length
+        )
+        update: F64 | I64
         try:
+            integers = False
             if hasattr(self.trainer, "train_integers"):  # distributed DP: the integer path
-                integers, weight = self.trainer.train_integers(global_model, info.round)
-                blob = encrypt_integers(key, integers).to_bytes()
+                integers = True
+                update, weight = self.trainer.train_integers(global_model, info.round)
             else:
-                vector, weight = self.trainer.train(global_model, info.round)
-                blob = encrypt(key, vector).to_bytes()
+                update, weight = self.trainer.train(global_model, info.round)
         except PrivacyBudgetExhausted as exc:
             self.withdraw(info.round, f"privacy budget exhausted: {exc}")
             raise
+        del global_model
+        head = self.pending.write_ciphertext(key, update, integers=integers)
         upload = Signed.create(
             UploadStatement(
                 deployment_id=self.roster.deployment_id,
@@ -153,39 +162,14 @@ class TrainingClient:
                 client_id=self.me.name,
                 nonce=os.urandom(C.UPLOAD_NONCE_BYTES),
                 global_model_hash=info.global_model_hash,
-                ciphertext_hash=hashlib.sha256(blob).digest(),
+                ciphertext_hash=head.digest,
                 weight=weight,
                 epsilon=float(getattr(self.trainer, "epsilon_spent", 0.0)),
                 dp=trains_with_dp(self.trainer),
             ),
             self.signing_key,
         )
-        return StoredUpload(upload, blob)
-
-    def _send(self, stored: StoredUpload) -> None:
-        """Stream the upload; the server already holding it counts as done."""
-        header, blob, rnd = stored.header(), stored.blob, stored.round
-        try:
-            receipt = self.conn.call(
-                lambda _, timeout: self.conn.stub.Upload(
-                    upload_stream(header, blob), timeout=timeout
-                ),
-                None,
-                timeout=self.roster.policy.transfer_timeout_seconds,
-            )
-            log.info(
-                "%s: round %d uploaded (%d bytes), %d accepted so far",
-                self.me.name,
-                rnd,
-                len(blob),
-                receipt.accepted_uploads,
-            )
-        except grpc.RpcError as exc:
-            if not failed_with(
-                exc, ReplayDetected, DuplicateUpload, fallback=grpc.StatusCode.ALREADY_EXISTS
-            ):
-                raise
-            log.info("%s: round %d already holds our upload (%s)", self.me.name, rnd, exc.details())
+        return self.pending.upload(upload, head)
 
     def withdraw(self, round_number: int, reason: str) -> None:
         """Tell the server (signed) that this client takes part in no further rounds."""

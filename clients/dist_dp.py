@@ -282,7 +282,8 @@ class DistributedDPTrainer:
 
         Exact: ``|z| < 2^53`` times a power of two is a float64, and the float encoder's
         ``rint(x * 2^f)`` gives back ``z`` bit for bit (tested). Prefer
-        :meth:`train_integers` with :func:`secagg.ciphertext.encrypt_integers`.
+        :meth:`train_integers` with :func:`secagg.ciphertext.encrypt_chunks`
+        (``integers=True``; the training client streams it into its chunk file).
         """
         upload, weight = self.train_integers(global_model, round_number)
         return upload.astype(np.float64) * 2.0**-self.params.fractional_bits, weight

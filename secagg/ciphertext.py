@@ -5,13 +5,18 @@ fixed-point value per plaintext coefficient (:mod:`secagg.encoding`). SEAL encry
 (scaling, NTT and randomness in C++). On the wire each ciphertext is two polynomials of
 60-bit packed residues per data prime: 45 bytes per value for the default parameters
 (three data primes; the third pays for the key's lifetime decryption budget).
+
+:func:`encrypt_chunks` is the streaming form for vectors of any size: it encodes,
+encrypts and packs :data:`~secagg.constants.CHUNK_CIPHERTEXTS` ciphertexts at a time
+(the chunks of :mod:`secagg.chunked`), so nothing holds the whole ciphertext.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import tenseal.sealapi as seal
@@ -26,7 +31,7 @@ from secagg._internal.envelope import (
 )
 from secagg._internal.modarith import U64, packed_size
 from secagg._internal.seal_backend import backend_for
-from secagg.encoding import as_integer_vector, as_vector, encode, encode_integers
+from secagg.encoding import F64, I64, as_integer_vector, as_vector, encode, encode_integers
 from secagg.errors import InvalidCiphertext
 from secagg.keys import JointPublicKey
 from secagg.params import Parameters
@@ -182,8 +187,64 @@ def encrypt_integers(public_key: JointPublicKey, vector: object) -> EncryptedVec
     return _encrypt_coefficients(public_key, coeffs, values.size)
 
 
+def encrypt_chunks(
+    public_key: JointPublicKey, vector: object, *, integers: bool = False
+) -> Iterator[tuple[bytes, bytes]]:
+    """Encrypt a vector chunk by chunk: each chunk's packed payload and digest, in order.
+
+    The streaming form of :func:`encrypt` (``integers=True``: of
+    :func:`encrypt_integers`). :data:`~secagg.constants.CHUNK_CIPHERTEXTS` ciphertexts are
+    encoded, encrypted and packed at a time, so memory beyond the input stays O(chunk)
+    however long the vector is. Chunk ``i`` is exactly chunk ``i`` of the whole
+    vector's payload; build the head from the digests once the iterator is exhausted::
+
+        head = VectorHead.build(params, public_key.id_bytes, len(vector), digests)
+
+    (:meth:`secagg.chunked.VectorHead.build`); ``head.digest`` is the digest
+    ``encrypt(...).digest`` has for the same ciphertexts.
+
+    Raises
+    ------
+    EncodingError
+        At the call if the input is not a finite, non-empty 1-D vector (integers: of an
+        integer dtype); while iterating, at the chunk holding a value out of range
+        (discard the chunks already produced).
+
+    Security
+    --------
+    Check ``public_key`` against the key holders' endorsements before calling this. A
+    caller that stops early holds a prefix of a vector, which no head can certify.
+    """
+    if integers:
+        return _chunks(public_key, as_integer_vector(vector), encode_integers)
+    return _chunks(public_key, as_vector(vector), encode)
+
+
+def _chunks(
+    public_key: JointPublicKey,
+    values: F64 | I64,
+    encoder: Callable[[Parameters, Any, int], U64],
+) -> Iterator[tuple[bytes, bytes]]:
+    """Internal: the generator behind :func:`encrypt_chunks` (input already validated)."""
+    from secagg.chunked import chunk_count, chunk_span, pack_chunk  # imports this module
+
+    params = public_key.params
+    n = params.poly_modulus_degree
+    count = ciphertext_count(params, values.size)
+    for index in range(chunk_count(count)):
+        start, stop = chunk_span(index, count)
+        coeffs = encoder(params, values[start * n : stop * n], (stop - start) * n)
+        yield pack_chunk(index, _encrypt_residues(public_key, coeffs))
+
+
 def _encrypt_coefficients(public_key: JointPublicKey, coeffs: U64, length: int) -> EncryptedVector:
     """Internal: SEAL-encrypt padded plaintext coefficients, ``N`` per ciphertext."""
+    residues = _encrypt_residues(public_key, coeffs)
+    return EncryptedVector(public_key.params, public_key.id_bytes, length, residues)
+
+
+def _encrypt_residues(public_key: JointPublicKey, coeffs: U64) -> U64:
+    """Internal: residues ``(ciphertexts, 2, primes, N)`` of padded plaintext coefficients."""
     params = public_key.params
     n = params.poly_modulus_degree
     count = coeffs.size // n
@@ -195,4 +256,4 @@ def _encrypt_coefficients(public_key: JointPublicKey, coeffs: U64, length: int) 
         ct = seal.Ciphertext()
         encryptor.encrypt(backend.to_plaintext(coeffs[k]), ct)
         out[k] = backend.from_ciphertext(ct)
-    return EncryptedVector(params, public_key.id_bytes, length, out)
+    return out

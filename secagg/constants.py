@@ -145,3 +145,9 @@ ROUND_SECONDS_PER_MB: Final = 1.0
 MAX_TIMEOUT_SECONDS: Final = 86_400.0
 #: Bytes an upload may carry beyond its ciphertexts (the envelope needs < 200).
 UPLOAD_ENVELOPE_BYTES: Final = 64 * 1024
+
+# --- Streaming uploads, the client's side (issue 13; clients.client) -------------------------
+#: First pause before a client asks a busy server (RESOURCE_EXHAUSTED) again; it doubles.
+UPLOAD_BUSY_FIRST_DELAY_SECONDS: Final = 1.0
+#: Longest pause between two attempts at a busy server.
+UPLOAD_BUSY_MAX_DELAY_SECONDS: Final = 30.0

@@ -7,8 +7,9 @@ can print them. Every wait is bounded in time.
 
 The helpers that talk to the server from the test process use the library and the
 generated gRPC stubs over the same mTLS channels the parties use; uploads are built by
-:mod:`._uploads` through the same statement types as ``clients/client.py``, so that a
-test can change one field at a time. Paths come from
+:mod:`._uploads` through the same statement types and the same chunk-by-chunk encryption
+as ``clients/client.py``, so that a test can change one field at a time, or send chunks
+of its choosing after a valid head. Paths come from
 :class:`~secagg.protocol.layout.DeploymentLayout`.
 """
 
@@ -17,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,6 @@ import grpc
 import numpy as np
 
 from clients.connection import verify_release
-from secagg.ciphertext import encrypt
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
@@ -35,10 +35,11 @@ from secagg.protocol.roster import Roster, load_roster
 from secagg.rpc.transport import identity
 
 from ._processes import REPO, Proc, ProcessGroup, _env, cli, free_port, wait_until
-from ._uploads import signed_upload, upload_requests
+from ._uploads import Ciphertext, signed_upload, upload_requests
 
 __all__ = [
     "REPO",
+    "Ciphertext",
     "Deployment",
     "Harness",
     "Proc",
@@ -313,6 +314,12 @@ class Deployment(ProcessGroup):
         return releases
 
     # ------------------------------------------------------------ uploads from the test
+    def encrypt(
+        self, vector: np.ndarray, *, key: JointPublicKey | None = None, integers: bool = False
+    ) -> Ciphertext:
+        """``vector`` encrypted chunk by chunk as a client does (default: the served key)."""
+        return Ciphertext.encrypt(key or self.public_key(), vector, integers=integers)
+
     def build_upload(
         self,
         client: str,
@@ -320,27 +327,36 @@ class Deployment(ProcessGroup):
         vector: np.ndarray | None = None,
         *,
         weight: int = 10,
-        blob: bytes | None = None,
+        blob: Ciphertext | bytes | None = None,
         key: JointPublicKey | None = None,
         **overrides: Any,
-    ) -> tuple[pb.UploadHeader, bytes]:
-        """A signed upload as ``clients/client.py`` builds it; ``overrides`` change header
-        fields *before* signing (so the signature stays valid over the changed fields)."""
+    ) -> tuple[pb.UploadHeader, Ciphertext]:
+        """A signed upload as ``clients/client.py`` builds it: the header (with the head)
+        and the ciphertext whose chunks follow it.
+
+        ``blob``: a :class:`Ciphertext` to sign again (fresh nonce), or raw bytes sent as
+        the head with no chunks (:meth:`Ciphertext.raw`); default: ``vector`` encrypted.
+        ``overrides`` change header fields *before* signing (so the signature stays valid
+        over the changed fields; see :func:`._uploads.signed_upload`).
+        """
         if blob is None:
             assert vector is not None
-            blob = encrypt(key or self.public_key(), vector).to_bytes()
+            ciphertext = self.encrypt(vector, key=key)
+        else:
+            ciphertext = Ciphertext.raw(blob) if isinstance(blob, bytes) else blob
         signer = identity(self.directory, client).signing_key()
         header = signed_upload(
-            self.roster.deployment_id, signer, client, info, blob, weight=weight, **overrides
+            self.roster.deployment_id, signer, client, info, ciphertext, weight=weight, **overrides
         )
-        return header, blob
+        return header, ciphertext
 
     def upload(
-        self, party: str, header: pb.UploadHeader, blob: bytes, *, stub: Any = None
+        self, party: str, header: pb.UploadHeader, chunks: Iterable[bytes], *, stub: Any = None
     ) -> pb.UploadReceipt:
-        """Stream one upload (header, then 1 MiB chunks) over ``party``'s channel."""
+        """Stream one upload over ``party``'s channel: ``header`` (with its head), then
+        ``chunks`` one message each: a :class:`Ciphertext`'s, or any list the test chooses."""
         stub = stub or self.stub(party)
-        receipt: pb.UploadReceipt = stub.Upload(upload_requests(header, blob), timeout=120)
+        receipt: pb.UploadReceipt = stub.Upload(upload_requests(header, chunks), timeout=120)
         return receipt
 
 
