@@ -151,3 +151,14 @@ UPLOAD_ENVELOPE_BYTES: Final = 64 * 1024
 UPLOAD_BUSY_FIRST_DELAY_SECONDS: Final = 1.0
 #: Longest pause between two attempts at a busy server.
 UPLOAD_BUSY_MAX_DELAY_SECONDS: Final = 30.0
+
+# --- Streaming uploads, the server's side (issue 13; server.service) -------------------------
+#: Threads serving RPCs in ``secagg serve``.
+SERVER_WORKERS: Final = 16
+#: Threads never given to upload streams: heartbeats, tasks and key holders always find one.
+SERVER_RESERVED_WORKERS: Final = 4
+#: Memory the server lets concurrent upload streams use (bytes): each holds a few chunks
+#: (the received message, its unpacked residues, the fold's accumulator chunk).
+UPLOAD_MEMORY_BUDGET_BYTES: Final = 256 * 1024**2
+#: Chunk-sized buffers one upload stream holds at a time (message, copy, residues, fold).
+UPLOAD_STREAM_BUFFERS: Final = 8

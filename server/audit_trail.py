@@ -118,15 +118,18 @@ class AuditTrail:
     ) -> None:
         """Record a refused upload (best effort: it is refused either way).
 
-        With the upload's ``header`` the entry carries the client's signed statement as
-        it came (``audit verify`` checks its signature like an accepted upload's); a
-        header that does not even make a statement is logged as unsigned.
+        With the upload's ``header`` and the digest of its head (``ciphertext_hash``, empty
+        if the head did not parse) the entry carries the client's signed statement as it
+        came (``audit verify`` checks its signature like an accepted upload's); a header
+        that does not even make a statement is logged as unsigned.
         """
         reason = reason[:MAX_REASON_CHARS]
         entry = UploadRejectedEntry.unsigned(round_number, client, ciphertext_hash, reason)
-        if header is not None:
+        if header is not None and ciphertext_hash:
             try:
-                signed = UploadStatement.from_header(self.roster.deployment_id, header)
+                signed = UploadStatement.from_header(
+                    self.roster.deployment_id, header, ciphertext_hash
+                )
                 entry = UploadRejectedEntry.of(signed, reason=reason)
             except SecAggError:
                 pass  # a malformed statement: the server's word only

@@ -1,8 +1,8 @@
 """What every effect module of the server shares: stores, roster, audit trail, clock, caches.
 
-:class:`Parsed` keeps the parsed aggregates and partial decryptions of open work in
-memory, so a release combines the objects it already holds instead of re-reading and
-re-parsing blobs; after a restart it falls back to the blob store (and parses once).
+:class:`Parsed` keeps the checked heads of the aggregates and partial decryptions of
+open work in memory (a few kilobytes each: the chunks stay in their files), so a release
+parses each head once; after a restart it reads them from the blob store again.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from secagg.aggregate import EncryptedAggregate
+from secagg.chunked import AggregateHead, PartialHead
 from secagg.params import Parameters
 from secagg.protocol.roster import Policy, Roster
 from secagg.protocol.status import RoundStatus
-from secagg.threshold import PartialDecryption
+from secagg.protocol.stored_chunks import open_aggregate, open_partial
 from server.audit_trail import AuditTrail
 from server.faults import Faults
 from server.state import with_status
@@ -29,40 +30,42 @@ log = logging.getLogger("secagg.server")
 
 
 class Parsed:
-    """Parsed aggregates (by blob hash) and partials (by task and key holder)."""
+    """Checked heads of stored aggregates and partials, by digest."""
 
     def __init__(self, blobs: BlobStore, params: Parameters) -> None:
         self.blobs = blobs
         self.params = params
-        self._aggregates: dict[bytes, EncryptedAggregate] = {}
-        self._partials: dict[tuple[int, int], PartialDecryption] = {}
+        self._aggregates: dict[bytes, AggregateHead] = {}
+        self._partials: dict[tuple[int, int], PartialHead] = {}
         self._lock = threading.Lock()
 
-    def keep_aggregate(self, blob_hash: bytes, aggregate: EncryptedAggregate) -> None:
-        """Remember an aggregate stored under ``blob_hash``."""
+    def keep_aggregate(self, digest: bytes, aggregate: AggregateHead) -> None:
+        """Remember the head of an aggregate stored under ``digest``."""
         with self._lock:
-            self._aggregates[blob_hash] = aggregate
+            self._aggregates[digest] = aggregate
 
-    def aggregate(self, blob_hash: bytes) -> EncryptedAggregate:
-        """The aggregate stored under ``blob_hash`` (parsed from the blob store once)."""
+    def aggregate(self, digest: bytes) -> AggregateHead:
+        """The head of the aggregate stored under ``digest`` (read from its file once)."""
         with self._lock:
-            found = self._aggregates.get(blob_hash)
+            found = self._aggregates.get(digest)
         if found is None:
-            found = EncryptedAggregate.from_bytes(self.blobs.get(blob_hash), self.params)
-            self.keep_aggregate(blob_hash, found)
+            file, found = open_aggregate(self.blobs.path(digest), self.params, digest)
+            file.close()
+            self.keep_aggregate(digest, found)
         return found
 
-    def keep_partial(self, task_id: int, partial: PartialDecryption) -> None:
-        """Remember an accepted partial of a task."""
+    def keep_partial(self, task_id: int, partial: PartialHead) -> None:
+        """Remember the head of an accepted partial of a task."""
         with self._lock:
             self._partials[(task_id, partial.keyholder_index)] = partial
 
-    def partial(self, task_id: int, keyholder: int, blob_hash: bytes) -> PartialDecryption:
-        """A task's partial (parsed from the blob store once)."""
+    def partial(self, task_id: int, keyholder: int, digest: bytes) -> PartialHead:
+        """A task's partial's head (read from its file once)."""
         with self._lock:
             found = self._partials.get((task_id, keyholder))
         if found is None:
-            found = PartialDecryption.from_bytes(self.blobs.get(blob_hash), self.params)
+            file, found = open_partial(self.blobs.path(digest), self.params, digest)
+            file.close()
             self.keep_partial(task_id, found)
         return found
 
@@ -86,10 +89,17 @@ class Context:
     signing_key: Ed25519PrivateKey
     clock: Callable[[], float] = time.time
     faults: Faults = field(default_factory=Faults)
+    #: Scratch files (the running accumulator); default: ``work`` next to the blob store.
+    work: Path | None = None
     parsed: Parsed = field(init=False)
 
     def __post_init__(self) -> None:
         self.parsed = Parsed(self.blobs, self.roster.params)
+
+    @property
+    def work_dir(self) -> Path:
+        """Where the server keeps scratch files (the running accumulator)."""
+        return self.work if self.work is not None else self.blobs.root.parent / "work"
 
     @property
     def policy(self) -> Policy:

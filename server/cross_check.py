@@ -2,12 +2,15 @@
 
 Decryption is exact modulo the plaintext modulus, so every honest quorum decodes the
 round's aggregate to the same model bytes. :func:`decrypt_family` combines each quorum's
-stored partials; :func:`record_disagreement` is what the server does when the models
-differ: it logs a :class:`~secagg.protocol.audit_entries.DisagreementEntry` (the tasks,
-their quorums, the digests of the signed partials already in the log as ``partial``
-entries, and the deviating key holder when :func:`~secagg.protocol.quorums.deviator`
-can name it), marks the tasks DISAGREED so the round gets no further task, and sets the
-round's status to :class:`~secagg.errors.PartialsDisagree`. Nothing is released.
+stored partials with the stored aggregate chunk by chunk (every chunk checked against
+its file's head), all quorums in one pass, comparing their values chunk by chunk: memory
+is the model (8 bytes per value) plus O(chunk). :func:`record_disagreement` is what the
+server does when the models differ: it logs a
+:class:`~secagg.protocol.audit_entries.DisagreementEntry` (the tasks, their quorums, the
+digests of the signed partials already in the log as ``partial`` entries, and the
+deviating key holder when :func:`~secagg.protocol.quorums.deviator` can name it), marks
+the tasks DISAGREED so the round gets no further task, and sets the round's status to
+:class:`~secagg.errors.PartialsDisagree`. Nothing is released.
 
 Security
 --------
@@ -21,13 +24,24 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Sequence
+from contextlib import ExitStack
 
+import numpy as np
+
+from secagg.chunk_file import ChunkFile
+from secagg.chunked import AggregateHead, PartialHead
 from secagg.errors import PartialsDisagree
 from secagg.protocol.audit_entries import DisagreementEntry
 from secagg.protocol.model_blob import encode_model
 from secagg.protocol.quorums import deviator, flatten
 from secagg.protocol.status import RoundStatus
-from secagg.threshold import combine
+from secagg.protocol.stored_chunks import (
+    check_quorum,
+    decrypt_stored,
+    decrypted_chunks,
+    open_aggregate,
+    open_partial,
+)
 from server.context import Context
 from server.state import Task, TaskState
 from server.store.base import PartialRecord
@@ -41,20 +55,53 @@ def partial_records(ctx: Context, task: Task) -> list[PartialRecord]:
     return [by_keyholder[i] for i in task.quorum]
 
 
+def _open_family(
+    ctx: Context, stack: ExitStack, tasks: Sequence[Task]
+) -> tuple[tuple[ChunkFile, AggregateHead], list[list[tuple[ChunkFile, PartialHead]]]]:
+    """The family's aggregate file and each quorum's partial files, heads checked."""
+    params, digest = ctx.params, tasks[0].aggregate_hash
+    file, head = open_aggregate(ctx.blobs.path(digest), params, tasks[0].aggregate_digest)
+    stack.callback(file.close)
+    quorums = []
+    for task in tasks:
+        members = []
+        for record in partial_records(ctx, task):
+            path = ctx.blobs.path(record.partial_hash)
+            part_file, part_head = open_partial(path, params, record.partial_digest)
+            stack.callback(part_file.close)
+            members.append((part_file, part_head))
+        check_quorum(head, [h for _, h in members], task.quorum)
+        quorums.append(members)
+    return (file, head), quorums
+
+
 def decrypt_family(ctx: Context, tasks: Sequence[Task], round_number: int) -> list[bytes]:
     """The model blob (as it would be released) each complete task decrypts, in task order.
 
-    Raises what :func:`~secagg.threshold.combine` raises for partials it cannot combine.
+    Raises what :func:`~secagg.threshold.combine` raises for partials it cannot combine
+    (:class:`~secagg.errors.InvalidPartialDecryption`, :class:`~secagg.errors.QuorumNotMet`),
+    and :class:`~secagg.errors.InvalidCiphertext` for a stored aggregate that is not the
+    task's.
     """
-    models = []
-    for task in tasks:
-        aggregate = ctx.parsed.aggregate(task.aggregate_hash)
-        parts = [
-            ctx.parsed.partial(task.task_id, r.keyholder, r.partial_hash)
-            for r in partial_records(ctx, task)
+    if len({t.aggregate_hash for t in tasks}) > 1:
+        return [decrypt_family(ctx, [t], round_number)[0] for t in tasks]
+    with ExitStack() as stack:
+        aggregate, quorums = _open_family(ctx, stack, tasks)
+        values = np.empty(aggregate[1].vector.length, dtype=np.float64)
+        differs = [False] * len(quorums)
+        start = 0
+        for per_quorum in decrypted_chunks(aggregate, quorums):
+            first = per_quorum[0]
+            values[start : start + first.size] = first
+            start += first.size
+            for k, other in enumerate(per_quorum[1:], 1):
+                differs[k] = differs[k] or other.tobytes() != first.tobytes()
+        model = encode_model(round_number + 1, values)
+        del values
+        return [
+            encode_model(round_number + 1, decrypt_stored(aggregate, quorums[k])) if bad else model
+            for k, bad in enumerate(differs)
         ]
-        models.append(encode_model(round_number + 1, combine(aggregate, parts)))
-    return models
 
 
 def record_disagreement(ctx: Context, tasks: Sequence[Task], models: Sequence[bytes]) -> None:

@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
         faults=faults,
     )
     rounds = RoundManager(ctx, initial, roster_digest=roster_digest)
+    rounds.inline_close = False  # the loop below closes rounds, never a caller's RPC
     rounds.recover()
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=C.SERVER_WORKERS))
     pb_grpc.add_AggregationServicer_to_server(AggregationService(rounds), server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

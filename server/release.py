@@ -1,12 +1,16 @@
 """Answers to decryption tasks: partials, refusals, and the signed release.
 
-A partial is checked against its task (aggregate, key holder, quorum), its signed
-:class:`~secagg.protocol.statements.PartialStatement` and the key holder's co-signature
-of the audit checkpoint it was shown; the parsed partial stays in memory
-(:class:`server.context.Parsed`) until the release. When every quorum of the round's
+A partial streams in as a head and chunks. Its head is checked against its task
+(aggregate, key holder, quorum: :func:`~secagg.chunked_threshold.check_partial_head`), its
+signed :class:`~secagg.protocol.statements.PartialStatement` and the key holder's
+co-signature of the audit checkpoint it was shown, all before any chunk is read
+(:meth:`Releases.precheck`); each chunk is checked against the head as it arrives and
+staged in a chunk file (:meth:`Releases.receive`), published under the partial's digest
+when its record commits (:meth:`Releases.commit`). When every quorum of the round's
 cross-checking family (:mod:`server.tasks`) has answered, each quorum's partials are
-combined with the round's aggregate (still in memory); only if all the models are
-byte-identical is the model stored and proposed to the key holders for endorsement
+combined with the round's aggregate chunk by chunk, outside the round lock
+(:func:`server.cross_check.decrypt_family`); only if all the models are byte-identical
+is the model stored and proposed to the key holders for endorsement
 (:mod:`server.certify`). Once ``t`` key holders endorsed it, the server signs a
 :class:`~secagg.protocol.statements.ReleaseStatement` listing the checked quorums, the
 release carries the endorsements, a checkpoint is signed, and the next round opens.
@@ -19,7 +23,12 @@ A crash between the commit of the last partial and the release is repaired by
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
 
+from secagg.chunked import PartialHead
+from secagg.chunked_threshold import check_partial_head
 from secagg.errors import CrossCheckIncomplete, PermissionDenied, PolicyViolation, SecAggError
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import PartialEntry, RefusalEntry, ReleaseEntry, RoundOpenEntry
@@ -32,7 +41,6 @@ from secagg.protocol.statements import (
     Signed,
 )
 from secagg.protocol.status import RoundStatus
-from secagg.threshold import PartialDecryption, check_partial
 from server.certify import Candidate, Certificates
 from server.context import Context
 from server.cross_check import decrypt_family, partial_records, record_disagreement
@@ -53,6 +61,15 @@ from server.tasks import Tasks
 log = logging.getLogger("secagg.server")
 
 
+@dataclass(frozen=True)
+class Prechecked:
+    """A partial whose head and signatures passed every check: its task, head and header."""
+
+    task: Task
+    head: PartialHead
+    header: pb.PartialHeader
+
+
 class Releases:
     """Accepts partials and refusals; releases a round when its quorum answered."""
 
@@ -61,21 +78,21 @@ class Releases:
         self.tasks = tasks
         self.certs: Certificates = tasks.certs  # the locks and endorsements of the rounds
         self._unfinishable: set[tuple[int, ...]] = set()  # families that failed to combine
+        self.finishing: set[tuple[int, ...]] = set()  # families combined outside the lock now
         self.retention = Retention(ctx)  # prunes old rounds' ciphertexts after a release
 
-    def parse(self, blob: bytes) -> PartialDecryption:
-        """Parse a partial (call outside the lock); raises InvalidPartialDecryption."""
-        return PartialDecryption.from_bytes(blob, self.ctx.params)
+    def precheck(self, keyholder: int, header: pb.PartialHeader) -> Prechecked:
+        """Everything about a partial that can be checked before its chunks arrive (call
+        under the lock).
 
-    def submit_partial(
-        self, keyholder: int, header: pb.PartialHeader, part: PartialDecryption, blob: bytes
-    ) -> str:
-        """Store a checked, signed partial; release if the quorum is complete.
-
-        Security
-        --------
-        ``blob`` must be the bytes whose SHA-256 ``join_chunks`` checked against
-        ``header.blob.sha256`` (the blob store trusts that digest).
+        Raises
+        ------
+        PermissionDenied, PolicyViolation
+            Not this key holder's, not an open task of its quorum, not answering it.
+        InvalidPartialDecryption
+            A head that does not parse or does not fit the task's aggregate.
+        SignatureInvalid
+            The partial's or the checkpoint's signature does not verify.
         """
         roster = self.ctx.roster
         if header.keyholder != keyholder:
@@ -83,23 +100,45 @@ class Releases:
         task = self.tasks.open_task(header.task_id)
         if keyholder not in task.quorum:
             raise PermissionDenied(f"key holder {keyholder} is not in the task's quorum")
+        head = PartialHead.from_bytes(header.head, self.ctx.params)
         if (
-            part.aggregate_digest != task.aggregate_digest
-            or part.keyholder_index != keyholder
-            or tuple(part.quorum) != task.quorum
+            head.aggregate_digest != task.aggregate_digest
+            or head.keyholder_index != keyholder
+            or tuple(head.quorum) != task.quorum
         ):
             raise PolicyViolation("partial does not answer this task")
-        check_partial(self.ctx.parsed.aggregate(task.aggregate_hash), part)
+        check_partial_head(self.ctx.parsed.aggregate(task.aggregate_hash), head)
         statement = PartialStatement(
-            roster.deployment_id, task.round, keyholder, part.digest, task.aggregate_digest
+            roster.deployment_id, task.round, keyholder, head.digest, task.aggregate_digest
         )
         Signed(statement, header.signature).verify(roster)
         checkpoint = CheckpointStatement(roster.deployment_id, task.log_size, task.log_head)
         Signed(checkpoint, header.checkpoint_signature).verify_by(
             roster.keyholder(keyholder), who=f"key holder {keyholder} (audit checkpoint)"
         )
-        part_hash = self.ctx.blobs.put(blob, sha256=header.blob.sha256)
-        record = PartialRecord(task.task_id, keyholder, part_hash, part.digest, header.signature)
+        return Prechecked(task, head, header)
+
+    def receive(self, partial: Prechecked, payloads: Iterable[bytes]) -> Path:
+        """Check each chunk against the head as it arrives and stage it (no lock).
+
+        Raises InvalidPartialDecryption (the staged file is removed).
+        """
+        return self.ctx.blobs.receive(partial.head, payloads)
+
+    def commit(self, partial: Prechecked, staged: Path) -> list[Task]:
+        """Publish and record a received partial (under the lock); the task family to
+        finish now that it answered ([] while any quorum has not).
+
+        The staged file is published or removed, whatever happens.
+        """
+        task, head, header = partial.task, partial.head, partial.header
+        try:
+            task = self.tasks.open_task(task.task_id)  # still open?
+            self.ctx.blobs.publish(staged, head.digest)
+        finally:
+            self.ctx.blobs.discard(staged)
+        keyholder = head.keyholder_index
+        record = PartialRecord(task.task_id, keyholder, head.digest, head.digest, header.signature)
         with self.ctx.store.transaction():
             if self.ctx.store.add_answer(record):
                 self.ctx.audit.record(
@@ -108,21 +147,21 @@ class Releases:
                         task_id=task.task_id,
                         keyholder=keyholder,
                         aggregate_digest=task.aggregate_digest,
-                        partial_digest=part.digest,
-                        partial_hash=part_hash,
+                        partial_digest=head.digest,
+                        partial_hash=head.digest,
                         signature=header.signature,
                         checkpoint_size=task.log_size,
                         checkpoint_head=task.log_head,
                         checkpoint_signature=header.checkpoint_signature,
                     )
                 )
-        self.ctx.parsed.keep_partial(task.task_id, part)
+        self.ctx.parsed.keep_partial(task.task_id, head)
         log.info("round %d: partial decryption from key holder %d", task.round, keyholder)
         family = self._answered_family(task)
         if family:
             self.ctx.faults.reach(FaultPoint.KILL_AFTER_LAST_PARTIAL)
-            self._finish(family)
-        return "accepted"
+            self.finishing.add(tuple(t.task_id for t in family))
+        return family
 
     def refuse(self, keyholder: int, refusal: pb.Refusal) -> None:
         """Record a key holder's signed refusal of a task."""
@@ -164,7 +203,9 @@ class Releases:
         for task in self.ctx.store.tasks(state=TaskState.OPEN):
             family = self._answered_family(task)
             ids = tuple(t.task_id for t in family)
-            if not family or ids in self._unfinishable or ids[0] != task.task_id:
+            if not family or ids[0] != task.task_id:
+                continue
+            if ids in self._unfinishable or ids in self.finishing:
                 continue
             proposed = self.certs.candidates.get(task.round)
             if proposed is not None and tuple(t.task_id for t in proposed.family) == ids:
@@ -175,7 +216,7 @@ class Releases:
                 ", ".join(map(str, ids)),
             )
             try:
-                self._finish(family)
+                self.finish(family, decrypt_family(self.ctx, family, task.round))
             except SecAggError as exc:
                 self._unfinishable.add(ids)
                 log.error(
@@ -186,6 +227,10 @@ class Releases:
                 )
                 if not task.operator:
                     self.ctx.set_status(task.round, RoundStatus.violation(exc))
+
+    def _state(self, task: Task) -> TaskState | None:
+        found = self.ctx.store.task(task.task_id)
+        return None if found is None else found.state
 
     def _complete(self, task: Task) -> bool:
         records = self.ctx.store.answers(task.task_id, PartialRecord)
@@ -212,12 +257,15 @@ class Releases:
             return []  # quorums kept after a key holder left wait for the rest (server.tasks)
         return family
 
-    def _finish(self, family: list[Task]) -> None:
-        """Decrypt with every quorum of a complete family; release only if all agree.
+    def finish(self, family: list[Task], models: list[bytes]) -> None:
+        """Conclude a complete family given the model each quorum decrypted
+        (:func:`~server.cross_check.decrypt_family`, computed outside the lock); release
+        only if all agree.
 
         Security
         --------
-        Call with the manager's lock held, on OPEN tasks. An operator task only completes:
+        Call with the manager's lock held. Tasks no longer open (finished by another
+        thread meanwhile) are left alone. An operator task only completes:
         a release needs the round's whole cross-checking family. Models that differ are
         recorded as evidence (:func:`server.cross_check.record_disagreement`) and nothing
         is released. The release, its audit entries, the completion of the round's tasks
@@ -228,7 +276,8 @@ class Releases:
         cur = store.current_round()
         assert cur is not None
         first = family[0]
-        models = decrypt_family(self.ctx, family, cur.number)
+        if any(self._state(t) is not TaskState.OPEN for t in family):
+            return
         official = (
             not first.operator
             and cur.number == first.round

@@ -1,11 +1,12 @@
 """Blob retention: after a release, delete the ciphertexts of rounds older than the policy keeps.
 
-``policy.retain_rounds = K`` (``secagg init --retain-rounds``; 0, the default, keeps every
-round): once round ``R`` is released, the ciphertext blobs of every round ``<= R - K``
-are deleted: its uploads, its aggregate, and the aggregates and partial decryptions of
-its decryption tasks. Models (``global_model_hash``, released models) are never deleted:
-every party and the verifier still read them. Database rows and audit entries stay; they
-name the deleted blobs by hash.
+``policy.retain_rounds = K`` (``secagg init --retain-rounds``; 0, the default, keeps
+every round): once round ``R`` is released, the ciphertext blobs of every round ``<= R -
+K`` are deleted: the chunk files of its uploads, of its aggregate, and of the aggregates
+and partial decryptions of its decryption tasks (all named by their envelope digests).
+Models (``global_model_hash``, released models) are never deleted: every party and the
+verifier still read them. Database rows and audit entries stay; they name the deleted
+blobs by hash.
 
 Security
 --------

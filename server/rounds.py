@@ -14,37 +14,52 @@ next round.
 
 Notes
 -----
-One re-entrant lock serializes state changes. Parsing untrusted bytes (ciphertexts,
-partials) and writing large blobs happen outside it; only checks against stored state
-and commits are serialized.
+One re-entrant lock serializes state changes. Receiving and checking chunks, writing
+chunk files, folding uploads into the running aggregate, writing the aggregate at the
+close and combining partials happen outside it; only checks against stored state and
+commits are serialized, so heartbeats (``GetRound``, ``GetDecryptionTask``) never wait
+behind heavy work. Closing a round is two-phase: under the lock the round is marked
+closing (no upload commits any more), the aggregate is completed and written without
+the lock, and the close is committed under the lock again (:meth:`RoundManager._close`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
+from collections.abc import Iterable
 
 import numpy as np
 
-from secagg.ciphertext import EncryptedVector
+from secagg.chunked import AggregateHead, VectorHead
 from secagg.encoding import F64
-from secagg.errors import ConfigError, PermissionDenied, PolicyViolation
+from secagg.errors import ConfigError, PermissionDenied, PolicyViolation, SecAggError
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import AggregateEntry, AggregateInput, RoundOpenEntry
 from secagg.protocol.model_blob import encode_model
-from secagg.protocol.statements import Signed, UploadStatement
 from secagg.protocol.status import RoundStatus
 from server.ceremony import Ceremony
 from server.certify import Certificates
 from server.context import Context
+from server.cross_check import decrypt_family
 from server.epochs import KeyEpochs
+from server.folding import aggregate_stored
 from server.liveness import Liveness
 from server.release import Releases
-from server.state import Round, RoundState, active_clients, closed, open_round, review_collecting
+from server.state import (
+    Round,
+    RoundState,
+    Upload,
+    active_clients,
+    closed,
+    open_round,
+    review_collecting,
+)
 from server.tasks import Tasks
-from server.uploads import Uploads
+from server.uploads import Prechecked, Uploads
 from server.withdrawals import withdraw
 
 log = logging.getLogger("secagg.server")
@@ -65,6 +80,11 @@ class RoundManager:
         """``public_key``: a joint key known in advance (in-process tests): no ceremony."""
         self.ctx = ctx
         self.lock = threading.RLock()
+        self._closer = threading.Lock()  # one thread completes a round's close at a time
+        #: Whether event-driven ticks (RPC threads) complete a close themselves. ``serve``
+        #: turns it off: its own loop closes, so no caller's RPC waits for the aggregate
+        #: (a key holder blocked in one would miss heartbeats). In-process tests keep it.
+        self.inline_close = True
         self.roster = ctx.roster
         self.blobs = ctx.blobs
         self.roster_digest = roster_digest
@@ -101,7 +121,7 @@ class RoundManager:
         """Check and store a key holder's ceremony message (see :class:`Ceremony`)."""
         with self.lock:
             self.ceremony.post(keyholder, msg)
-            self.tick()
+        self.event()
 
     def round_info(self) -> pb.RoundInfo:
         """The current round as clients see it."""
@@ -145,12 +165,19 @@ class RoundManager:
             self.ctx.audit.start(self.roster_digest)
             cur = self.ctx.store.current_round()
             pk = self.epochs.key_of_round(cur.number) if cur else None
-            if cur is not None and cur.state is RoundState.COLLECTING and pk is not None:
-                self.uploads.aggregator(cur.number, pk)
-            self.tick()
+            uploads = self.ctx.store.uploads(cur.number) if cur else []
+        if cur is not None and cur.state is RoundState.COLLECTING and pk is not None:
+            self.uploads.folds.rebuild(cur.number, pk.id_bytes, uploads)
+        self.tick()
 
-    def tick(self) -> None:
-        """Advance the state machine (called periodically and after every event)."""
+    def tick(self, *, close: bool = True) -> None:
+        """Advance the state machine (called periodically and after every event).
+
+        Call it without holding the lock: a round that must close is completed outside
+        it (:meth:`_close`), unless ``close`` is false (it is then marked closing and the
+        next tick with ``close`` completes it).
+        """
+        closing = None
         with self.lock:
             self.releases.finish_answered()
             self.epochs.schedule()
@@ -159,9 +186,15 @@ class RoundManager:
                 self._open_first_round()
             elif cur.state is RoundState.COLLECTING:
                 self.epochs.announce(cur.number)
-                self._review(cur)
+                closing = self._review(cur)
             elif cur.state is RoundState.DECRYPTING:
                 self.tasks.ensure(cur)
+        if closing is not None and close:
+            self._close(closing)
+
+    def event(self) -> None:
+        """The tick after an RPC's event (see :attr:`inline_close`)."""
+        self.tick(close=self.inline_close)
 
     def _open_first_round(self) -> None:
         epoch = self.epochs.epoch_of_round(1)
@@ -176,7 +209,9 @@ class RoundManager:
             self.ctx.store.put_round(first)
         log.info("round 1: open, global model %s", model_hash.hex()[:16])
 
-    def _review(self, cur: Round) -> None:
+    def _review(self, cur: Round) -> int | None:
+        """Set a collecting round's status; the round's number if it must close now
+        (then marked closing: no upload commits any more)."""
         store = self.ctx.store
         uploads = store.uploads(cur.number)
         withdrawn = [
@@ -198,63 +233,110 @@ class RoundManager:
         )
         if not verdict.close:
             self.ctx.set_status(cur.number, verdict.status)
+            return None
+        self.uploads.closing = cur.number
+        return cur.number
+
+    def _close(self, number: int) -> None:
+        """Complete and commit the close of round ``number`` (marked closing by a review).
+
+        The running aggregate is completed (folds waited for, missing uploads folded) and
+        its chunk file written without the round lock; the close commits under it. One
+        thread closes at a time; another one that finds the close under way returns.
+        """
+        if not self._closer.acquire(blocking=False):
             return
-        aggregate = self.uploads.take_aggregate(cur.number, self._key(cur.number))
-        agg_hash = self.blobs.put(aggregate.to_bytes())
-        self.ctx.parsed.keep_aggregate(agg_hash, aggregate)
-        decrypting = closed(
-            cur, aggregate_hash=agg_hash, aggregate_digest=aggregate.digest, count=len(uploads)
-        )
+        try:
+            with self.lock:
+                cur = self.ctx.store.current_round()
+                if cur is None or cur.number != number or cur.state is not RoundState.COLLECTING:
+                    return
+                uploads = self.ctx.store.uploads(number)
+                key = self._key(number)
+            head = self.uploads.folds.finish(number, key.id_bytes, uploads)
+            with self.lock:
+                self._commit_close(number, head, uploads)
+        finally:
+            self.uploads.closing = 0
+            self._closer.release()
+
+    def _commit_close(self, number: int, head: AggregateHead, uploads: list[Upload]) -> None:
+        """Record the aggregate and make the round DECRYPTING (under the lock)."""
+        store = self.ctx.store
+        cur = store.current_round()
+        if cur is None or cur.number != number or cur.state is not RoundState.COLLECTING:
+            return
+        if [u.statement for u in store.uploads(number)] != [u.statement for u in uploads]:
+            raise PolicyViolation(f"round {number}: uploads changed while it was closing")
+        digest = head.digest
+        self.ctx.parsed.keep_aggregate(digest, head)
+        decrypting = closed(cur, aggregate_hash=digest, aggregate_digest=digest, count=len(uploads))
         inputs = tuple(
             AggregateInput(s.client_id, s.ciphertext_hash, s.weight)
             for s in (u.statement for u in uploads)
         )
         with store.transaction():
             self.ctx.audit.record(
-                AggregateEntry(
-                    cur.number, agg_hash, aggregate.digest, aggregate.total_weight, inputs
-                )
+                AggregateEntry(cur.number, digest, digest, head.total_weight, inputs)
             )
             store.put_round(decrypting)
         log.info(
             "round %d: closed with %d uploads, aggregate %s",
             cur.number,
             len(uploads),
-            agg_hash.hex()[:16],
+            digest.hex()[:16],
         )
         self.tasks.ensure(decrypting)
 
     # ------------------------------------------------------------------ clients
-    def precheck_upload(self, client: str, header: pb.UploadHeader) -> Signed[UploadStatement]:
-        """Checks before the ciphertext is received; the verified signed statement."""
-        return self.uploads.precheck(client, header)
+    def _announced_key(self, round_number: int) -> JointPublicKey:
+        """A round's joint key, announced (call under the lock)."""
+        pk = self._key(round_number)
+        self.epochs.announce(round_number)
+        return pk
 
-    def accept_upload(self, signed: Signed[UploadStatement], blob: bytes) -> pb.UploadReceipt:
-        """Parse (outside the lock) and durably accept a prechecked upload under its round's key."""
-        round_number = signed.statement.round
-        with self.lock:
-            pk = self._key(round_number)
-            self.epochs.announce(round_number)
-        vector: EncryptedVector = self.uploads.parse(blob, pk)
-        receipt = self.uploads.commit(signed, vector, blob, pk)
-        self.tick()
+    def precheck_upload(self, client: str, header: pb.UploadHeader) -> Prechecked:
+        """Checks before the chunks are received; the verified statement and the head."""
+        return self.uploads.precheck(client, header, self._announced_key)
+
+    def accept_upload(self, upload: Prechecked, payloads: Iterable[bytes]) -> pb.UploadReceipt:
+        """Receive a prechecked upload's chunks (checked as they arrive), commit it, then
+        fold it into the running aggregate; only the commit holds the lock."""
+        staged = self.uploads.receive(upload, payloads)
+        row, receipt = self.uploads.commit(upload, staged)
+        self.uploads.fold(row, upload.public_key)
+        self.event()
         return receipt
 
     def log_rejection(self, client: str, header: pb.UploadHeader | None, reason: str) -> None:
         """Record a refused upload in the audit log (best effort)."""
+        digest = b""  # a head that does not parse makes no statement: logged unsigned
+        if header is not None:
+            with contextlib.suppress(SecAggError):
+                digest = VectorHead.from_bytes(header.head, self.ctx.params).digest
         self.ctx.audit.rejection(
-            header.round if header else 0,
-            client,
-            header.blob.sha256 if header else b"",
-            reason,
-            header=header,
+            header.round if header else 0, client, digest, reason, header=header
+        )
+
+    def accepted_uploads(self, round_number: int, after: int) -> pb.AcceptedUploads:
+        """A round's accepted uploads in acceptance order from index ``after`` (key holders
+        fold them while the round collects)."""
+        with self.lock:
+            rnd = self.ctx.store.round(round_number)
+            uploads = self.ctx.store.accepted_uploads(round_number)[after:]
+            key = self.epochs.key_of_round(round_number)
+        return pb.AcceptedUploads(
+            round=round_number,
+            contributions=[u.statement.to_contribution(u.signed.signature) for u in uploads],
+            public_key_id=key.id_bytes if key else b"",
+            collecting=rnd is not None and rnd.state is RoundState.COLLECTING,
         )
 
     def withdraw(self, client: str, request: pb.Withdrawal) -> None:
         """Record a client's signed withdrawal from ``request.round`` on."""
         with self.lock:
             withdraw(self.ctx, client, request)
-            self.tick()
+        self.event()
 
     # ------------------------------------------------------------------ key holders
     def seen(self, keyholder: int) -> None:
@@ -265,8 +347,8 @@ class RoundManager:
         """The open task this key holder should answer, if any, with its round's key id and
         the epoch whose ceremony is open (how key holders learn of a rotation)."""
         self.seen(keyholder)
+        self.event()
         with self.lock:
-            self.tick()
             task = pb.DecryptionTask()
             task.CopyFrom(self.tasks.task_for(keyholder))
             key = self.epochs.key_of_round(task.round) if task.pending else None
@@ -274,16 +356,34 @@ class RoundManager:
             task.ceremony_epoch = self.ceremony.open_epoch()
             return task
 
-    def submit_partial(self, keyholder: int, header: pb.PartialHeader, blob: bytes) -> str:
-        """Check and store a signed partial; combine and release when the quorum is complete."""
+    def submit_partial(
+        self, keyholder: int, header: pb.PartialHeader, payloads: Iterable[bytes]
+    ) -> str:
+        """Check a signed partial's head, receive its chunks (checked as they arrive) and
+        store it; combine and release when the family is complete.
+
+        Only the checks against state and the commits hold the lock: the chunks are
+        received, and the family's quorums combined, outside it.
+        """
         self.seen(keyholder)
         if header.keyholder != keyholder:
             raise PermissionDenied("keyholder field does not match the authenticated certificate")
-        part = self.releases.parse(blob)
         with self.lock:
-            status = self.releases.submit_partial(keyholder, header, part, blob)
+            partial = self.releases.precheck(keyholder, header)
+        staged = self.releases.receive(partial, payloads)
+        with self.lock:
+            family = self.releases.commit(partial, staged)
+        if family:
+            ids = tuple(t.task_id for t in family)
+            try:
+                models = decrypt_family(self.ctx, family, family[0].round)
+                with self.lock:
+                    self.releases.finish(family, models)
+            finally:
+                self.releases.finishing.discard(ids)
+        with self.lock:
             self.epochs.rotate_if_budget_low()
-            return status
+        return "accepted"
 
     def refuse(self, keyholder: int, refusal: pb.Refusal) -> None:
         """Record a key holder's signed refusal of a task (task 0: the round's lock or model)."""
@@ -299,7 +399,7 @@ class RoundManager:
         self.seen(keyholder)
         with self.lock:
             self.certs.submit_lock(keyholder, lock)
-            self.tick()
+        self.event()
 
     def submit_endorsement(self, keyholder: int, endorsement: pb.Endorsement) -> None:
         """Store a key holder's endorsement of the round's model; release once ``t`` endorsed."""
@@ -312,7 +412,11 @@ class RoundManager:
     def admin_task(self, round_number: int, clients: list[str]) -> int:
         """A decryption task over an explicit set of a round's uploads (see server.tasks)."""
         with self.lock:
-            return self.tasks.operator_task(round_number, clients, self._key(round_number))
+            chosen = self.tasks.operator_uploads(round_number, clients)
+            key = self._key(round_number)
+        aggregate = aggregate_stored(self.ctx, chosen, key.id_bytes, f"operator-{round_number}")
+        with self.lock:
+            return self.tasks.operator_task(round_number, chosen, aggregate)
 
     def admin_result(self, task_id: int) -> tuple[list[pb.Refusal], bool, bool]:
         """(refusals, completed, released) of an operator task."""

@@ -7,11 +7,19 @@ or a caller in the wrong role, gets PERMISSION_DENIED. Library errors cross the 
 as rich statuses (:func:`secagg.rpc.errors.abort_with`): the status code comes from the
 error's class, the details carry its machine-readable reason, and the message keeps
 ``"ClassName: text"`` so people see *why* (e.g. ``ReplayDetected: ...``).
+
+Uploads and partials stream in as a header carrying the envelope's head, then one message
+per chunk; each chunk is checked and written to disk as it arrives (O(chunk) memory per
+stream). At most :func:`max_upload_streams` uploads stream at once (a memory budget of a
+few chunks each, and never every worker thread); one more is refused with
+RESOURCE_EXHAUSTED and the client retries later. ``DownloadChunked`` serves a stored
+envelope as its head, then its chunks, read one at a time from its file.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import NoReturn, Protocol, TypeVar
@@ -19,32 +27,28 @@ from typing import NoReturn, Protocol, TypeVar
 import grpc
 
 from secagg import constants as C
-from secagg.errors import (
-    AuditWriteFailed,
-    InvalidCiphertext,
-    InvalidPartialDecryption,
-    PermissionDenied,
-    SecAggError,
-    SizeLimitExceeded,
-)
+from secagg.errors import AuditWriteFailed, PermissionDenied, SecAggError
+from secagg.params import Parameters
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
+from secagg.protocol.stored_chunks import open_stored
 from secagg.rpc.errors import abort_with
-from secagg.rpc.transport import chunks, join_chunks, peer_name
+from secagg.rpc.transport import chunks, peer_name
 from server.rounds import RoundManager
 
 log = logging.getLogger("secagg.server")
 T = TypeVar("T")
 
 
-class _BlobHeader(Protocol):
-    """A stream's header: it announces the blob that follows (size and SHA-256)."""
+def max_upload_streams(params: Parameters) -> int:
+    """How many uploads may stream at once: the memory budget over a stream's buffers,
+    at least 1, and never more than the workers not reserved for heartbeats."""
+    chunk = C.CHUNK_CIPHERTEXTS * 2 * len(params.data_primes) * params.poly_modulus_degree * 8
+    by_memory = C.UPLOAD_MEMORY_BUDGET_BYTES // (chunk * C.UPLOAD_STREAM_BUFFERS)
+    return max(1, min(C.SERVER_WORKERS - C.SERVER_RESERVED_WORKERS, by_memory))
 
-    @property
-    def blob(self) -> pb.BlobHeader: ...
 
-
-H = TypeVar("H", bound=_BlobHeader, covariant=True)
+H = TypeVar("H", covariant=True)
 
 
 class _StreamedRequest(Protocol[H]):
@@ -68,9 +72,12 @@ def _abort(context: grpc.ServicerContext, exc: SecAggError) -> NoReturn:
 class AggregationService(pb_grpc.AggregationServicer):
     """Implements ``secagg.service.v1.Aggregation``."""
 
-    def __init__(self, rounds: RoundManager) -> None:
+    def __init__(self, rounds: RoundManager, *, upload_streams: int | None = None) -> None:
         self.rounds = rounds
         self.roster = rounds.roster
+        limit = max_upload_streams(rounds.ctx.params) if upload_streams is None else upload_streams
+        self.upload_streams = limit
+        self._upload_slots = threading.BoundedSemaphore(limit)
 
     # ------------------------------------------------------------- helpers
     def _caller(self, context: grpc.ServicerContext, *roles: str) -> str:
@@ -101,17 +108,11 @@ class AggregationService(pb_grpc.AggregationServicer):
         return first.header
 
     @staticmethod
-    def _stream_blob(requests: Iterator[_StreamedRequest[H]], header: _BlobHeader) -> bytes:
-        """The rest of a stream joined into the blob its header announced.
-
-        Raises ValueError if the chunks overflow, fall short of or do not hash to the
-        announced blob (see :func:`~secagg.rpc.transport.join_chunks`).
-        """
-        return join_chunks(
-            (m.chunk for m in requests if m.WhichOneof("part") == "chunk"),
-            expected_size=header.blob.total_size,
-            sha256=header.blob.sha256,
-        )
+    def _payloads(requests: Iterator[_StreamedRequest[H]]) -> Iterator[bytes]:
+        """The chunks that follow a stream's header, as they arrive (checked by the caller
+        against the head; a second header counts as a malformed chunk)."""
+        for message in requests:
+            yield message.chunk.data if message.WhichOneof("part") == "chunk" else b""
 
     # ------------------------------------------------------------- ceremony
     def PostCeremonyMessage(
@@ -143,7 +144,7 @@ class AggregationService(pb_grpc.AggregationServicer):
         name = self._caller(context, "client", "keyholder", "admin")
         if self.roster.role_of(name) == "keyholder":
             self.rounds.seen(self._keyholder_index(name))  # heartbeat while working
-        self.rounds.tick()
+        self.rounds.event()
         return self.rounds.round_info()
 
     def DownloadBlob(
@@ -156,23 +157,44 @@ class AggregationService(pb_grpc.AggregationServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, "no such blob")
         yield from chunks(data)
 
+    def DownloadChunked(
+        self, request: pb.BlobRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Chunk]:
+        self._caller(context, "client", "keyholder", "admin")
+        digest = bytes(request.sha256)
+        try:
+            path = self.rounds.blobs.path(digest)
+            file, head = open_stored(path, self.rounds.ctx.params, digest)
+        except (FileNotFoundError, ValueError, OSError, SecAggError):
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such chunked envelope")
+        with file:
+            yield pb.Chunk(data=file.head_bytes)
+            for index in range(head.chunk_count):
+                yield pb.Chunk(data=file.chunk(head, index))
+
     def Upload(
         self, request_iterator: Iterator[pb.UploadRequest], context: grpc.ServicerContext
     ) -> pb.UploadReceipt:
         client = self._caller(context, "client")
-        header = self._stream_header(request_iterator, context)
+        if not self._upload_slots.acquire(blocking=False):
+            log.info("refused upload from %s: %d uploads streaming", client, self.upload_streams)
+            context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"the server receives {self.upload_streams} uploads at once, its limit; "
+                "retry shortly",
+            )
         try:
-            signed = self.rounds.precheck_upload(client, header)
+            header = self._stream_header(request_iterator, context)
             try:
-                blob = self._stream_blob(request_iterator, header)
-            except ValueError as exc:
-                raise InvalidCiphertext(str(exc)) from None
-            return self.rounds.accept_upload(signed, blob)
-        except SecAggError as exc:
-            if not isinstance(exc, AuditWriteFailed):
-                self.rounds.log_rejection(client, header, f"{type(exc).__name__}: {exc}")
-            log.warning("refused upload from %s: %s", client, exc)
-            _abort(context, exc)
+                upload = self.rounds.precheck_upload(client, header)
+                return self.rounds.accept_upload(upload, self._payloads(request_iterator))
+            except SecAggError as exc:
+                if not isinstance(exc, AuditWriteFailed):
+                    self.rounds.log_rejection(client, header, f"{type(exc).__name__}: {exc}")
+                log.warning("refused upload from %s: %s", client, exc)
+                _abort(context, exc)
+        finally:
+            self._upload_slots.release()
 
     def GetRelease(self, request: pb.ReleaseQuery, context: grpc.ServicerContext) -> pb.Release:
         self._caller(context, "client", "keyholder", "admin")
@@ -194,18 +216,20 @@ class AggregationService(pb_grpc.AggregationServicer):
         index = self._keyholder_index(self._caller(context, "keyholder"))
         return self._guard(context, lambda: self.rounds.task_for(index))
 
+    def GetAcceptedUploads(
+        self, request: pb.UploadQuery, context: grpc.ServicerContext
+    ) -> pb.AcceptedUploads:
+        index = self._keyholder_index(self._caller(context, "keyholder"))
+        self.rounds.seen(index)
+        return self.rounds.accepted_uploads(request.round, request.after)
+
     def SubmitPartial(
         self, request_iterator: Iterator[pb.PartialRequest], context: grpc.ServicerContext
     ) -> pb.Ack:
         index = self._keyholder_index(self._caller(context, "keyholder"))
         header = self._stream_header(request_iterator, context)
-        if header.blob.total_size > C.MAX_SERIALIZED_BYTES:
-            _abort(context, SizeLimitExceeded("partial too large"))
-        try:
-            blob = self._stream_blob(request_iterator, header)
-        except ValueError as exc:
-            _abort(context, InvalidPartialDecryption(str(exc)))
-        status = self._guard(context, lambda: self.rounds.submit_partial(index, header, blob))
+        payloads = self._payloads(request_iterator)
+        status = self._guard(context, lambda: self.rounds.submit_partial(index, header, payloads))
         return pb.Ack(status=status)
 
     def SubmitLock(self, request: pb.Lock, context: grpc.ServicerContext) -> pb.Ack:

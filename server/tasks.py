@@ -34,10 +34,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from secagg.aggregate import Aggregator
-from secagg.ciphertext import EncryptedVector
+from secagg.chunked import AggregateHead
 from secagg.errors import CrossCheckIncomplete, PolicyViolation
-from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import DecryptionRequestEntry
 from secagg.protocol.quorums import check_cross_checked, quorum_family
@@ -46,7 +44,7 @@ from secagg.protocol.status import RoundStatus
 from server.certify import Certificates
 from server.context import Context
 from server.liveness import Liveness
-from server.state import Round, RoundState, Task, TaskState, choose_quorum, quorum_lost
+from server.state import Round, RoundState, Task, TaskState, Upload, choose_quorum, quorum_lost
 from server.store.base import PartialRecord, RefusalRecord
 
 log = logging.getLogger("secagg.server")
@@ -213,11 +211,13 @@ class Tasks:
         return task
 
     # ------------------------------------------------------------------ operator
-    def operator_task(
-        self, round_number: int, clients: list[str], public_key: JointPublicKey
-    ) -> int:
-        """A task over an explicit set of a round's uploads (unchecked: see the module notes)."""
-        store, params = self.ctx.store, self.ctx.params
+    def operator_uploads(self, round_number: int, clients: list[str]) -> list[Upload]:
+        """The uploads an operator task would aggregate (unchecked: see the module notes).
+
+        Raises PolicyViolation for no such upload, or a partial set of a round being
+        decrypted.
+        """
+        store = self.ctx.store
         everyone = store.uploads(round_number)
         chosen = [u for u in everyone if u.statement.client_id in clients]
         if not chosen:
@@ -228,23 +228,22 @@ class Tasks:
                 f"round {round_number} is being decrypted; an operator request must name all "
                 "its uploads"
             )
-        agg = Aggregator(
-            params, public_key_id=public_key.id_bytes, length=self.ctx.policy.model_length
-        )
-        for u in chosen:
-            blob = self.ctx.blobs.get(u.statement.ciphertext_hash)
-            agg.add(EncryptedVector.from_bytes(blob, params), u.statement.weight)
-        aggregate = agg.result()
-        agg_hash = self.ctx.blobs.put(aggregate.to_bytes())
-        self.ctx.parsed.keep_aggregate(agg_hash, aggregate)
+        return chosen
+
+    def operator_task(
+        self, round_number: int, chosen: list[Upload], aggregate: AggregateHead
+    ) -> int:
+        """A task over ``chosen`` uploads whose aggregate (written by
+        :func:`server.folding.aggregate_stored`) is ``aggregate``; its id."""
         contributions = tuple(u.signed for u in chosen)
         live = self.liveness.live()
         quorum = choose_quorum(live, self.ctx.policy.threshold)
         if quorum is None:
             self._not_met(round_number, len(live))
             raise PolicyViolation("QuorumNotMet: not enough key holders reachable")
+        digest = aggregate.digest
         task = self.create(
-            round_number, agg_hash, aggregate.digest, contributions, quorum=quorum, operator=True
+            round_number, digest, digest, contributions, quorum=quorum, operator=True
         )
         return task.task_id
 

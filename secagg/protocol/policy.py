@@ -68,7 +68,9 @@ def check_upload(
         total weight, or above ``policy.max_client_weight`` (the per-upload cap that
         keeps one client from exhausting the round's budget and starving the others).
     SizeLimitExceeded
-        ``size`` (bytes of the ciphertext) is above the policy's cap.
+        ``size`` (the packed bytes of the ciphertext's chunks,
+        :attr:`secagg.chunked.VectorHead.payload_bytes`, known from its head before any
+        chunk arrives) is above the policy's cap.
     """
     check_round(policy, upload.round)
     if not 0.0 <= upload.epsilon <= policy.epsilon_budget:

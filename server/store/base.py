@@ -162,6 +162,10 @@ class Store(ABC):
         """A round's accepted uploads, ordered by client id."""
 
     @abstractmethod
+    def accepted_uploads(self, round_number: int) -> list[Upload]:
+        """A round's accepted uploads in the order they were accepted."""
+
+    @abstractmethod
     def upload_count(self, round_number: int) -> int:
         """Number of accepted uploads of a round."""
 

@@ -130,6 +130,11 @@ class MemoryStore(Store):
             found = [u for (r, _), u in self._uploads.items() if r == round_number]
         return sorted(found, key=lambda u: u.statement.client_id)
 
+    def accepted_uploads(self, round_number: int) -> list[Upload]:
+        """See :class:`Store`."""
+        with self._lock:
+            return [u for (r, _), u in self._uploads.items() if r == round_number]
+
     def upload_count(self, round_number: int) -> int:
         """See :class:`Store`."""
         with self._lock:

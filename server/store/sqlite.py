@@ -156,6 +156,14 @@ class SqliteStore(Store):
         )
         return [upload_from_row(self.deployment_id, r) for r in rows]
 
+    def accepted_uploads(self, round_number: int) -> list[Upload]:
+        """See :class:`Store`."""
+        rows = self._rows(
+            f"SELECT {UPLOAD_COLUMNS} FROM uploads WHERE round=? ORDER BY rowid",
+            (round_number,),
+        )
+        return [upload_from_row(self.deployment_id, r) for r in rows]
+
     def upload_count(self, round_number: int) -> int:
         """See :class:`Store`."""
         return int(self._rows("SELECT COUNT(*) FROM uploads WHERE round=?", (round_number,))[0][0])

@@ -30,6 +30,7 @@ from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_verify import verify_log
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.roster import load_roster
+from secagg.protocol.stored_chunks import open_vector
 
 from . import _audit_support
 from ._audit_support import (
@@ -171,8 +172,9 @@ def test_log_records_every_step(audit_run: AuditRun, tmp_path: Path) -> None:
         }
         for u in uploads:
             assert u["data"]["global_model_hash"] == opened["data"]["global_model_hash"]
-            blob = (blobs / u["data"]["ciphertext_hash"]).read_bytes()  # retained ciphertext
-            assert hashlib.sha256(blob).hexdigest() == u["data"]["ciphertext_hash"]
+            digest = bytes.fromhex(u["data"]["ciphertext_hash"])  # retained ciphertext
+            stored, _ = open_vector(blobs / digest.hex(), roster.params, digest)
+            stored.close()
         requests = {
             e["data"]["task_id"]: e
             for e in entries

@@ -1,16 +1,19 @@
 """Honest key holders for the in-process server tier: lock, decrypt, endorse.
 
 The tests play the key holders with the real threshold cryptography, the roster's
-signing keys and the key holder's own checks (:mod:`clients.keyholder.checks`,
-:mod:`clients.keyholder.endorse`), downloading blobs straight from the server's blob
-store instead of over gRPC. An honest key holder here:
+signing keys and the policy checks, reading the server's chunk files straight from its
+blob store instead of over gRPC (every head compared with the task's digests, every chunk
+checked against its head, as :mod:`secagg.protocol.stored_chunks` does). An honest key
+holder here:
 
 * LOCK: checks the contributor set against the policy, recomputes the aggregate from the
-  listed ciphertexts and signs a :class:`~secagg.protocol.statements.LockStatement`;
-* DECRYPT: requires a valid lock certificate in the task, then signs its partial and the
-  audit checkpoint the task shows (``mangle`` plays a dishonest one);
-* ENDORSE: combines every listed quorum's partials itself, checks that they agree and
-  that the model is the one the server proposes, and signs an
+  listed ciphertexts (a file-backed accumulator) and signs a
+  :class:`~secagg.protocol.statements.LockStatement`;
+* DECRYPT: requires a valid lock certificate in the task, then signs its partial (the
+  in-memory :func:`secagg.partial_decrypt` on these small vectors, sent as a head and
+  chunks) and the audit checkpoint the task shows (``mangle`` plays a dishonest one);
+* ENDORSE: combines every listed quorum's partials itself chunk by chunk, checks that
+  they agree and that the model is the one the server proposes, and signs an
   :class:`~secagg.protocol.statements.EndorsementStatement`.
 
 It keeps no record of its own (one aggregate per round, the budget): the server tier
@@ -22,18 +25,25 @@ the same answer from the same bytes.
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
+from contextlib import ExitStack
 from pathlib import Path
-from typing import cast
+
+import numpy as np
 
 import secagg
-from clients.connection import Connection
-from clients.keyholder.checks import check_task, recompute_aggregate
-from clients.keyholder.endorse import endorsed_model
+from clients.keyholder.checks import check_task
 from secagg import constants as C
+from secagg.accumulator import ChunkedAggregator
 from secagg.aggregate import EncryptedAggregate
+from secagg.chunked import PartialHead, payload_chunks
+from secagg.ciphertext import EncryptedVector
+from secagg.errors import AggregateMismatch, InvalidPartialDecryption, PartialsDisagree
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.certificates import check_locks
+from secagg.protocol.model_blob import encode_model
+from secagg.protocol.quorums import check_cross_checked, flatten
 from secagg.protocol.statements import (
     CheckpointStatement,
     EndorsementStatement,
@@ -41,6 +51,15 @@ from secagg.protocol.statements import (
     PartialStatement,
     RefusalStatement,
     Signed,
+    UploadStatement,
+)
+from secagg.protocol.stored_chunks import (
+    check_quorum,
+    decrypt_stored,
+    fold_stored,
+    open_aggregate,
+    open_partial,
+    stored_chunks,
 )
 from secagg.threshold import PartialDecryption
 
@@ -52,23 +71,45 @@ Mangle = Callable[[PartialDecryption], PartialDecryption]
 ENDORSED_RELEASE = ["endorsement", "endorsement", "release", "checkpoint", "round_open"]
 
 
-class _Blobs:
-    """Stands for a key holder's :class:`~clients.connection.Connection`: downloads only."""
-
-    def __init__(self, server: Server) -> None:
-        self.blobs = server.ctx.blobs
-
-    def download(self, sha256: bytes) -> bytes:
-        return self.blobs.get(sha256)
-
-
-def _conn(server: Server) -> Connection:
-    return cast(Connection, _Blobs(server))
-
-
 def flip(signature: bytes) -> bytes:
     """A signature with its first bit flipped (no longer valid)."""
     return bytes([signature[0] ^ 1]) + signature[1:]
+
+
+# ---------------------------------------------------------------------------- reading
+def recompute(server: Server, task: pb.DecryptionTask, uploads: list[UploadStatement]) -> None:
+    """Raise AggregateMismatch unless the task's aggregate is the weighted sum of ``uploads``."""
+    params, blobs = server.world.roster.params, server.ctx.blobs
+    file, _ = open_aggregate(blobs.path(task.aggregate_hash), params, task.aggregate_digest)
+    file.close()
+    with tempfile.TemporaryDirectory() as scratch:
+        acc = ChunkedAggregator(
+            params,
+            public_key_id=server.world.keys.public_key.id_bytes,
+            length=server.world.roster.policy.model_length,
+            path=Path(scratch) / "acc",
+        )
+        try:
+            for u in uploads:
+                fold_stored(acc, blobs.path(u.ciphertext_hash), params, u.ciphertext_hash, u.weight)
+            digest = acc.write(Path(scratch) / "aggregate").digest
+        finally:
+            acc.close()
+    if digest != task.aggregate_digest:
+        raise AggregateMismatch("aggregate does not equal the weighted sum of the listed uploads")
+
+
+def stored_aggregate(server: Server, digest: bytes) -> EncryptedAggregate:
+    """The stored aggregate as an in-memory object (small vectors only)."""
+    params = server.world.roster.params
+    file, head = open_aggregate(server.ctx.blobs.path(digest), params, digest)
+    with file:
+        residues = np.concatenate([r for _, r in stored_chunks(file, head.vector)])
+    v = head.vector
+    vector = EncryptedVector(params, v.public_key_id, v.length, residues)
+    aggregate = EncryptedAggregate(vector, head.total_weight, head.weight_scale, head.contributors)
+    assert aggregate.digest == digest
+    return aggregate
 
 
 # ---------------------------------------------------------------------------- answers
@@ -83,13 +124,7 @@ def lock(server: Server, task: pb.DecryptionTask, keyholder: int) -> pb.Lock:
     contributions = check_task(world.roster, task)
     checked = (server.ctx.blobs.root, task.aggregate_hash, task.SerializeToString())
     if checked not in _RECOMPUTED:  # the same bytes recompute the same way for everyone
-        recompute_aggregate(
-            _conn(server),
-            world.roster,
-            task,
-            contributions,
-            public_key_id=world.keys.public_key.id_bytes,
-        )
+        recompute(server, task, contributions)
         _RECOMPUTED.add(checked)
     statement = LockStatement(
         world.roster.deployment_id, task.round, keyholder, task.aggregate_digest
@@ -104,8 +139,9 @@ def partial(
     *,
     tamper: bool = False,
     mangle: Mangle | None = None,
-) -> tuple[pb.PartialHeader, bytes]:
-    """What ``keyholder`` sends for a DECRYPT task (``mangle``: a dishonest one's partial).
+) -> tuple[pb.PartialHeader, list[bytes]]:
+    """What ``keyholder`` sends for a DECRYPT task (``mangle``: a dishonest one's partial):
+    the header with the partial's head, and its chunks.
 
     The task must carry a valid lock certificate (else ``LockMissing`` is raised, as the
     real key holder refuses); ``tamper`` flips a bit of the partial's signature.
@@ -114,14 +150,11 @@ def partial(
     world = server.world
     deployment = world.roster.deployment_id
     check_locks(world.roster, task.round, task.aggregate_digest, task.locks)
-    aggregate = EncryptedAggregate.from_bytes(
-        server.ctx.blobs.get(task.aggregate_hash), world.roster.params
-    )
+    aggregate = stored_aggregate(server, task.aggregate_hash)
     share = world.keys.shares[keyholder - 1]
     part = secagg.partial_decrypt(share, aggregate, quorum=task.quorum)
     if mangle is not None:
         part = mangle(part)
-    blob = part.to_bytes()
     key = world.keyholder_keys[keyholder]
     statement = PartialStatement(
         deployment, task.round, keyholder, part.digest, task.aggregate_digest
@@ -132,25 +165,65 @@ def partial(
         task_id=task.task_id,
         round=task.round,
         keyholder=keyholder,
-        blob=pb.BlobHeader(total_size=len(blob), sha256=hashlib.sha256(blob).digest()),
+        head=PartialHead.of(part).to_bytes(),
         signature=flip(signature) if tamper else signature,
         checkpoint_signature=Signed.create(checkpoint, key).signature,
     )
-    return header, blob
+    return header, [bytes(c) for c in payload_chunks(part)]
+
+
+def _quorum_model(server: Server, task: pb.DecryptionTask, listed: pb.QuorumPartials) -> bytes:
+    """The model one listed quorum's partials decrypt to, after checking heads and signers."""
+    roster = server.world.roster
+    params, blobs = roster.params, server.ctx.blobs
+    quorum = tuple(listed.quorum)
+    if not len(listed.partial_hashes) == len(listed.partial_signatures) == len(quorum):
+        raise InvalidPartialDecryption(f"quorum {quorum}: one partial and signature per member")
+    with ExitStack() as stack:
+        agg = open_aggregate(blobs.path(task.aggregate_hash), params, task.aggregate_digest)
+        stack.callback(agg[0].close)
+        members = []
+        for member, digest, signature in zip(
+            quorum, listed.partial_hashes, listed.partial_signatures, strict=True
+        ):
+            file, head = open_partial(blobs.path(digest), params, digest)
+            stack.callback(file.close)
+            if head.keyholder_index != member:
+                raise InvalidPartialDecryption(f"partial of key holder {member} is another's")
+            statement = PartialStatement(
+                roster.deployment_id, task.round, member, head.digest, task.aggregate_digest
+            )
+            Signed(statement, signature).verify(roster)
+            members.append((file, head))
+        check_quorum(agg[1], [h for _, h in members], members[0][1].quorum)
+        mean = decrypt_stored(agg, members)
+    bound = roster.params.value_bound
+    if not bool(np.all(np.abs(mean) <= bound)):
+        raise PartialsDisagree(f"quorum {quorum} decrypts values beyond the bound {bound:g}")
+    return encode_model(task.round + 1, mean)
 
 
 def endorsement(server: Server, task: pb.DecryptionTask, keyholder: int) -> pb.Endorsement:
     """What an honest ``keyholder`` sends for an ENDORSE task, after combining it itself."""
     assert task.kind == pb.TASK_ENDORSE and task.task_id == 0, task
     roster = server.world.roster
-    endorsed = endorsed_model(_conn(server), roster, task)
+    check_locks(roster, task.round, task.aggregate_digest, task.locks)
+    if not task.partials:
+        raise InvalidPartialDecryption("no partials to combine")
+    check_cross_checked([tuple(q.quorum) for q in task.partials], roster.policy.threshold)
+    models = {_quorum_model(server, task, listed) for listed in task.partials}
+    if len(models) != 1:
+        raise PartialsDisagree(f"quorums decrypt the aggregate to {len(models)} models")
+    model_hash = hashlib.sha256(models.pop()).digest()
+    if model_hash != task.model_hash:
+        raise AggregateMismatch("the proposed model is not the decryption of the aggregate")
     statement = EndorsementStatement(
         roster.deployment_id,
         task.round,
         keyholder,
         task.aggregate_digest,
-        endorsed.model_hash,
-        endorsed.checked_quorums,
+        model_hash,
+        flatten([tuple(q.quorum) for q in task.partials]),
     )
     key = server.world.keyholder_keys[keyholder]
     return statement.to_proto(Signed.create(statement, key).signature)
@@ -177,8 +250,8 @@ def answer(server: Server, keyholder: int, *, mangle: Mangle | None = None) -> i
     elif task.kind == pb.TASK_ENDORSE:
         manager.submit_endorsement(keyholder, endorsement(server, task, keyholder))
     else:
-        header, blob = partial(server, task, keyholder, mangle=mangle)
-        assert manager.submit_partial(keyholder, header, blob) == "accepted"
+        header, chunks = partial(server, task, keyholder, mangle=mangle)
+        assert manager.submit_partial(keyholder, header, chunks) == "accepted"
     return int(task.kind)
 
 

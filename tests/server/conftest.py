@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 import secagg
+import secagg.errors
+from secagg.chunked import VectorHead, payload_chunks
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_log import AuditLog
 from secagg.protocol.model_blob import encode_model
@@ -79,30 +81,40 @@ class World:
         *,
         weight: int = 10,
         vector: np.ndarray | None = None,
-        blob: bytes | None = None,
-        total_size: int | None = None,
+        ciphertext: secagg.EncryptedVector | None = None,
+        head: bytes | None = None,
         **overrides: object,
-    ) -> tuple[pb.UploadHeader, bytes, np.ndarray]:
-        """A signed upload header, its ciphertext and the plaintext."""
+    ) -> tuple[pb.UploadHeader, list[bytes], np.ndarray]:
+        """A signed upload header (with the ciphertext's head), its chunks and the plaintext.
+
+        ``head``: other head bytes in the header (the signature is over their digest if
+        they parse, else over ``ciphertext_hash`` from ``overrides`` or zeros).
+        """
         if vector is None:
             vector = self.rng.uniform(-1.0, 1.0, LENGTH)
-        if blob is None:
-            blob = secagg.encrypt(self.keys.public_key, vector).to_bytes()
+        if ciphertext is None:
+            ciphertext = secagg.encrypt(self.keys.public_key, vector)
+        chunks = [bytes(c) for c in payload_chunks(ciphertext)]
+        if head is None:
+            head = VectorHead.of(ciphertext).to_bytes()
+        try:
+            digest = VectorHead.from_bytes(head, self.roster.params).digest
+        except secagg.errors.SecAggError:
+            digest = bytes(32)
         fields: dict[str, object] = {
             "deployment_id": DEPLOYMENT,
             "round": info.round,
             "client_id": client,
             "nonce": os.urandom(16),
             "global_model_hash": info.global_model_hash,
-            "ciphertext_hash": hashlib.sha256(blob).digest(),
+            "ciphertext_hash": digest,
             "weight": weight,
             "epsilon": 0.5,
         }
         fields.update(overrides)
         statement = UploadStatement(**fields)  # type: ignore[arg-type]
         signed = Signed.create(statement, self.client_keys[client])
-        size = len(blob) if total_size is None else total_size
-        return statement.to_header(signed.signature, total_size=size), blob, vector
+        return statement.to_header(signed.signature, head=head), chunks, vector
 
 
 def make_world(keyholders: int = 3, threshold: int = 2) -> World:

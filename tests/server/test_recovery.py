@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from secagg.chunk_file import ChunkFileWriter
+from secagg.chunked import PartialHead
 from secagg.errors import ConfigError, InvalidPartialDecryption
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_log import read_entries
@@ -271,12 +273,15 @@ def test_partials_that_cannot_be_combined_are_reported_once(
     be in a store written by an earlier version, so it is put there directly here.
     """
     task, _ = _all_but_the_last_partial(server)
-    header, blob = partial(server, task, 3, mangle=_one_row_too_many)
-    part = PartialDecryption.from_bytes(blob, server.world.roster.params)
-    blob_hash = server.ctx.blobs.put(blob)
+    header, chunks = partial(server, task, 3, mangle=_one_row_too_many)
+    head = PartialHead.from_bytes(header.head, server.world.roster.params)
+    with ChunkFileWriter(server.ctx.blobs.path(head.digest)) as out:
+        for chunk in chunks:
+            out.append(chunk)
+        out.finish(header.head)
     with server.ctx.store.transaction():
         server.ctx.store.add_answer(
-            PartialRecord(task.task_id, 3, blob_hash, part.digest, header.signature)
+            PartialRecord(task.task_id, 3, head.digest, head.digest, header.signature)
         )
     family = ", ".join(str(t.task_id) for t in server.ctx.store.tasks(state=TaskState.OPEN))
     with caplog.at_level(logging.ERROR, logger="secagg.server"):
@@ -284,7 +289,7 @@ def test_partials_that_cannot_be_combined_are_reported_once(
             server.manager.tick()  # neither raises nor retries
         assert not server.manager.task_for(3).pending
     assert [r.message for r in caplog.records].count(
-        f"round 1: task {family} cannot be finished: partial has the wrong shape"
+        f"round 1: task {family} cannot be finished: partial from key holder 3 has the wrong shape"
     ) == 1
     info = server.info()
     assert info.state == pb.DECRYPTING and info.status_reason == "INVALID_PARTIAL_DECRYPTION"

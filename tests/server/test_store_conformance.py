@@ -95,6 +95,7 @@ def test_uploads_and_nonces(store: Store) -> None:
     store.add_upload(_upload("c1", rnd=2))
     assert [u.statement.client_id for u in store.uploads(1)] == ["c1", "c2"]
     assert store.uploads(1)[1] == a
+    assert store.accepted_uploads(1) == [a, b]  # acceptance order (GetAcceptedUploads)
     assert store.upload_count(1) == 2 and store.upload_count(2) == 1 and store.upload_count(3) == 0
     assert store.has_upload(1, "c1") and not store.has_upload(1, "c3")
     assert store.nonce_seen("c2", a.statement.nonce) and not store.nonce_seen(

@@ -7,12 +7,14 @@ error and that nothing accepted changed (round, uploads, nonces, blobs, audit lo
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 import secagg
+from secagg.chunked import VectorHead
 from secagg.errors import (
     DuplicateCiphertext,
     DuplicateUpload,
@@ -29,14 +31,17 @@ from secagg.errors import (
 )
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.statements import Signed, WithdrawalStatement
+from server.store import Store
 
-from .conftest import LENGTH, Server
+from .conftest import LENGTH, Server, make_server
 
 
-def send(server: Server, client: str, header: pb.UploadHeader, blob: bytes) -> pb.UploadReceipt:
-    """What the service does: precheck, (join chunks), accept."""
-    signed = server.manager.precheck_upload(client, header)
-    return server.manager.accept_upload(signed, blob)
+def send(
+    server: Server, client: str, header: pb.UploadHeader, chunks: list[bytes]
+) -> pb.UploadReceipt:
+    """What the service does: precheck the header, then receive the chunks and accept."""
+    upload = server.manager.precheck_upload(client, header)
+    return server.manager.accept_upload(upload, iter(chunks))
 
 
 def snapshot(server: Server) -> tuple[Any, ...]:
@@ -91,7 +96,7 @@ def test_a_copied_ciphertext_is_refused(server: Server) -> None:
     """A colluding client signs the victim's ciphertext as its own upload."""
     header, blob, _ = server.world.upload("c1", server.info())
     send(server, "c1", header, blob)
-    copy, _, _ = server.world.upload("c2", server.info(), blob=blob)
+    copy, _, _ = server.world.upload("c2", server.info(), head=header.head)
     refused(
         server,
         lambda: send(server, "c2", copy, blob),
@@ -132,28 +137,32 @@ def test_bad_signatures(server: Server) -> None:
     )
 
 
-def test_weight_and_size_guards(server: Server) -> None:
+def test_weight_and_size_guards(server: Server, store: Store, tmp_path: Path) -> None:
     info = server.info()
     header, blob, _ = server.world.upload("c2", info, weight=0)
     refused(server, lambda: send(server, "c2", header, blob), WeightBudgetExceeded)
-    cap = server.world.roster.policy.max_upload_bytes
-    header, blob, _ = server.world.upload("c2", info, total_size=cap + 1)
+    header, blob, _ = server.world.upload("c2", info)
+    size = VectorHead.from_bytes(header.head, server.world.roster.params).payload_bytes
+    small = make_server(server.world.with_policy(max_upload_bytes=size - 1), store, tmp_path)
     refused(
-        server, lambda: send(server, "c2", header, blob), SizeLimitExceeded, f"cap of {cap} bytes"
+        small,
+        lambda: send(small, "c2", header, blob),
+        SizeLimitExceeded,
+        f"upload of {size} bytes exceeds the cap of {size - 1} bytes",
     )
 
 
 def test_ciphertext_guards(server: Server, other_keys: secagg.KeySet) -> None:
     info = server.info()
     vector = np.linspace(-1, 1, LENGTH)
-    alien = secagg.encrypt(other_keys.public_key, vector).to_bytes()
-    header, blob, _ = server.world.upload("c2", info, blob=alien)
+    alien = secagg.encrypt(other_keys.public_key, vector)
+    header, blob, _ = server.world.upload("c2", info, ciphertext=alien)
     refused(server, lambda: send(server, "c2", header, blob), InvalidCiphertext, "joint public key")
-    short = secagg.encrypt(server.world.keys.public_key, vector[:10]).to_bytes()
-    header, blob, _ = server.world.upload("c2", info, blob=short)
+    short = secagg.encrypt(server.world.keys.public_key, vector[:10])
+    header, blob, _ = server.world.upload("c2", info, ciphertext=short)
     refused(server, lambda: send(server, "c2", header, blob), InvalidCiphertext, "vector length 10")
     junk = bytes(range(256)) * 4
-    header, blob, _ = server.world.upload("c2", info, blob=junk)
+    header, blob, _ = server.world.upload("c2", info, head=junk)
     refused(server, lambda: send(server, "c2", header, blob), InvalidCiphertext)
 
 

@@ -11,8 +11,12 @@ and still checks every signature of them, like every other entry.
 
 Security
 --------
-Blobs are parsed by the library's staged parsers (size cap, parse, semantic checks)
-exactly like network input: a blob store is as untrusted as the log. The verifier
+Ciphertexts, aggregates and partials are chunk files named by their digests
+(:mod:`secagg.protocol.stored_chunks`); their heads are parsed by the library's staged
+parsers and compared with the logged digests, and every chunk is checked against its head,
+exactly like network input: a blob store is as untrusted as the log. The aggregate is
+recomputed with a file-backed accumulator in a temporary directory and the model
+combined chunk by chunk, so memory stays O(chunk) plus the model at any size. The verifier
 cannot tell ciphertexts pruned under the policy from ciphertexts a server withholds: under
 a retention policy, every missing ciphertext is reported as pruned (a warning, never a
 pass of the recomputation).
@@ -21,15 +25,22 @@ pass of the recomputation).
 from __future__ import annotations
 
 import hashlib
+import tempfile
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 
-from secagg.aggregate import Aggregator, EncryptedAggregate
-from secagg.ciphertext import EncryptedVector
+from secagg.accumulator import ChunkedAggregator
 from secagg.errors import SecAggError
 from secagg.protocol.audit_entries import AggregateEntry, PartialEntry
 from secagg.protocol.model_blob import encode_model
-from secagg.threshold import PartialDecryption, combine
+from secagg.protocol.stored_chunks import (
+    check_quorum,
+    decrypt_stored,
+    fold_stored,
+    open_aggregate,
+    open_partial,
+)
 
 from .context import At, Verification
 
@@ -59,16 +70,19 @@ def recompute_aggregate(v: Verification, at: At, entry: AggregateEntry) -> bool 
         return None
     params = v.roster.params
     try:
-        aggregator: Aggregator | None = None
-        for item, path in zip(entry.inputs, paths, strict=True):
-            vector = EncryptedVector.from_bytes(path.read_bytes(), params)
-            if aggregator is None:
-                aggregator = Aggregator(
-                    params, public_key_id=v.seen.public_key_id, length=vector.length
-                )
-            aggregator.add(vector, item.weight)
-        assert aggregator is not None
-        digest = aggregator.result().digest
+        with tempfile.TemporaryDirectory(prefix="secagg-verify-") as scratch:
+            aggregator = ChunkedAggregator(
+                params,
+                public_key_id=v.seen.public_key_id,
+                length=v.roster.policy.model_length,
+                path=Path(scratch) / "accumulator",
+            )
+            try:
+                for item, path in zip(entry.inputs, paths, strict=True):
+                    fold_stored(aggregator, path, params, item.ciphertext_hash, item.weight)
+                digest = aggregator.write(Path(scratch) / "aggregate").digest
+            finally:
+                aggregator.close()
     except SecAggError as exc:
         v.fail(at, f"cannot recompute the aggregate: {exc}")
         return False
@@ -102,9 +116,16 @@ def recombined_hash(
         return None
     params = v.roster.params
     try:
-        encrypted = EncryptedAggregate.from_bytes(paths[0].read_bytes(), params)
-        shares = [PartialDecryption.from_bytes(p.read_bytes(), params) for p in paths[1:]]
-        model = combine(encrypted, shares)
+        with ExitStack() as stack:
+            file, head = open_aggregate(paths[0], params, aggregate.aggregate_digest)
+            stack.callback(file.close)
+            members = []
+            for k, path in zip(quorum, paths[1:], strict=True):
+                part_file, part_head = open_partial(path, params, partials[k].partial_digest)
+                stack.callback(part_file.close)
+                members.append((part_file, part_head))
+            check_quorum(head, [h for _, h in members], members[0][1].quorum)
+            model = decrypt_stored((file, head), members)
     except SecAggError as exc:
         v.fail(at, f"cannot recompute the model of round {round_number}: {exc}")
         return None
