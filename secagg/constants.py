@@ -24,6 +24,9 @@ MAX_VECTOR_LENGTH: Final = 200_000_000
 #: that is streamed, verified, stored and folded on its own. A vector chunk is 2.9 MB at
 #: the default parameters (65,536 values), under gRPC's 4 MiB message limit.
 CHUNK_CIPHERTEXTS: Final = 8
+#: Upper bound on any upload cap a policy may set (bytes): chunked uploads have no
+#: message-size limit; this only bounds a typo (200M values are ~9 GB at 45 B each).
+MAX_UPLOAD_BYTES: Final = 64 * 1024**3
 #: Cap on the head of a chunked envelope (header fields and 32 bytes per chunk): a
 #: 200M-value vector has 3,052 chunks, about 100 KB of digests.
 MAX_HEAD_BYTES: Final = 1024 * 1024

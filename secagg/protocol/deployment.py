@@ -61,7 +61,6 @@ from secagg.protocol.roster import (
     load_roster,
 )
 from secagg.protocol.sizing import (
-    largest_model_length,
     round_timeout_for,
     smallest_upload_cap,
     transfer_timeout_for,
@@ -126,17 +125,9 @@ def _sized(
     Raises
     ------
     ConfigError
-        The model's upload would exceed one serialized object, or ``max_upload_bytes``
-        is too small for one upload of the model (every upload would be refused).
+        ``max_upload_bytes`` is too small for one upload of the model (every upload would be refused).
     """
     size = upload_bytes(params, model_length)
-    if max_upload_bytes is None and size > C.MAX_SERIALIZED_BYTES:
-        raise ConfigError(
-            f"--model-length {model_length} needs uploads of {size / 1e9:.2f} GB, more than "
-            f"one serialized upload may hold ({C.MAX_SERIALIZED_BYTES} bytes: a single "
-            f"protobuf message); the largest model length this build supports is "
-            f"{largest_model_length(params)}"
-        )
     if max_upload_bytes is not None and max_upload_bytes < smallest_upload_cap(
         params, model_length
     ):

@@ -54,7 +54,7 @@ class Policy:
     max_weight_share: float = 1.0
     rounds: int = 3
     round_timeout_seconds: float = C.DEFAULT_ROUND_TIMEOUT_SECONDS
-    max_upload_bytes: int = C.MAX_SERIALIZED_BYTES
+    max_upload_bytes: int = C.MAX_UPLOAD_BYTES
     model_length: int = 1000
     epsilon_budget: float = 3.0
     min_weight: int = 1
@@ -89,8 +89,8 @@ class Policy:
             problems.append(f"transfer_timeout_seconds must be in [1, {C.MAX_TIMEOUT_SECONDS:g}]")
         if isinstance(self.retain_rounds, bool) or not 0 <= self.retain_rounds <= 1_000_000:
             problems.append("retain_rounds must be in 0..1000000 (0: keep every round)")
-        if not 1024 <= self.max_upload_bytes <= C.MAX_SERIALIZED_BYTES:
-            problems.append(f"max_upload_bytes must be in 1024..{C.MAX_SERIALIZED_BYTES}")
+        if not 1024 <= self.max_upload_bytes <= C.MAX_UPLOAD_BYTES:
+            problems.append(f"max_upload_bytes must be in 1024..{C.MAX_UPLOAD_BYTES}")
         if not 1 <= self.model_length <= C.MAX_VECTOR_LENGTH:
             problems.append(f"model_length must be in 1..{C.MAX_VECTOR_LENGTH}")
         if not 0.0 <= self.epsilon_budget <= 1000.0:
@@ -289,7 +289,7 @@ def load_roster(directory: Path) -> Roster:
         max_weight_share=pol.number("max_weight_share", 0.0, 1.0),
         rounds=pol.integer("rounds", 1, 1_000_000),
         round_timeout_seconds=pol.number("round_timeout_seconds", 0.1, C.MAX_TIMEOUT_SECONDS),
-        max_upload_bytes=pol.integer("max_upload_bytes", 1024, C.MAX_SERIALIZED_BYTES),
+        max_upload_bytes=pol.integer("max_upload_bytes", 1024, C.MAX_UPLOAD_BYTES),
         model_length=pol.integer("model_length", 1, C.MAX_VECTOR_LENGTH),
         epsilon_budget=pol.number("epsilon_budget", 0.0, 1000.0),
         min_weight=pol.integer("min_weight", 1, params.max_total_weight),

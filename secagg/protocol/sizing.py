@@ -34,12 +34,6 @@ def smallest_upload_cap(params: Parameters, model_length: int) -> int:
     return upload_bytes(params, model_length) - C.UPLOAD_ENVELOPE_BYTES + 1024
 
 
-def largest_model_length(params: Parameters, cap: int = C.MAX_SERIALIZED_BYTES) -> int:
-    """The largest model length whose upload fits ``cap`` bytes (a whole number of ciphertexts)."""
-    per_ciphertext = int(params.poly_modulus_degree * params.bytes_per_parameter)
-    return max(0, (cap - C.UPLOAD_ENVELOPE_BYTES) // per_ciphertext) * params.poly_modulus_degree
-
-
 def transfer_timeout_for(size: int) -> float:
     """Deadline of one streaming transfer of ``size`` bytes (seconds, at least 600)."""
     derived = C.TRANSFER_SECONDS_PER_MB * size / _MB

@@ -35,12 +35,24 @@ def test_a_failure_while_writing_leaves_nothing(
     assert list(tmp_path.iterdir()) == []  # neither the target nor a temporary copy
 
 
-def test_a_model_too_large_for_one_upload_is_refused_clearly(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"needs uploads of 4\.5\d GB.*largest model length"):
+def test_a_model_of_100m_parameters_is_a_deployment_like_any_other(tmp_path: Path) -> None:
+    """Uploads are chunked: no 2 GiB message limit caps the model (issue 13)."""
+    roster = init_deployment(
+        tmp_path / "d", clients=4, keyholders=3, threshold=2, model_length=100_000_000
+    )
+    policy = roster.policy
+    assert policy.max_upload_bytes == upload_bytes(roster.params, 100_000_000) > 4 * 1024**3
+    assert policy.transfer_timeout_seconds > 4000  # about 1 s per MB of one upload
+    with pytest.raises(ConfigError, match="below one upload"):
         init_deployment(
-            tmp_path / "d", clients=4, keyholders=3, threshold=2, model_length=100_000_000
+            tmp_path / "e",
+            clients=4,
+            keyholders=3,
+            threshold=2,
+            model_length=100_000_000,
+            max_upload_bytes=2 * 1024**3,
         )
-    assert list(tmp_path.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
 
 
 def test_a_non_empty_target_is_refused(tmp_path: Path) -> None:
