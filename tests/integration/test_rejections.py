@@ -26,6 +26,7 @@ from secagg.proto import service_pb2_grpc as pb_grpc
 from secagg.rpc.transport import identity
 
 from ._harness import Deployment, Harness, max_error, upload_requests, weighted_mean
+from ._uploads import Ciphertext
 
 LENGTH = 20_000
 
@@ -124,7 +125,7 @@ def test_rejections(harness: Harness) -> None:
     # (b) a valid upload is accepted; the identical request again is a replay
     receipt = dep.upload("c1", header, blob)
     assert receipt.accepted_uploads == 1 and receipt.round == 1
-    assert receipt.ciphertext_hash == hashlib.sha256(blob).digest()
+    assert receipt.ciphertext_hash == blob.digest
     _rejected(
         dep,
         lambda: dep.upload("c1", header, blob),
@@ -146,7 +147,7 @@ def test_rejections(harness: Harness) -> None:
         "c2", info, vectors["c2"], weight=weights["c2"], key=key
     )
 
-    def send(h: pb.UploadHeader, b: bytes) -> Callable[[], object]:
+    def send(h: pb.UploadHeader, b: Ciphertext) -> Callable[[], object]:
         return lambda: dep.upload("c2", h, b)
 
     def variant(**overrides: Any) -> pb.UploadHeader:
@@ -170,37 +171,34 @@ def test_rejections(harness: Harness) -> None:
         "round 2 is not collecting",
     )
 
-    # (e) announced size above the roster's cap (rejected before any chunk is read)
-    cap = dep.roster.policy.max_upload_bytes
+    # (e) a stream longer or shorter than its head (the signed digest covers every chunk)
     _rejected(
         dep,
-        send(variant(total_size=cap + 1), good_blob),
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-        "SizeLimitExceeded",
-        f"exceeds the cap of {cap} bytes",
-    )
-    # ... and a stream longer or shorter than announced
-    _rejected(
-        dep,
-        send(good_header, good_blob + b"\0" * 10),
+        send(good_header, good_blob.with_chunks([*good_blob.chunks, good_blob.chunks[-1]])),
         grpc.StatusCode.INVALID_ARGUMENT,
-        "more than the announced",
+        "more than",
     )
     _rejected(
         dep,
-        send(good_header, good_blob[:-10]),
+        send(good_header, good_blob.with_chunks(good_blob.chunks[:-1])),
         grpc.StatusCode.INVALID_ARGUMENT,
-        f"of {len(good_blob)} announced bytes",
+        "truncated",
+    )
+    _rejected(  # ... or a chunk of another vector in its place
+        dep,
+        send(good_header, good_blob.with_chunks(dup_blob.chunks)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "does not match its digest",
     )
 
     # (f) not a ciphertext: random bytes with a correct header, hash and signature
-    junk = os.urandom(len(good_blob))
+    junk = Ciphertext.raw(os.urandom(2000), [os.urandom(1000)])
     junk_header, _ = dep.build_upload("c2", info, blob=junk, weight=weights["c2"])
     _rejected(dep, send(junk_header, junk), grpc.StatusCode.INVALID_ARGUMENT, "InvalidCiphertext")
-    assert not (dep.data / "blobs" / hashlib.sha256(junk).hexdigest()).exists()
+    assert not (dep.data / "blobs" / junk.digest.hex()).exists()
     # ... a well-formed ciphertext under another joint public key
     stranger = secagg.dealerless_keygen(n=3, t=2, params=dep.roster.params).public_key
-    alien = secagg.encrypt(stranger, vectors["c2"]).to_bytes()
+    alien = dep.encrypt(vectors["c2"], key=stranger)
     alien_header, _ = dep.build_upload("c2", info, blob=alien, weight=weights["c2"])
     _rejected(
         dep,
@@ -210,7 +208,7 @@ def test_rejections(harness: Harness) -> None:
         "joint public key",
     )
     # ... a ciphertext of the wrong length
-    short = secagg.encrypt(key, vectors["c2"][:100]).to_bytes()
+    short = dep.encrypt(vectors["c2"][:100], key=key)
     short_header, _ = dep.build_upload("c2", info, blob=short, weight=weights["c2"])
     _rejected(
         dep,
