@@ -24,10 +24,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
 from clients.keyholder.checks import check_task
+from secagg.chunked import VectorHead, chunk_count
+from secagg.ciphertext import ciphertext_count
 from secagg.errors import (
     DPRequired,
     DuplicateCiphertext,
@@ -42,6 +46,7 @@ from secagg.errors import (
     WeightBudgetExceeded,
     WeightShareExceeded,
 )
+from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.audit_entries import (
     AggregateEntry,
@@ -285,6 +290,11 @@ def test_a_non_dp_upload_gets_the_same_reason_from_all_three_when_the_roster_req
     assert _verifier_errors(directory, roster, parties, _sign(honest, parties)) == []
 
 
+def _no_key(round_number: int) -> JointPublicKey:
+    """A stand-in for the round's key: the head above names the all-zero key id."""
+    return cast(JointPublicKey, SimpleNamespace(id_bytes=bytes(32)))
+
+
 def _server_precheck(
     tmp_path: Path,
     roster: Roster,
@@ -300,9 +310,19 @@ def _server_precheck(
     store.put_round(open_round(later.statement.round, bytes(32), policy=roster.policy, now=0.0))
     audit = AuditTrail(AuditLog(tmp_path / "audit.log"), roster, parties["server"].signing_key())
     ctx = Context(store, BlobStore(tmp_path / "blobs"), roster, audit, audit.signing_key)
-    header = later.statement.to_header(later.signature, total_size=1024)
+    # a head of the model's shape (its chunk digests need not match any data: the
+    # precheck decides before a chunk arrives), signed over by the client as the upload
+    head = VectorHead.build(
+        roster.params,
+        bytes(32),
+        roster.policy.model_length,
+        [bytes(32)] * chunk_count(ciphertext_count(roster.params, roster.policy.model_length)),
+    )
+    statement = replace(later.statement, ciphertext_hash=head.digest)
+    resigned = Signed.create(statement, parties[statement.client_id].signing_key())
+    header = statement.to_header(resigned.signature, head=head.to_bytes())
     try:
-        ServerUploads(ctx, threading.RLock()).precheck(later.statement.client_id, header)
+        ServerUploads(ctx, threading.RLock()).precheck(statement.client_id, header, key_of=_no_key)
     except SecAggError as exc:
         return exc.reason
     return ""

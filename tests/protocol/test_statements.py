@@ -78,9 +78,15 @@ def test_signed_upload_round_trips_through_the_wire_forms(
     roster: Roster, parties: dict[str, Identity]
 ) -> None:
     signed = Signed.create(_upload(roster), parties["c1"].signing_key())
-    header = signed.statement.to_header(signed.signature, total_size=1234)
-    again = UploadStatement.from_header(roster.deployment_id, header)
+    header = signed.statement.to_header(signed.signature, head=b"the ciphertext's head")
+    assert header.head == b"the ciphertext's head"
+    again = UploadStatement.from_header(
+        roster.deployment_id, header, signed.statement.ciphertext_hash
+    )
     assert again == signed and again.verify(roster) == signed.statement
+    elsewhere = UploadStatement.from_header(roster.deployment_id, header, bytes(32))
+    with pytest.raises(SignatureInvalid):  # another ciphertext than the one signed
+        elsewhere.verify(roster)
     contribution = signed.statement.to_contribution(signed.signature)
     listed = UploadStatement.from_contribution(roster.deployment_id, 1, contribution)
     assert listed == signed
