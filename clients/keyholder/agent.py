@@ -4,7 +4,8 @@ The server asks three kinds of task (``DecryptionTask.kind``):
 
 LOCK
     Check the round's contributor set (:func:`~clients.keyholder.checks.check_task`),
-    recompute its aggregate from the listed uploads, refuse replayed ciphertexts, record
+    recompute its aggregate from the listed uploads (most of them folded while the round
+    collected, :mod:`clients.keyholder.fold`), refuse replayed ciphertexts, record
     the round as locked to this aggregate (durably) and sign a
     :class:`~secagg.protocol.statements.LockStatement`. One aggregate per round, ever.
 DECRYPT
@@ -42,11 +43,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from contextlib import suppress
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 import grpc
 
-from clients.connection import Connection, blob_header, partial_stream
+from clients.connection import Connection
 from clients.keyholder.budget import DecryptionBudget
 from clients.keyholder.ceremony import CeremonyRelay, run_ceremony
 from clients.keyholder.checks import (
@@ -54,11 +56,13 @@ from clients.keyholder.checks import (
     check_not_decrypted,
     check_not_replayed,
     check_task,
-    download_aggregate,
+    own_aggregate,
     recompute_aggregate,
 )
 from clients.keyholder.endorse import endorsed_model
 from clients.keyholder.epochs import KeyShares
+from clients.keyholder.fold import Folds
+from clients.keyholder.partials import submit_partial, write_partial
 from clients.keyholder.record import Decryption, DecryptionRecord, StoredAnswer
 from clients.keyholder.rotation import Rotation
 from clients.keyholder.storage import KeyHolderState
@@ -73,13 +77,11 @@ from secagg.protocol.policy import check_epsilon_progress
 from secagg.protocol.statements import (
     EndorsementStatement,
     LockStatement,
-    PartialStatement,
     RefusalStatement,
     Signed,
     UploadStatement,
 )
 from secagg.rpc.transport import Identity
-from secagg.threshold import partial_decrypt
 
 log = logging.getLogger("secagg.keyholder")
 
@@ -106,6 +108,7 @@ class KeyHolder:
         self.shares = KeyShares(self.state, self.params)
         self.rotation = Rotation(self.ceremony)
         self.witness = Witness(self.state.state_dir, self.roster, self.index)
+        self.folds = Folds(self.state.state_dir, self.roster, self.shares)
         self.conn = Connection(me, stop=self.stop)
 
     def ceremony(self, epoch: int, stop: threading.Event) -> KeyShare:
@@ -121,8 +124,9 @@ class KeyHolder:
         return DecryptionBudget(self.state.state_dir, self.params, epoch=epoch)
 
     # ------------------------------------------------------------ decryption tasks
-    def handle(self, task: pb.DecryptionTask) -> None:
-        """Answer one task, keeping the server informed that this key holder is alive."""
+    @contextmanager
+    def alive(self) -> Iterator[None]:
+        """Keep the server informed that this key holder is alive while the block runs."""
         done = threading.Event()
 
         def heartbeat() -> None:
@@ -133,16 +137,37 @@ class KeyHolder:
         beat = threading.Thread(target=heartbeat, daemon=True)
         beat.start()
         try:
-            self.answer(task)
-        except grpc.RpcError as exc:
-            if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                raise
-            log.warning(
-                "key holder %d: task %d dropped: %s", self.index, task.task_id, exc.details()
-            )
+            yield
         finally:
             done.set()
             beat.join()
+
+    def handle(self, task: pb.DecryptionTask) -> None:
+        """Answer one task, keeping the server informed that this key holder is alive."""
+        with self.alive():
+            try:
+                self.answer(task)
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                log.warning(
+                    "key holder %d: task %d dropped: %s", self.index, task.task_id, exc.details()
+                )
+
+    def fold(self) -> bool:
+        """Fold the next accepted upload of the current round, if any
+        (:mod:`clients.keyholder.fold`); whether there was one. A failed call is left to
+        the next step."""
+        try:
+            pending = self.folds.next_upload(self.conn)
+            if pending is None:
+                return False
+            with self.alive():
+                self.folds.fold(self.conn, pending)
+        except grpc.RpcError as exc:
+            log.debug("key holder %d: folding paused: %s", self.index, exc.code())
+            return False
+        return True
 
     def answer(self, task: pb.DecryptionTask, share: KeyShare | None = None) -> None:
         """Do the task (lock, decrypt or endorse), or refuse it with the failed check's reason.
@@ -182,8 +207,8 @@ class KeyHolder:
         """Every check of a DECRYPT task, in order (:mod:`clients.keyholder.checks`).
 
         Returns the stored answer of a task answered before, else the aggregate, not yet
-        decrypted. An aggregate this key holder locked was recomputed then; any other is
-        recomputed now. Raises the checks' errors.
+        decrypted. An aggregate this key holder locked was recomputed then (and is used
+        if its file is still kept); any other is recomputed now. Raises the checks' errors.
         """
         contributions, locked = self.checked_set(task)
         check_locks(self.roster, task.round, task.aggregate_digest, task.locks)
@@ -191,9 +216,8 @@ class KeyHolder:
         stored = self.record.answer(decryption, task.quorum)
         if stored is not None:
             return stored
-        if locked:
-            return Recomputed(download_aggregate(self.conn, self.roster, task), ())
-        return self.recomputed(task, share, contributions)
+        own = own_aggregate(self.folds, self.roster, task) if locked else None
+        return own or self.recomputed(task, share, contributions)
 
     def checked_set(self, task: pb.DecryptionTask) -> tuple[list[UploadStatement], bool]:
         """The task's contributor set, once it passes the policy and the round is not
@@ -210,7 +234,7 @@ class KeyHolder:
     ) -> Recomputed:
         """The aggregate recomputed from the listed uploads, none of them replayed."""
         recomputed = recompute_aggregate(
-            self.conn, self.roster, task, contributions, public_key_id=share.public_key_id
+            self.conn, self.folds, task, contributions, public_key_id=share.public_key_id
         )
         decryption = Decryption(task.round, task.aggregate_digest)
         check_not_replayed(
@@ -241,8 +265,10 @@ class KeyHolder:
         log.info("key holder %d: round %d locked to its aggregate", self.index, task.round)
 
     def endorse(self, task: pb.DecryptionTask) -> None:
-        """Combine the task's partials, check them, and send a signed endorsement."""
-        endorsed = endorsed_model(self.conn, self.roster, task)
+        """Combine the task's partials, check them, and send a signed endorsement; the
+        round's fold and own aggregate files go once it is sent."""
+        path = self.folds.aggregate_path(task.round, task.aggregate_digest)
+        endorsed = endorsed_model(self.conn, self.roster, task, path)
         endorsement = Signed.create(
             EndorsementStatement(
                 self.roster.deployment_id,
@@ -258,6 +284,7 @@ class KeyHolder:
             self.conn.stub.SubmitEndorsement,
             endorsement.statement.to_proto(endorsement.signature),
         )
+        self.folds.drop(task.round)
         log.info("key holder %d: round %d model endorsed", self.index, task.round)
 
     def refuse(self, task: pb.DecryptionTask, reason: str) -> None:
@@ -288,36 +315,29 @@ class KeyHolder:
         fsync'd before this returns, hence before anything is sent: the ciphertexts count
         as decrypted from now on, and a retry gets these bytes.
         """
-        aggregate = recomputed.aggregate
+        aggregate = recomputed.head
         if aggregate.vector.public_key_id != share.public_key_id:
             raise InvalidKeyMaterial("the aggregate is not under the key the task names")
         self.shares.use(share.public_key_id)
-        coefficients = aggregate.vector.ciphertext_count * self.params.poly_modulus_degree
+        coefficients = aggregate.vector.ciphertexts * self.params.poly_modulus_degree
         self.budget(share).spend(coefficients)
-        part = partial_decrypt(share, aggregate, quorum=list(task.quorum))
-        decryption = Decryption(task.round, aggregate.digest)
-        partial = Signed.create(
-            PartialStatement(
-                deployment_id=self.roster.deployment_id,
-                round=task.round,
-                keyholder=self.index,
-                partial_digest=part.digest,
-                aggregate_digest=aggregate.digest,
-            ),
-            self.signing_key,
+        return write_partial(
+            self.record,
+            share,
+            task,
+            recomputed,
+            deployment_id=self.roster.deployment_id,
+            signing_key=self.signing_key,
         )
-        answer = StoredAnswer(decryption, part.quorum, part.to_bytes(), partial.signature)
-        epsilons = {c.client_id: c.epsilon for c in task.contributions}  # checked by checked()
-        self.record.remember(decryption, recomputed.ciphertext_digests, epsilons)
-        self.record.keep_answer(answer)
-        return answer
 
     def send_partial(self, task: pb.DecryptionTask, answer: StoredAnswer) -> None:
         """Stream a stored partial with its signature and a co-signature of the task's checkpoint.
 
-        The checkpoint co-signature is made for the task at hand (it witnesses the audit
-        log head the task shows and reveals nothing of the decryption), after the head is
-        checked against and kept as this key holder's witnessed head.
+        The partial is streamed from its chunk file, the same bytes on every retry
+        (:mod:`clients.keyholder.partials`). The checkpoint co-signature is made for the
+        task at hand (it witnesses the audit log head the task shows and reveals nothing
+        of the decryption), after the head is checked against and kept as this key
+        holder's witnessed head.
         """
         checkpoint_signature = self.witness.cosign(
             task.log_size, task.log_head, task.consistency, self.signing_key
@@ -326,17 +346,11 @@ class KeyHolder:
             task_id=task.task_id,
             round=task.round,
             keyholder=self.index,
-            blob=blob_header(answer.partial),
             signature=answer.signature,
             checkpoint_signature=checkpoint_signature,
         )
-        self.conn.call(
-            lambda _, timeout: self.conn.stub.SubmitPartial(
-                partial_stream(header, answer.partial), timeout=timeout
-            ),
-            None,
-            timeout=self.roster.policy.transfer_timeout_seconds,
-        )
+        timeout = self.roster.policy.transfer_timeout_seconds
+        submit_partial(self.conn, self.params, answer, header, timeout=timeout)
         log.info("key holder %d: partial decryption for round %d sent", self.index, task.round)
 
     # ------------------------------------------------------------ the loop
@@ -373,6 +387,8 @@ class KeyHolder:
             if task.pending:
                 self.handle(task)
                 busy_until = time.monotonic() + C.BUSY_WINDOW_SECONDS
+            elif self.fold():
+                continue  # more accepted uploads to fold: look for a task, then fold on
             else:  # the next step of a round comes soon after the last one
                 busy = time.monotonic() < busy_until
                 stop.wait(C.BUSY_POLL_SECONDS if busy else C.POLL_SECONDS)

@@ -14,9 +14,12 @@ Three stages, each raising a precise :class:`~secagg.errors.SecAggError` child w
    (:func:`secagg.protocol.certificates.check_locks`): enough key holders locked this
    aggregate that no other aggregate of the round can ever be certified.
 3. :func:`recompute_aggregate` then :func:`check_not_replayed`: the aggregate equals the
-   weighted sum of the listed ciphertexts, recomputed here (O(clients x model) work),
-   no ciphertext is listed twice under another encoding, and none was decrypted over
-   before in another (round, aggregate) — the key holder's own durable record.
+   weighted sum of the listed ciphertexts, recomputed here from the round's fold
+   (:mod:`clients.keyholder.fold`: most uploads were folded while the round collected,
+   so O(one upload) of work is left), no ciphertext is listed twice, and none was
+   decrypted over before in another (round, aggregate) — the key holder's own durable
+   record. The signed ``ciphertext_hash`` is the ciphertext's content digest (a root
+   over its chunks), so a re-encoded copy has the same hash and is a duplicate.
 
 Security
 --------
@@ -32,11 +35,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from clients.connection import Connection
+from clients.keyholder.aggregates import own_head
+from clients.keyholder.fold import FoldedUpload, Folds
 from clients.keyholder.record import Decryption
-from secagg.aggregate import Aggregator, EncryptedAggregate
-from secagg.ciphertext import EncryptedVector
+from secagg.chunked import AggregateHead
 from secagg.errors import (
     AggregateMismatch,
     AlreadyDecrypted,
@@ -85,58 +90,67 @@ def check_not_decrypted(decrypted: Mapping[int, bytes], task: pb.DecryptionTask)
         raise AlreadyDecrypted(f"round {task.round} is locked to another aggregate here")
 
 
-def download_aggregate(
-    conn: Connection, roster: Roster, task: pb.DecryptionTask
-) -> EncryptedAggregate:
-    """The task's aggregate, parsed; raises :class:`AggregateMismatch` if its digest differs."""
-    aggregate = EncryptedAggregate.from_bytes(conn.download(task.aggregate_hash), roster.params)
-    if aggregate.digest != task.aggregate_digest:
-        raise AggregateMismatch("aggregate digest does not match the task")
-    return aggregate
-
-
 @dataclass(frozen=True)
 class Recomputed:
-    """An aggregate this key holder recomputed, and the content digests of its ciphertexts."""
+    """An aggregate this key holder recomputed: its head, its chunk file, and the content
+    digests of the ciphertexts it sums (the signed ``ciphertext_hash`` of each upload)."""
 
-    aggregate: EncryptedAggregate
+    head: AggregateHead
+    path: Path
     ciphertext_digests: tuple[bytes, ...]
+
+
+def own_aggregate(folds: Folds, roster: Roster, task: pb.DecryptionTask) -> Recomputed | None:
+    """The aggregate of ``task`` this key holder recomputed when it locked, if still kept.
+
+    Its ciphertexts were recorded then; none are listed again.
+    """
+    path = folds.aggregate_path(task.round, task.aggregate_digest)
+    head = own_head(path, roster.params, task.aggregate_digest)
+    return None if head is None else Recomputed(head, path, ())
 
 
 def recompute_aggregate(
     conn: Connection,
-    roster: Roster,
+    folds: Folds,
     task: pb.DecryptionTask,
     contributions: Sequence[UploadStatement],
     *,
     public_key_id: bytes,
 ) -> Recomputed:
-    """The task's aggregate, once it equals the weighted sum of the listed ciphertexts.
+    """The weighted sum of the task's uploads, computed here; it must be the task's aggregate.
+
+    The round's fold (:mod:`clients.keyholder.fold`) is used as it stands if it holds
+    exactly the task's uploads; the ones it lacks are folded now; a fold holding anything
+    else (an upload the server listed during collection that the task does not) is
+    rebuilt from the task's list. The sum is written as the key holder's own aggregate
+    file, the one it decrypts (it never downloads the server's).
 
     Raises
     ------
-    AggregateMismatch
-        The aggregate or a listed ciphertext does not parse, the aggregate's digest is
-        not the task's, or it is not the weighted sum of the listed ciphertexts.
     DuplicateCiphertext
-        Two listed blobs (different hashes) hold the same ciphertext: a copy re-encoded
-        to pass the policy's hash comparison.
+        The same ciphertext (by its signed content digest) is listed twice.
+    AggregateMismatch
+        An upload is not served or is not the ciphertext its client signed, or the sum's
+        digest is not the task's aggregate digest.
+    InvalidCiphertext, InvalidKeyMaterial, WeightBudgetExceeded
+        An upload that does not parse, is of another length, under another key than
+        ``public_key_id``, or weights that do not fit.
     """
-    params = roster.params
-    aggregate = download_aggregate(conn, roster, task)
-    recomputed = Aggregator(params, public_key_id=public_key_id, length=aggregate.vector.length)
-    digests: list[bytes] = []
-    for c in contributions:
-        vector = EncryptedVector.from_bytes(conn.download(c.ciphertext_hash), params)
-        if vector.digest in digests:
-            raise DuplicateCiphertext(
-                f"{c.client_id}'s ciphertext is another listed one, re-encoded (a copied upload)"
-            )
-        digests.append(vector.digest)
-        recomputed.add(vector, c.weight)
-    if recomputed.result().digest != aggregate.digest:
+    digests = tuple(c.ciphertext_hash for c in contributions)
+    if len(set(digests)) != len(digests):
+        raise DuplicateCiphertext("the same ciphertext is listed twice (a copied upload)")
+    fold = folds.fold_for(task.round, public_key_id)
+    if not fold.folded <= {FoldedUpload.of(c) for c in contributions}:
+        fold.reset()
+    for upload in contributions:
+        fold.fold(conn, upload)
+    path = folds.aggregate_path(task.round, task.aggregate_digest)
+    head = fold.acc.write(path)
+    if head.digest != task.aggregate_digest:
+        path.unlink(missing_ok=True)
         raise AggregateMismatch("aggregate does not equal the weighted sum of the listed uploads")
-    return Recomputed(aggregate, tuple(digests))
+    return Recomputed(head, path, digests)
 
 
 def check_not_replayed(

@@ -2,11 +2,14 @@
 
 An ENDORSE task lists the round's certified aggregate (with its lock certificate), the
 signed partials of every quorum the server combined, and the model hash the server
-proposes to release. :func:`endorsed_model` downloads everything, checks every partial
-(its shape against the aggregate, its quorum, its key holder's signature), combines each
-quorum itself, requires every quorum to give the same model blob and every value to lie
-within the parameter set's value bound, and returns the model's hash and the quorums it
-checked; the agent then signs an
+proposes to release. :func:`endorsed_model` streams each quorum's partials
+(``DownloadChunked``), checks each partial's head (its digest is the one its key holder
+signed, its shape fits the aggregate, its quorum) and each chunk against its head,
+combines them chunk by chunk in lockstep with the ``c0`` chunks of its own aggregate
+file (the one it recomputed; a certified one streamed from the server if it has none),
+requires every quorum to give the same model blob and every value to lie within the
+parameter set's value bound, and returns the model's hash and the quorums it checked;
+the agent then signs an
 :class:`~secagg.protocol.statements.EndorsementStatement`.
 
 Security
@@ -25,13 +28,19 @@ shifted model endorsed). That needs ``2t - 1`` live key holders.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
 from clients.connection import Connection
-from clients.keyholder.checks import download_aggregate
-from secagg.aggregate import EncryptedAggregate
+from clients.keyholder.aggregates import aggregate_chunks, fetch_aggregate, own_head
+from clients.keyholder.fold import served
+from secagg.chunked import AggregateHead, PartialHead, checked_chunks, chunk_span
+from secagg.chunked_threshold import check_partial_head, combine_chunk
+from secagg.encoding import F64
 from secagg.errors import (
     AggregateMismatch,
     InvalidPartialDecryption,
@@ -43,7 +52,6 @@ from secagg.protocol.model_blob import encode_model
 from secagg.protocol.quorums import check_cross_checked, flatten
 from secagg.protocol.roster import Roster
 from secagg.protocol.statements import PartialStatement, Signed
-from secagg.threshold import PartialDecryption, check_partial, combine
 
 
 @dataclass(frozen=True)
@@ -54,37 +62,92 @@ class Endorsed:
     checked_quorums: tuple[int, ...]
 
 
-def _quorum_partials(
+def _partial_streams(
     conn: Connection,
     roster: Roster,
     task: pb.DecryptionTask,
-    aggregate: EncryptedAggregate,
+    aggregate: AggregateHead,
     listed: pb.QuorumPartials,
-) -> list[PartialDecryption]:
-    """One quorum's partials, each checked against the aggregate and its signer."""
+) -> list[Iterator[tuple[int, npt.NDArray[np.uint64]]]]:
+    """One quorum's partials as checked chunk streams, each head checked against the
+    aggregate, its quorum and its signer's partial statement first."""
     quorum = tuple(listed.quorum)
-    if len(quorum) != roster.policy.threshold or len(set(quorum)) != len(quorum):
-        raise InvalidPartialDecryption(f"quorum {quorum} is not {roster.policy.threshold} members")
+    threshold = roster.policy.threshold
+    if len(quorum) != threshold or len(set(quorum)) != len(quorum):
+        raise InvalidPartialDecryption(f"quorum {quorum} is not {threshold} members")
     if not len(listed.partial_hashes) == len(listed.partial_signatures) == len(quorum):
         raise InvalidPartialDecryption(f"quorum {quorum}: one partial and signature per member")
-    parts = []
-    for member, blob_hash, signature in zip(
+    streams = []
+    for member, digest, signature in zip(
         quorum, listed.partial_hashes, listed.partial_signatures, strict=True
     ):
-        part = PartialDecryption.from_bytes(conn.download(blob_hash), roster.params)
-        check_partial(aggregate, part)
-        if part.keyholder_index != member or tuple(sorted(part.quorum)) != tuple(sorted(quorum)):
-            raise InvalidPartialDecryption(f"partial of key holder {member} answers another quorum")
         statement = PartialStatement(
-            roster.deployment_id, task.round, member, part.digest, aggregate.digest
+            roster.deployment_id, task.round, member, digest, aggregate.digest
         )
         Signed(statement, signature).verify(roster)
-        parts.append(part)
-    return parts
+        stream = served(conn, digest, InvalidPartialDecryption, f"key holder {member}'s partial")
+        first = next(stream, None)
+        if first is None:
+            raise InvalidPartialDecryption(f"the server sent nothing of key holder {member}'s")
+        head = PartialHead.from_bytes(first, roster.params)
+        if head.digest != digest:
+            raise InvalidPartialDecryption(f"key holder {member}'s partial is not the signed one")
+        check_partial_head(aggregate, head)
+        if (
+            head.keyholder_index != member
+            or tuple(sorted(head.quorum)) != tuple(sorted(quorum))
+            or head.threshold != threshold
+        ):
+            raise InvalidPartialDecryption(f"partial of key holder {member} answers another quorum")
+        streams.append(checked_chunks(head, stream))
+    return streams
 
 
-def endorsed_model(conn: Connection, roster: Roster, task: pb.DecryptionTask) -> Endorsed:
+def _quorum_model(
+    conn: Connection,
+    roster: Roster,
+    task: pb.DecryptionTask,
+    aggregate: AggregateHead,
+    path: Path,
+    listed: pb.QuorumPartials,
+) -> F64:
+    """The mean a quorum's partials decrypt the aggregate (file at ``path``) to, chunk by
+    chunk, each value within the value bound."""
+    vector = aggregate.vector
+    n = vector.params.poly_modulus_degree
+    bound = roster.params.value_bound
+    model = np.empty(vector.length, dtype=np.float64)
+    streams = _partial_streams(conn, roster, task, aggregate, listed)
+    rows = zip(aggregate_chunks(aggregate, path), *streams, strict=True)
+    for index, (own, *parts) in enumerate(rows):
+        values = combine_chunk(aggregate, index, own[:, 0], [residues for _, residues in parts])
+        if not bool(np.all(np.abs(values) <= bound)):
+            raise PartialsDisagree(
+                f"quorum {tuple(listed.quorum)} decrypts values beyond the bound {bound:g}"
+            )
+        start = chunk_span(index, vector.ciphertexts)[0] * n
+        model[start : start + values.size] = values
+    return model
+
+
+def certified_aggregate(
+    conn: Connection, roster: Roster, task: pb.DecryptionTask, path: Path
+) -> AggregateHead:
+    """The task's aggregate from the own file at ``path``, else streamed from the server
+    into it (checked against the certified digest)."""
+    head = own_head(path, roster.params, task.aggregate_digest)
+    if head is None:
+        head = fetch_aggregate(conn, roster.params, task.aggregate_digest, path)
+    return head
+
+
+def endorsed_model(
+    conn: Connection, roster: Roster, task: pb.DecryptionTask, path: Path
+) -> Endorsed:
     """The model an ENDORSE task's partials decrypt to, after every check.
+
+    ``path`` is where this key holder keeps its own aggregate of the task's round and
+    digest (:func:`clients.keyholder.aggregates.aggregate_path`).
 
     Raises
     ------
@@ -94,31 +157,31 @@ def endorsed_model(conn: Connection, roster: Roster, task: pb.DecryptionTask) ->
         The aggregate's digest differs from the task's, or the server's model hash is not
         the hash of the model the partials give.
     InvalidPartialDecryption, SignatureInvalid
-        A partial that does not fit the aggregate or its quorum, or is not signed by its
-        key holder.
+        A partial that does not fit the aggregate or its quorum, is not signed by its
+        key holder, or whose chunks do not match its head.
     PartialsDisagree
         Two quorums give different models, or a value lies outside the value bound.
+
+    Security
+    --------
+    Memory: one chunk of the aggregate and of each partial at a time, plus one quorum's
+    model (8 bytes per parameter) and its encoding while it is hashed.
     """
     check_locks(roster, task.round, task.aggregate_digest, task.locks)
     if not task.partials:
         raise InvalidPartialDecryption("no partials to combine")
     check_cross_checked([tuple(q.quorum) for q in task.partials], roster.policy.threshold)
-    aggregate = download_aggregate(conn, roster, task)
-    bound = roster.params.value_bound
-    models: list[bytes] = []
+    aggregate = certified_aggregate(conn, roster, task, path)
+    hashes: set[bytes] = set()
     for listed in task.partials:
-        parts = _quorum_partials(conn, roster, task, aggregate, listed)
-        mean = combine(aggregate, parts)
-        if not bool(np.all(np.abs(mean) <= bound)):
-            raise PartialsDisagree(
-                f"quorum {tuple(listed.quorum)} decrypts values beyond the bound {bound:g}"
-            )
-        models.append(encode_model(task.round + 1, mean))
-    if len(set(models)) != 1:
+        model = _quorum_model(conn, roster, task, aggregate, path, listed)
+        hashes.add(hashlib.sha256(encode_model(task.round + 1, model)).digest())
+        del model
+    if len(hashes) != 1:
         raise PartialsDisagree(
-            f"{len(models)} quorums decrypt the aggregate to {len(set(models))} different models"
+            f"{len(task.partials)} quorums decrypt the aggregate to {len(hashes)} different models"
         )
-    model_hash = hashlib.sha256(models[0]).digest()
+    (model_hash,) = hashes
     if model_hash != task.model_hash:
         raise AggregateMismatch("the proposed model is not the decryption of the aggregate")
     return Endorsed(model_hash, flatten([tuple(q.quorum) for q in task.partials]))

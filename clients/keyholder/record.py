@@ -18,18 +18,20 @@ Four things, all in the key holder's state directory
     (``EpsilonDecreased``, the shared policy's
     :func:`~secagg.protocol.policy.check_epsilon_progress`).
 ``answers/``
-    one file per partial decryption sent: its exact bytes and its signature, keyed by
-    (round, aggregate digest, quorum). A retry of the same task gets these bytes back,
-    never a partial with fresh flooding noise.
+    per partial decryption sent, its chunk file (``.chunks``, :mod:`secagg.chunk_file`)
+    and a metadata file (``.json``: digest and signature), keyed by (round, aggregate
+    digest, quorum). A retry of the same task gets the same file streamed back, byte
+    for byte, never a partial with fresh flooding noise.
 
 Security
 --------
 Crash ordering, which :class:`~clients.keyholder.agent.KeyHolder` follows: after the
 checks, (1) :meth:`DecryptionRecord.remember` the ciphertexts, then the round; (2)
-:meth:`DecryptionRecord.keep_answer` the partial; (3) only then send it. Every file is
-written by :func:`~clients.keyholder.storage.write_atomically` (tmp, fsync, rename,
-fsync dir). A crash before (2) completes sent nothing, so the retry computing a fresh
-partial still sends exactly one; a crash after (2) resends the stored bytes.
+:meth:`DecryptionRecord.keep_answer` the partial (its chunk file, then its metadata);
+(3) only then send it. Every file is written to a temporary name, fsync'd, renamed,
+and the directory fsync'd. A crash before (2) completes sent nothing (an answer counts
+only once its metadata is there), so the retry computing a fresh partial still sends
+exactly one; a crash after (2) resends the stored file.
 
 The record is only as good as the state directory: a key holder whose state is lost or
 rolled back forgets what it decrypted. Content digests, not blob hashes, are recorded,
@@ -41,16 +43,20 @@ needs zero-knowledge proofs of well-formed encryption, which the project lacks.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from clients.keyholder.storage import fsync_directory, write_atomically
+from secagg.chunk_file import ChunkFileWriter
+from secagg.chunked import PartialHead
 
 DECRYPTED_FILE = "decrypted.json"
 CIPHERTEXTS_FILE = "ciphertexts.json"
 EPSILONS_FILE = "epsilons.json"
 ANSWERS_DIR = "answers"
+CHUNKS_SUFFIX = ".chunks"
 
 
 @dataclass(frozen=True)
@@ -63,36 +69,40 @@ class Decryption:
 
 @dataclass(frozen=True)
 class StoredAnswer:
-    """A partial decryption exactly as it was sent: its bytes and its signature."""
+    """A partial decryption exactly as it was sent: its chunk file, digest and signature."""
 
     decryption: Decryption
     quorum: tuple[int, ...]
-    partial: bytes
+    partial_digest: bytes
     signature: bytes
+    path: Path  # the partial's chunk file (:mod:`secagg.chunk_file`)
 
-    def _header(self) -> bytes:
+    def to_bytes(self) -> bytes:
+        """The answer's metadata, one JSON object (the chunk file lies beside it)."""
         return json.dumps(
             {
                 "round": self.decryption.round,
                 "aggregate_digest": self.decryption.aggregate_digest.hex(),
                 "quorum": list(self.quorum),
+                "partial_digest": self.partial_digest.hex(),
                 "signature": self.signature.hex(),
             },
             separators=(",", ":"),
         ).encode()
 
-    def to_bytes(self) -> bytes:
-        """One JSON header line, then the partial's bytes."""
-        return self._header() + b"\n" + self.partial
-
     @classmethod
-    def from_bytes(cls, data: bytes) -> StoredAnswer:
-        """Read :meth:`to_bytes` (raises ValueError on a damaged file)."""
-        header, _, partial = data.partition(b"\n")
-        fields = json.loads(header)
-        decryption = Decryption(int(fields["round"]), bytes.fromhex(fields["aggregate_digest"]))
-        quorum = tuple(int(i) for i in fields["quorum"])
-        return cls(decryption, quorum, partial, bytes.fromhex(fields["signature"]))
+    def from_bytes(cls, data: bytes, path: Path) -> StoredAnswer:
+        """Read :meth:`to_bytes` of the answer whose chunk file is ``path``
+        (raises ValueError on a damaged file)."""
+        try:
+            fields = json.loads(data)
+            decryption = Decryption(int(fields["round"]), bytes.fromhex(fields["aggregate_digest"]))
+            quorum = tuple(int(i) for i in fields["quorum"])
+            digest = bytes.fromhex(fields["partial_digest"])
+            signature = bytes.fromhex(fields["signature"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"damaged answer record: {exc}") from None
+        return cls(decryption, quorum, digest, signature, path)
 
 
 def normal_quorum(quorum: Iterable[int]) -> tuple[int, ...]:
@@ -165,8 +175,9 @@ class DecryptionRecord:
 
     # ------------------------------------------------------------ answers
     def _answer_path(self, decryption: Decryption, quorum: tuple[int, ...]) -> Path:
+        """The answer's metadata file; its chunk file has the suffix ``.chunks``."""
         members = "-".join(str(i) for i in quorum)
-        name = f"r{decryption.round}-{decryption.aggregate_digest.hex()}-q{members}.partial"
+        name = f"r{decryption.round}-{decryption.aggregate_digest.hex()}-q{members}.json"
         return self.answers_dir / name
 
     def answer(self, decryption: Decryption, quorum: Iterable[int]) -> StoredAnswer | None:
@@ -175,15 +186,34 @@ class DecryptionRecord:
         path = self._answer_path(decryption, q)
         if not path.exists():
             return None
-        stored = StoredAnswer.from_bytes(path.read_bytes())
+        stored = StoredAnswer.from_bytes(path.read_bytes(), path.with_suffix(CHUNKS_SUFFIX))
         if (stored.decryption, stored.quorum) != (decryption, q):
             raise ValueError(f"{path} holds the answer to another task")
+        if not stored.path.exists():
+            raise ValueError(f"{stored.path}, the partial of {path.name}, is missing")
         return stored
 
-    def keep_answer(self, answer: StoredAnswer) -> None:
-        """Store, durably, the partial about to be sent (before it is sent)."""
+    def answer_writer(self, decryption: Decryption, quorum: Iterable[int]) -> ChunkFileWriter:
+        """A (private) chunk file writer for the partial of this decryption and quorum;
+        :meth:`keep_answer` finishes it."""
         if not self.answers_dir.is_dir():
             self.answers_dir.mkdir(mode=0o700)
             fsync_directory(self.state_dir)
-        path = self._answer_path(answer.decryption, normal_quorum(answer.quorum))
-        write_atomically(path, answer.to_bytes())
+        path = self._answer_path(decryption, normal_quorum(quorum)).with_suffix(CHUNKS_SUFFIX)
+        writer = ChunkFileWriter(path)
+        os.chmod(writer.tmp, 0o600)
+        return writer
+
+    def keep_answer(
+        self,
+        decryption: Decryption,
+        writer: ChunkFileWriter,
+        head: PartialHead,
+        signature: bytes,
+    ) -> StoredAnswer:
+        """Store, durably, the partial about to be sent (before it is sent): the chunk file
+        ``writer`` holds, finished with ``head``, then its metadata."""
+        path = writer.finish(head.to_bytes())
+        answer = StoredAnswer(decryption, normal_quorum(head.quorum), head.digest, signature, path)
+        write_atomically(self._answer_path(decryption, answer.quorum), answer.to_bytes())
+        return answer

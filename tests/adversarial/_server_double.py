@@ -10,9 +10,12 @@ or to one by index; it records everything the parties submit (partials with thei
 refusals, locks, endorsements, uploads) and counts the calls made to it.
 
 Served: ``GetPublicKey``, ``GetRound`` (also the key holder's heartbeat), ``GetRelease``
-(NOT_FOUND unless the test set one), ``DownloadBlob``, ``GetDecryptionTask``,
-``SubmitPartial``, ``RefuseTask``, ``SubmitLock``, ``SubmitEndorsement`` and ``Upload``.
-Every wait is bounded.
+(NOT_FOUND unless the test set one), ``DownloadBlob`` (models), ``DownloadChunked``
+(ciphertexts, aggregates, partials: a head, then chunks, exactly as the test put them,
+lies included), ``GetAcceptedUploads`` (the list the test set for a round, from
+``after``), ``GetDecryptionTask``, ``SubmitPartial`` (a head, then chunks),
+``RefuseTask``, ``SubmitLock``, ``SubmitEndorsement`` and ``Upload`` (a head, then
+chunks). Every wait is bounded; every download is counted by digest.
 """
 
 from __future__ import annotations
@@ -28,28 +31,74 @@ from pathlib import Path
 from typing import TypeVar
 
 import grpc
+import numpy as np
 
+from secagg import constants
+from secagg.aggregate import EncryptedAggregate
+from secagg.chunked import AggregateHead, PartialHead, VectorHead, checked_chunks, payload_chunks
+from secagg.ciphertext import EncryptedVector
+from secagg.params import Parameters
+from secagg.proto import core_pb2
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.rpc.transport import chunks, identity, join_chunks, peer_name
+from secagg.rpc.transport import identity, peer_name
+from secagg.threshold import PartialDecryption
 
 C = TypeVar("C", pb.Lock, pb.Endorsement)
 
 
 @dataclass(frozen=True)
 class Partial:
-    """One partial decryption as the key holder submitted it."""
+    """One partial decryption as the key holder submitted it: its header (with the head)
+    and its chunks."""
 
     header: pb.PartialHeader
-    blob: bytes
+    chunks: tuple[bytes, ...]
+
+    @property
+    def blob(self) -> bytes:
+        """Every byte sent (head, then chunks): equal for byte-identical partials."""
+        return self.header.head + b"".join(self.chunks)
+
+    def decryption(self, params: Parameters) -> PartialDecryption:
+        """The partial as an in-memory :class:`PartialDecryption` (checked chunk by chunk)."""
+        head = PartialHead.from_bytes(self.header.head, params)
+        residues = np.concatenate([r for _, r in checked_chunks(head, self.chunks)])
+        part = PartialDecryption(
+            params,
+            head.public_key_id,
+            head.aggregate_digest,
+            head.keyholder_index,
+            head.threshold,
+            head.quorum,
+            residues,
+        )
+        assert part.digest == head.digest
+        return part
 
 
 @dataclass(frozen=True)
 class ReceivedUpload:
-    """One client upload as the client streamed it."""
+    """One client upload as the client streamed it: its header (with the head) and chunks."""
 
     header: pb.UploadHeader
-    blob: bytes
+    chunks: tuple[bytes, ...]
+
+
+def vector_parts(vector: EncryptedVector) -> list[bytes]:
+    """What ``DownloadChunked`` streams for a ciphertext: its head, then its chunks."""
+    return [VectorHead.of(vector).to_bytes(), *(bytes(c) for c in payload_chunks(vector))]
+
+
+def aggregate_parts(aggregate: EncryptedAggregate) -> list[bytes]:
+    """What ``DownloadChunked`` streams for an aggregate: its head, then its chunks."""
+    chunks = (bytes(c) for c in payload_chunks(aggregate.vector))
+    return [AggregateHead.of(aggregate).to_bytes(), *chunks]
+
+
+def partial_parts(part: PartialDecryption) -> list[bytes]:
+    """What ``DownloadChunked`` streams for a partial: its head, then its chunks."""
+    return [PartialHead.of(part).to_bytes(), *(bytes(c) for c in payload_chunks(part))]
 
 
 @dataclass
@@ -81,6 +130,9 @@ class ServerDouble(pb_grpc.AggregationServicer):
         self.round_info = pb.RoundInfo(round=1, state=pb.DECRYPTING)
         self.releases: dict[int, pb.Release] = {}
         self.blobs: dict[bytes, bytes] = {}
+        self.chunked: dict[bytes, list[bytes]] = {}  # digest -> [head, chunk 0, ...]
+        self.accepted: dict[int, pb.AcceptedUploads] = {}  # what GetAcceptedUploads lists
+        self.downloads: Counter[bytes] = Counter()  # DownloadChunked calls by digest
         self.answers = Answers()
         self.calls: Counter[str] = Counter()
         self._tasks: list[pb.DecryptionTask] = []
@@ -94,6 +146,40 @@ class ServerDouble(pb_grpc.AggregationServicer):
         with self._lock:
             for blob in blobs:
                 self.blobs[hashlib.sha256(blob).digest()] = blob
+
+    def serve_chunked(self, digest: bytes, parts: Sequence[bytes]) -> None:
+        """Serve ``parts`` (a head, then chunks: true or not) under ``digest``."""
+        with self._lock:
+            self.chunked[digest] = list(parts)
+
+    def serve_vectors(self, *vectors: EncryptedVector) -> None:
+        """Serve each ciphertext, honestly, under its digest."""
+        for vector in vectors:
+            self.serve_chunked(vector.digest, vector_parts(vector))
+
+    def list_accepted(
+        self,
+        round_number: int,
+        contributions: Sequence[pb.Contribution],
+        *,
+        public_key_id: bytes,
+        collecting: bool = True,
+    ) -> None:
+        """Have ``GetAcceptedUploads`` list ``contributions`` for ``round_number`` (and
+        ``GetRound`` say that round, collecting, with that many uploads)."""
+        with self._lock:
+            self.accepted[round_number] = pb.AcceptedUploads(
+                round=round_number,
+                contributions=contributions,
+                public_key_id=public_key_id,
+                collecting=collecting,
+            )
+            self.round_info = pb.RoundInfo(
+                round=round_number,
+                state=pb.COLLECTING if collecting else pb.DECRYPTING,
+                accepted_uploads=len(contributions),
+                public_key_id=public_key_id,
+            )
 
     def give(self, task: pb.DecryptionTask, *blobs: bytes, to: int | None = None) -> None:
         """Queue ``task`` for the next key holder that polls (or only ``to``); serve ``blobs``."""
@@ -199,7 +285,35 @@ class ServerDouble(pb_grpc.AggregationServicer):
             blob = self.blobs.get(request.sha256)
         if blob is None:
             context.abort(grpc.StatusCode.NOT_FOUND, "no such blob")
-        yield from chunks(blob or b"")
+        data = blob or b""
+        for start in range(0, len(data), constants.CHUNK_BYTES):
+            yield pb.Chunk(data=data[start : start + constants.CHUNK_BYTES])
+
+    def DownloadChunked(  # noqa: N802
+        self, request: pb.BlobRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.Chunk]:
+        with self._lock:
+            self.downloads[request.sha256] += 1
+            parts = self.chunked.get(request.sha256)
+        if parts is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such envelope")
+        for part in parts or []:
+            yield pb.Chunk(data=part)
+
+    def GetAcceptedUploads(  # noqa: N802
+        self, request: pb.UploadQuery, context: grpc.ServicerContext
+    ) -> pb.AcceptedUploads:
+        self.calls["GetAcceptedUploads"] += 1
+        with self._lock:
+            listed = self.accepted.get(request.round)
+        if listed is None:
+            return pb.AcceptedUploads(round=request.round)
+        return pb.AcceptedUploads(
+            round=listed.round,
+            contributions=listed.contributions[request.after :],
+            public_key_id=listed.public_key_id,
+            collecting=listed.collecting,
+        )
 
     def GetDecryptionTask(  # noqa: N802
         self, request: pb.Empty, context: grpc.ServicerContext
@@ -214,10 +328,8 @@ class ServerDouble(pb_grpc.AggregationServicer):
         self, request_iterator: Iterator[pb.PartialRequest], context: grpc.ServicerContext
     ) -> pb.Ack:
         header = next(request_iterator).header
-        blob = _joined(header.blob, request_iterator)
-        self._record(
-            lambda a: a.partials.setdefault(header.task_id, []).append(Partial(header, blob))
-        )
+        sent = Partial(header, tuple(r.chunk.data for r in request_iterator))
+        self._record(lambda a: a.partials.setdefault(header.task_id, []).append(sent))
         return pb.Ack(status="accepted")
 
     def RefuseTask(self, request: pb.Refusal, context: grpc.ServicerContext) -> pb.Ack:  # noqa: N802
@@ -235,20 +347,14 @@ class ServerDouble(pb_grpc.AggregationServicer):
         self, request_iterator: Iterator[pb.UploadRequest], context: grpc.ServicerContext
     ) -> pb.UploadReceipt:
         header = next(request_iterator).header
-        blob = _joined(header.blob, request_iterator)
-        self._record(lambda a: a.uploads.append(ReceivedUpload(header, blob)))
+        received = ReceivedUpload(header, tuple(r.chunk.data for r in request_iterator))
+        self._record(lambda a: a.uploads.append(received))
+        head = core_pb2.EncryptedVector.FromString(header.head)  # the double checks nothing
         return pb.UploadReceipt(
             round=header.round,
-            ciphertext_hash=header.blob.sha256,
+            ciphertext_hash=head.digest,
             accepted_uploads=len(self.answers.uploads),
         )
-
-
-def _joined(
-    blob: pb.BlobHeader, rest: Iterator[pb.PartialRequest] | Iterator[pb.UploadRequest]
-) -> bytes:
-    """The chunks that follow a streamed header, joined and checked against its blob header."""
-    return join_chunks((r.chunk for r in rest), expected_size=blob.total_size, sha256=blob.sha256)
 
 
 def start_double(deployment: Path, double: ServerDouble) -> tuple[grpc.Server, str]:

@@ -36,7 +36,7 @@ from secagg.protocol.statements import Signed, UploadStatement
 from secagg.rpc.transport import identity
 
 from ._expect import locked
-from ._server_double import ServerDouble, start_double
+from ._server_double import ServerDouble, aggregate_parts, start_double
 from ._signatures import Signatures, key_bundle
 
 LENGTH = 16
@@ -47,10 +47,10 @@ PASSPHRASE = secrets.token_urlsafe(24).encode()
 
 @dataclass(frozen=True)
 class Upload:
-    """A client-signed upload: the contribution a task lists, its blob and its ciphertext."""
+    """A client-signed upload: the contribution a task lists and its ciphertext (the
+    signed ``ciphertext_hash`` is the ciphertext's digest)."""
 
     contribution: pb.Contribution
-    blob: bytes
     vector: secagg.EncryptedVector
 
 
@@ -82,24 +82,24 @@ class Attack(Signatures):
         *,
         weight: int = 10,
         round_number: int = 1,
-        blob: bytes | None = None,
         epsilon: float = 0.0,
     ) -> Upload:
-        """``client`` signs ``vector`` (or ``blob``, another encoding of it) as its upload."""
-        data = vector.to_bytes() if blob is None else blob
+        """``client`` signs ``vector`` as its upload (served by the double, honestly)."""
         model = self.roster.initial_model_hash if round_number == 1 else bytes(32)
+        nonce = hashlib.sha256(vector.digest + client.encode()).digest()
         statement = UploadStatement(
             deployment_id=self.roster.deployment_id,
             round=round_number,
             client_id=client,
-            nonce=hashlib.sha256(data + client.encode()).digest()[: C.UPLOAD_NONCE_BYTES],
+            nonce=nonce[: C.UPLOAD_NONCE_BYTES],
             global_model_hash=model,
-            ciphertext_hash=hashlib.sha256(data).digest(),
+            ciphertext_hash=vector.digest,
             weight=weight,
             epsilon=epsilon,
         )
         signed = Signed.create(statement, identity(self.directory, client).signing_key())
-        return Upload(statement.to_contribution(signed.signature), data, vector)
+        self.double.serve_vectors(vector)
+        return Upload(statement.to_contribution(signed.signature), vector)
 
     def aggregate(self, *uploads: Upload) -> secagg.EncryptedAggregate:
         """The weighted sum of ``uploads``, as an honest server computes it."""
@@ -129,14 +129,14 @@ class Attack(Signatures):
         task.locks.extend(locks)
         task.task_id = next(self._task_ids)
         task.log_size, task.log_head = 1, bytes(32)
-        self.double.give(task, aggregate.to_bytes(), *(u.blob for u in uploads), to=to)
+        self.double.give(task, to=to)
         return task
 
     def lock_task(self, *uploads: Upload, to: int, round_number: int = 1) -> pb.DecryptionTask:
         """Queue for key holder ``to`` a LOCK task of the round to the sum of ``uploads``."""
         aggregate = self.aggregate(*uploads)
         task = self._task(uploads, aggregate, round_number, kind=pb.TASK_LOCK)
-        self.double.give(task, aggregate.to_bytes(), *(u.blob for u in uploads), to=to)
+        self.double.give(task, to=to)
         return task
 
     def _task(
@@ -147,11 +147,16 @@ class Attack(Signatures):
         *,
         kind: pb.TaskKind,
     ) -> pb.DecryptionTask:
+        """The task; the double serves the aggregate too (a key holder fetches it only for
+        an ENDORSE task of a round it has no own aggregate of) unless the test serves
+        something else under its digest already."""
+        if aggregate.digest not in self.double.chunked:
+            self.double.serve_chunked(aggregate.digest, aggregate_parts(aggregate))
         return pb.DecryptionTask(
             pending=True,
             kind=kind,
             round=round_number,
-            aggregate_hash=hashlib.sha256(aggregate.to_bytes()).digest(),
+            aggregate_hash=aggregate.digest,
             aggregate_digest=aggregate.digest,
             contributions=[u.contribution for u in uploads],
         )
@@ -166,15 +171,15 @@ class Attack(Signatures):
     ) -> pb.DecryptionTask:
         """Queue for key holder ``to`` an ENDORSE task: these quorums' partials, this model.
 
-        ``locks`` default to a full certificate signed by the test; serve the partial
-        blobs with :meth:`ServerDouble.serve`.
+        ``locks`` default to a full certificate signed by the test; serve the partials
+        with :meth:`ServerDouble.serve_chunked`.
         """
         aggregate = self.aggregate(*uploads)
         task = self._task((), aggregate, 1, kind=pb.TASK_ENDORSE)  # the server lists none
         task.locks.extend(self.certificate(aggregate.digest) if locks is None else locks)
         task.partials.extend(partials)
         task.model_hash = model_hash
-        self.double.give(task, aggregate.to_bytes(), to=to)
+        self.double.give(task, to=to)
         return task
 
     def locked_by(self, *keyholders: int, uploads: Iterable[Upload]) -> list[pb.Lock]:

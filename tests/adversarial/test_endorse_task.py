@@ -15,15 +15,22 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from clients.connection import verify_release
 from secagg.aggregate import EncryptedAggregate
-from secagg.errors import AggregateMismatch, EndorsementMissing, PartialsDisagree
+from secagg.errors import (
+    AggregateMismatch,
+    EndorsementMissing,
+    InvalidPartialDecryption,
+    PartialsDisagree,
+)
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.certificates import check_endorsements
 from secagg.protocol.model_blob import decode_model, encode_model
@@ -32,6 +39,7 @@ from secagg.protocol.statements import PartialStatement, Signed
 from secagg.threshold import PartialDecryption, combine, partial_decrypt
 
 from ._expect import partial, reason
+from ._server_double import aggregate_parts, partial_parts
 from .conftest import LENGTH, Attack, Upload
 
 QUORUMS = ((1, 2), (1, 3), (2, 3))
@@ -65,11 +73,11 @@ class Decrypted:
     partials: dict[tuple[int, ...], list[tuple[PartialDecryption, bytes]]]
 
     def listed(self, *quorums: tuple[int, ...]) -> list[pb.QuorumPartials]:
-        """The ENDORSE task's view of ``quorums`` (default: all): blob hashes and signatures."""
+        """The ENDORSE task's view of ``quorums`` (default: all): digests and signatures."""
         return [
             pb.QuorumPartials(
                 quorum=q,
-                partial_hashes=[hashlib.sha256(p.to_bytes()).digest() for p, _ in self.partials[q]],
+                partial_hashes=[p.digest for p, _ in self.partials[q]],
                 partial_signatures=[s for _, s in self.partials[q]],
             )
             for q in quorums or QUORUMS
@@ -101,9 +109,9 @@ def _decrypted(attack: Attack, mangle: Callable[[EncryptedAggregate], Mangle] | 
             else:
                 task = attack.task(*uploads, quorum=quorum, locks=locks, to=k)
                 sent = partial(attack, task)
-                part = PartialDecryption.from_bytes(sent.blob, attack.roster.params)
+                part = sent.decryption(attack.roster.params)
                 signature = sent.header.signature
-            attack.double.serve(part.to_bytes())
+            attack.double.serve_chunked(part.digest, partial_parts(part))
             partials.setdefault(quorum, []).append((part, signature))
     return Decrypted(uploads, aggregate, locks, partials)
 
@@ -184,3 +192,44 @@ def test_quorums_that_all_hold_the_corrupt_keyholder_are_not_endorsed(
     endorsements = [a for a in (answer, corrupt) if isinstance(a, pb.Endorsement)]
     with pytest.raises(EndorsementMissing):  # what a client checks before it trains
         verify_release(attack.release(digest, shifted, *endorsements), attack.roster)
+
+
+def _own_files(attack: Attack, keyholder: int) -> list[Path]:
+    agent = next(a for a, _ in attack.agents if a.index == keyholder)
+    return sorted(agent.folds.directory.iterdir())
+
+
+def test_an_endorser_without_its_aggregate_streams_the_certified_one(attack: Attack) -> None:
+    """Its own aggregate file gone, key holder 1 takes the server's, checked against the
+    certified digest: a different aggregate under that digest is refused, the true one
+    endorsed; the round's files go once the endorsement is sent."""
+    round_1 = _decrypted(attack, None)
+    digest = round_1.aggregate.digest
+    assert _own_files(attack, 1)  # the aggregate it recomputed, kept until it endorses
+    for path in _own_files(attack, 1):
+        path.unlink()
+    other = attack.aggregate(*round_1.uploads[:2])
+    attack.double.serve_chunked(digest, aggregate_parts(other))
+    model_hash = hashlib.sha256(round_1.model((1, 2))).digest()
+    answer = _endorse(attack, round_1, 1, model_hash)
+    assert "not the certified one" in reason(answer, AggregateMismatch)
+    attack.double.serve_chunked(digest, aggregate_parts(round_1.aggregate))
+    answer = _endorse(attack, round_1, 1, model_hash)
+    assert isinstance(answer, pb.Endorsement), answer
+    assert attack.double.downloads[digest] == 2
+    deadline = time.monotonic() + 10  # removed right after the endorsement is sent
+    while _own_files(attack, 1) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _own_files(attack, 1) == []
+
+
+def test_a_partial_that_is_not_the_signed_one_is_not_endorsed(attack: Attack) -> None:
+    """Under key holder 3's signed partial digest the server serves another partial of
+    key holder 3 (fresh noise: another digest)."""
+    round_1 = _decrypted(attack, None)
+    signed, _ = round_1.partials[(1, 3)][1]
+    again = partial_decrypt(attack.keys.shares[2], round_1.aggregate, quorum=(1, 3))
+    attack.double.serve_chunked(signed.digest, partial_parts(again))
+    model_hash = hashlib.sha256(round_1.model((1, 2))).digest()
+    answer = _endorse(attack, round_1, 2, model_hash)
+    assert "not the signed one" in reason(answer, InvalidPartialDecryption)
