@@ -125,7 +125,8 @@ def _sized(
     Raises
     ------
     ConfigError
-        ``max_upload_bytes`` is too small for one upload of the model (every upload would be refused).
+        ``max_upload_bytes`` is too small for one upload of the model (every upload
+        would be refused).
     """
     size = upload_bytes(params, model_length)
     if max_upload_bytes is not None and max_upload_bytes < smallest_upload_cap(
