@@ -15,7 +15,7 @@ from clients.keyholder.checks import check_not_replayed
 from clients.keyholder.record import Decryption, DecryptionRecord, StoredAnswer
 from secagg.chunk_file import ChunkFile
 from secagg.chunked import PartialHead
-from secagg.errors import ReplayedCiphertext
+from secagg.errors import ConfigError, ReplayedCiphertext
 from secagg.params import Parameters
 
 ROUND1 = Decryption(1, hashlib.sha256(b"aggregate of round 1").digest())
@@ -106,3 +106,16 @@ def test_an_answer_without_its_partial_file_is_not_served(tmp_path: Path) -> Non
     answer.path.unlink()
     with pytest.raises(ValueError, match="missing"):
         record.answer(ROUND1, (1, 2))
+
+
+def test_an_answer_kept_by_an_earlier_version_is_never_replaced_by_fresh_noise(
+    tmp_path: Path,
+) -> None:
+    """A task answered before the upgrade (one-message partial) must not get a new partial."""
+    record = DecryptionRecord(tmp_path)
+    (tmp_path / "answers").mkdir()
+    name = f"r1-{ROUND1.aggregate_digest.hex()}-q1-2.partial"
+    (tmp_path / "answers" / name).write_bytes(b"an old answer")
+    with pytest.raises(ConfigError, match="earlier version"):
+        record.answer(ROUND1, (1, 2))
+    assert record.answer(ROUND1, (1, 3)) is None  # another quorum: never answered

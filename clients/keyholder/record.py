@@ -51,11 +51,14 @@ from pathlib import Path
 from clients.keyholder.storage import fsync_directory, write_atomically
 from secagg.chunk_file import ChunkFileWriter
 from secagg.chunked import PartialHead
+from secagg.errors import ConfigError
 
 DECRYPTED_FILE = "decrypted.json"
 CIPHERTEXTS_FILE = "ciphertexts.json"
 EPSILONS_FILE = "epsilons.json"
 ANSWERS_DIR = "answers"
+#: An answer kept by a version before chunked partials (never resent, never replaced).
+LEGACY_SUFFIX = ".partial"
 CHUNKS_SUFFIX = ".chunks"
 
 
@@ -184,6 +187,12 @@ class DecryptionRecord:
         """The partial sent for this decryption and quorum, or None if none was stored."""
         q = normal_quorum(quorum)
         path = self._answer_path(decryption, q)
+        if path.with_suffix(LEGACY_SUFFIX).exists():
+            raise ConfigError(
+                f"{path.with_suffix(LEGACY_SUFFIX)} is this task's answer in the format of an "
+                "earlier version (one message, before chunked partials); it cannot be resent "
+                "byte for byte, and a new partial would carry fresh flooding noise: refused"
+            )
         if not path.exists():
             return None
         stored = StoredAnswer.from_bytes(path.read_bytes(), path.with_suffix(CHUNKS_SUFFIX))
