@@ -39,7 +39,7 @@ from secagg.protocol.statements import CheckpointStatement, Signed, UploadStatem
 log = logging.getLogger("secagg.server")
 
 #: Rejection reasons are cut to this many characters in the log.
-MAX_REASON_CHARS = 500
+MAX_REASON_CHARS = 128  # no longer than a signature in hex: metadata, not data
 
 
 @dataclass(eq=False)

@@ -19,6 +19,7 @@ from secagg.bench import scale
 from secagg.bench.scale_model import fedavg_slices, max_error_from_fedavg, synthetic_update
 from secagg.bench.scale_processes import Party, Processes, ScaleRunFailed, spawn
 from secagg.bench.scale_report import (
+    FOLD_LINE,
     MIB,
     accepted_uploads,
     fold_throughput,
@@ -145,8 +146,8 @@ def test_missing_lines_are_reported_not_invented() -> None:
 
 
 def test_fold_lines_give_the_in_service_throughput() -> None:
-    line = "2026-12-04 18:23:35,066 server INFO round 1: parsed and folded the upload from {}"
-    text = line.format("c1 in 0.500 s") + "\n" + line.format("c2 in 0.250 s") + "\n"
+    line = "2026-12-04 18:23:35,066 server INFO " + FOLD_LINE
+    text = line % (1, "c1", 0.5, 2.0) + "\n" + line % (1, "c2", 0.25, 4.0) + "\n"
     fold = fold_throughput(parse_log("server", text), 1_000_000)
     assert fold is not None
     assert fold["uploads"] == 2

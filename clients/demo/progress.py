@@ -41,9 +41,11 @@ def released_models(layout: DeploymentLayout, length: int) -> dict[int, npt.NDAr
         return {}
     out = {}
     with closing(sqlite3.connect(layout.database)) as conn:
-        for rnd, blob in conn.execute(
-            "SELECT round, release FROM rounds WHERE release IS NOT NULL"
-        ):
+        try:
+            rows = conn.execute("SELECT round, release FROM rounds WHERE release IS NOT NULL")
+        except sqlite3.OperationalError:  # the server has created the file, not yet its tables
+            return {}
+        for rnd, blob in rows:
             rel = pb.Release.FromString(blob)
             data = (layout.blobs / rel.model_hash.hex()).read_bytes()
             out[int(rnd)] = decode_model(data, length=length)[1]

@@ -31,7 +31,7 @@ ALLOWANCES: Mapping[str, tuple[int, int]] = {
 MAX_ABS_ERROR = 1e-6
 ROUND = 1
 #: The server's in-service fold timing this benchmark reads if the server logs it.
-FOLD_LINE = "round %d: parsed and folded the upload from %s in %.3f s"
+FOLD_LINE = "round %d: upload from %s folded in %.2f s (%.1fM params/s)"
 
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (.*)$")
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -42,7 +42,7 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
         ("accepted", r"round {R}: accepted upload from (?P<subject>[\w.-]+)"),
         (
             "fold",
-            r"round {R}: parsed and folded the upload from (?P<subject>\S+) in (?P<value>[\d.]+) s",
+            r"round {R}: upload from (?P<subject>\S+) folded in (?P<value>[\d.]+) s",
         ),
         ("closed", r"round {R}: closed with "),
         ("locked", r"round {R}: key holder (?P<subject>\d+) locked"),
@@ -248,7 +248,8 @@ def format_size(result: Json) -> list[str]:
             f"{fold['parameters_per_second_median'] / 1e6:.2f}M params/s (median of "
             f"{fold['uploads']} uploads)"
             if fold
-            else f"not in the server log (needs a line like '{FOLD_LINE % (ROUND, 'c1', 0.5)}')"
+            else "not in the server log (needs a line like "
+            f"'{FOLD_LINE % (ROUND, 'c1', 0.5, 20.0)}')"
         )
     )
     error = result["max_abs_error"]
