@@ -38,9 +38,8 @@ import numpy.typing as npt
 from clients.connection import Connection
 from clients.keyholder.aggregates import aggregate_chunks, fetch_aggregate, own_head
 from clients.keyholder.fold import served
-from secagg.chunked import AggregateHead, PartialHead, checked_chunks, chunk_span
+from secagg.chunked import AggregateHead, PartialHead, checked_chunks
 from secagg.chunked_threshold import check_partial_head, combine_chunk
-from secagg.encoding import F64
 from secagg.errors import (
     AggregateMismatch,
     InvalidPartialDecryption,
@@ -48,7 +47,7 @@ from secagg.errors import (
 )
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.certificates import check_locks
-from secagg.protocol.model_blob import encode_model
+from secagg.protocol.model_blob import model_blob_prefix
 from secagg.protocol.quorums import check_cross_checked, flatten
 from secagg.protocol.roster import Roster
 from secagg.protocol.statements import PartialStatement, Signed
@@ -103,20 +102,19 @@ def _partial_streams(
     return streams
 
 
-def _quorum_model(
+def _quorum_model_hash(
     conn: Connection,
     roster: Roster,
     task: pb.DecryptionTask,
     aggregate: AggregateHead,
     path: Path,
     listed: pb.QuorumPartials,
-) -> F64:
-    """The mean a quorum's partials decrypt the aggregate (file at ``path``) to, chunk by
-    chunk, each value within the value bound."""
+) -> bytes:
+    """The SHA-256 of the model blob a quorum's partials decrypt the aggregate (file at
+    ``path``) to, combined and hashed chunk by chunk, each value within the value bound."""
     vector = aggregate.vector
-    n = vector.params.poly_modulus_degree
     bound = roster.params.value_bound
-    model = np.empty(vector.length, dtype=np.float64)
+    digest = hashlib.sha256(model_blob_prefix(task.round + 1, vector.length))
     streams = _partial_streams(conn, roster, task, aggregate, listed)
     rows = zip(aggregate_chunks(aggregate, path), *streams, strict=True)
     for index, (own, *parts) in enumerate(rows):
@@ -125,9 +123,8 @@ def _quorum_model(
             raise PartialsDisagree(
                 f"quorum {tuple(listed.quorum)} decrypts values beyond the bound {bound:g}"
             )
-        start = chunk_span(index, vector.ciphertexts)[0] * n
-        model[start : start + values.size] = values
-    return model
+        digest.update(values.astype("<f8").tobytes())
+    return digest.digest()
 
 
 def certified_aggregate(
@@ -164,19 +161,17 @@ def endorsed_model(
 
     Security
     --------
-    Memory: one chunk of the aggregate and of each partial at a time, plus one quorum's
-    model (8 bytes per parameter) and its encoding while it is hashed.
+    Memory: one chunk of the aggregate and of each partial at a time; each quorum's model
+    blob is hashed as it is combined, never held.
     """
     check_locks(roster, task.round, task.aggregate_digest, task.locks)
     if not task.partials:
         raise InvalidPartialDecryption("no partials to combine")
     check_cross_checked([tuple(q.quorum) for q in task.partials], roster.policy.threshold)
     aggregate = certified_aggregate(conn, roster, task, path)
-    hashes: set[bytes] = set()
-    for listed in task.partials:
-        model = _quorum_model(conn, roster, task, aggregate, path, listed)
-        hashes.add(hashlib.sha256(encode_model(task.round + 1, model)).digest())
-        del model
+    hashes = {
+        _quorum_model_hash(conn, roster, task, aggregate, path, listed) for listed in task.partials
+    }
     if len(hashes) != 1:
         raise PartialsDisagree(
             f"{len(task.partials)} quorums decrypt the aggregate to {len(hashes)} different models"

@@ -22,6 +22,32 @@ def encode_model(round_number: int, vector: F64) -> bytes:
     ).SerializeToString()
 
 
+def model_blob_prefix(round_number: int, length: int) -> bytes:
+    """The bytes of :func:`encode_model`'s blob that precede the model's doubles.
+
+    ``float64_le`` is the message's last field, so the blob is this prefix followed by
+    the ``8 * length`` little-endian doubles: a model can be hashed (or written) chunk
+    by chunk without ever being held whole. ``tests/test_model_blob.py`` checks the
+    equality with :func:`encode_model`.
+    """
+    fields = service_pb2.ModelBlob(
+        format_version=C.FORMAT_VERSION, round=round_number, length=length
+    ).SerializeToString()
+    return fields + bytes([_FLOAT64_LE_TAG]) + _varint(8 * length)
+
+
+_FLOAT64_LE_TAG = (4 << 3) | 2  # field 4 (float64_le), length-delimited
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, value = value & 0x7F, value >> 7
+        out.append(low | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
 def decode_model(blob: bytes, *, length: int) -> tuple[int, F64]:
     """Parse a model blob of the expected length; raises :class:`EncodingError`."""
     msg = parse(service_pb2.ModelBlob, blob, EncodingError, C.MAX_SERIALIZED_BYTES)
