@@ -147,6 +147,23 @@ class ChunkedHead:
     def _check_chunk(self, residues: U64) -> None:
         """Kind-specific checks of one chunk's residues."""
 
+    def stored_residues(self, index: int, payload: bytes | memoryview) -> U64:
+        """Chunk ``index``'s residues from a file its owner wrote after checking every
+        chunk with :meth:`residues`: size and ranges are checked, the digest is not.
+
+        Security
+        --------
+        Only for one's own files (the server folding the uploads it checked on arrival):
+        a corrupted file then gives a wrong sum, which the key holders' recomputation
+        refuses. Anything received or read on someone else's behalf goes through
+        :meth:`residues`.
+        """
+        err = self.ERROR
+        shape = self.chunk_shape(index)
+        residues = unpack_residues(bytes(payload), shape, err, f"chunk {index}: wrong size")
+        require_reduced(residues, self.params.data_primes, err, f"chunk {index}: not reduced")
+        return residues
+
 
 @dataclass(frozen=True)
 class VectorHead(ChunkedHead):

@@ -105,7 +105,9 @@ class Folds:
         s = upload.statement
         started = time.monotonic()
         path = self.ctx.blobs.path(s.ciphertext_hash)
-        fold_stored(acc, path, self.ctx.params, s.ciphertext_hash, s.weight)
+        fold_stored(
+            acc, path, self.ctx.params, s.ciphertext_hash, s.weight, checked_on_arrival=True
+        )
         self._folded.add(s.ciphertext_hash)
         took = time.monotonic() - started
         rate = self.ctx.policy.model_length / max(took, 1e-9) / 1e6

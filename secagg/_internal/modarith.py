@@ -108,12 +108,14 @@ def scale_mod(a: U64, w: int, q: int) -> U64:
     if w < 0:
         raise ValueError("scale_mod takes a non-negative integer")
     room = 64 - q.bit_length()
+    a = np.asarray(a, dtype=np.uint64)
+    if w < 1 << room:  # one digit: a * w < 2^64
+        return cast(U64, np.multiply(a, np.uint64(w), dtype=np.uint64) % qq)
     digits: list[int] = []
     rest = w % q
     while rest:
         digits.append(rest & ((1 << room) - 1))
         rest >>= room
-    a = np.asarray(a, dtype=np.uint64)
     acc: U64 = np.zeros(a.shape, dtype=np.uint64)
     for k, digit in enumerate(reversed(digits)):
         if k:

@@ -114,9 +114,19 @@ def stored_chunks(file: ChunkFile, head: ChunkedHead) -> Iterator[tuple[int, U64
 
 
 def fold_stored(
-    aggregator: ChunkedAggregator, path: Path, params: Parameters, digest: bytes, weight: int
+    aggregator: ChunkedAggregator,
+    path: Path,
+    params: Parameters,
+    digest: bytes,
+    weight: int,
+    *,
+    checked_on_arrival: bool = False,
 ) -> int:
     """Fold the stored vector ``digest`` into ``aggregator``; returns the integer weight.
+
+    Every chunk is checked against the head, unless ``checked_on_arrival`` (the server's
+    own blob store, whose files it wrote chunk by chunk after checking each one: see
+    :meth:`secagg.chunked.ChunkedHead.stored_residues`).
 
     Raises FileNotFoundError, InvalidCiphertext (a file that is not that vector, or not
     under the aggregator's key and length), WeightBudgetExceeded.
@@ -125,6 +135,11 @@ def fold_stored(
     with file:
         if (head.public_key_id, head.length) != (aggregator.public_key_id, aggregator.length):
             raise InvalidCiphertext(f"stored ciphertext {path.name} is for another key or length")
+        if checked_on_arrival:
+            chunks = (
+                (i, head.stored_residues(i, file.chunk(head, i))) for i in range(head.chunk_count)
+            )
+            return aggregator.add(chunks, weight)
         return aggregator.add(stored_chunks(file, head), weight)
 
 
