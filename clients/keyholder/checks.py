@@ -150,6 +150,7 @@ def recompute_aggregate(
     if head.digest != task.aggregate_digest:
         path.unlink(missing_ok=True)
         raise AggregateMismatch("aggregate does not equal the weighted sum of the listed uploads")
+    folds.retire_fold(task.round)  # the aggregate file holds the sum now (disk: one copy)
     return Recomputed(head, path, digests)
 
 

@@ -259,6 +259,13 @@ class Folds:
             cursor.queue.append(PendingFold(cursor.round, upload, bytes(accepted.public_key_id)))
 
     # ------------------------------------------------------------ clean-up
+    def retire_fold(self, round_number: int) -> None:
+        """Remove a round's accumulator once its sum is in an own aggregate file (at 48
+        bytes per parameter, the largest file a key holder has)."""
+        fold = self.rounds.pop(round_number, None)
+        if fold is not None:
+            fold.close()
+
     def drop(self, round_number: int) -> None:
         """Forget a round: its accumulator and own aggregate files go."""
         self.prune(round_number + 1, only=round_number)
