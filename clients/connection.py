@@ -22,9 +22,7 @@ from secagg import constants as C
 from secagg.errors import SecAggError
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.protocol.certificates import check_endorsements
-from secagg.protocol.roster import Roster
-from secagg.protocol.statements import ReleaseStatement
+from secagg.protocol.certificates import verify_release
 from secagg.rpc.errors import reason_of
 from secagg.rpc.transport import Identity, join_chunks
 
@@ -104,36 +102,6 @@ class Connection:
     def close(self) -> None:
         """Close the channel."""
         self.channel.close()
-
-
-def verify_release(release: pb.Release, roster: Roster) -> ReleaseStatement:
-    """The release's statement, once the server's signature and ``t`` endorsements check out.
-
-    Raises
-    ------
-    SignatureInvalid
-        The server's signature does not verify under the roster's server key.
-    EndorsementMissing
-        Fewer than ``t`` key holders validly endorsed the release's (round, aggregate
-        digest, model hash) (:func:`secagg.protocol.certificates.check_endorsements`).
-
-    Security
-    --------
-    This is the one check every party (clients, the test harness) applies before it
-    believes a release; never read a release's fields before it passed. The server's
-    signature alone proves nothing about the model: the endorsements do (at least one
-    endorser is honest and combined the partials itself). The caller must still check
-    that the model it downloads has ``model_hash``.
-    """
-    statement = ReleaseStatement.from_proto(roster.deployment_id, release).verify(roster)
-    check_endorsements(
-        roster,
-        statement.round,
-        statement.aggregate_digest,
-        statement.model_hash,
-        release.endorsements,
-    )
-    return statement
 
 
 def failed_with(exc: grpc.RpcError, *errors: type[SecAggError], fallback: grpc.StatusCode) -> bool:

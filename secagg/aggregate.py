@@ -75,20 +75,25 @@ class EncryptedAggregate:
         msg = parse(core_pb2.EncryptedAggregate, blob, InvalidCiphertext, max_bytes)
         require(msg.HasField("vector"), InvalidCiphertext, "aggregate has no vector")
         vector = EncryptedVector.from_message(msg.vector, params)
-        require(
-            1 <= msg.total_weight <= params.max_total_weight,
-            InvalidCiphertext,
-            "aggregate total weight outside the parameter budget",
-        )
-        require(
-            math.isfinite(msg.weight_scale) and msg.weight_scale > 0,
-            InvalidCiphertext,
-            "aggregate weight scale must be positive and finite",
-        )
-        require(msg.contributors >= 1, InvalidCiphertext, "aggregate has no contributors")
+        check_aggregate_fields(msg, params)
         agg = cls(vector, msg.total_weight, msg.weight_scale, msg.contributors)
         require(agg.digest == msg.digest, InvalidCiphertext, "aggregate digest mismatch")
         return agg
+
+
+def check_aggregate_fields(msg: core_pb2.EncryptedAggregate, params: Parameters) -> None:
+    """Check an aggregate message's weight fields (whole or head); raises InvalidCiphertext."""
+    require(
+        1 <= msg.total_weight <= params.max_total_weight,
+        InvalidCiphertext,
+        "aggregate total weight outside the parameter budget",
+    )
+    require(
+        math.isfinite(msg.weight_scale) and msg.weight_scale > 0,
+        InvalidCiphertext,
+        "aggregate weight scale must be positive and finite",
+    )
+    require(msg.contributors >= 1, InvalidCiphertext, "aggregate has no contributors")
 
 
 def integer_weight(weight: float, scale: float) -> int:

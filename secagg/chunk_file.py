@@ -21,6 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from secagg import constants as C
+from secagg._internal.files import fsync_path
 from secagg.chunked import ChunkedHead
 
 _TRAILER = struct.Struct("<Q")
@@ -28,11 +29,7 @@ _TRAILER = struct.Struct("<Q")
 
 def fsync_directory(directory: Path) -> None:
     """Make a rename in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_path(directory)
 
 
 class ChunkFileWriter:

@@ -43,7 +43,7 @@ from secagg._internal.envelope import (
     unpack_residues,
 )
 from secagg._internal.modarith import U64, pack60
-from secagg.aggregate import EncryptedAggregate
+from secagg.aggregate import EncryptedAggregate, check_aggregate_fields
 from secagg.ciphertext import (
     EncryptedVector,
     check_vector_header,
@@ -293,17 +293,7 @@ class AggregateHead:
         msg = parse(core_pb2.EncryptedAggregate, blob, err, max_bytes)
         require(msg.HasField("vector"), err, "aggregate has no vector")
         vector = VectorHead.from_message(msg.vector, params)
-        require(
-            1 <= msg.total_weight <= params.max_total_weight,
-            err,
-            "aggregate total weight outside the parameter budget",
-        )
-        require(
-            math.isfinite(msg.weight_scale) and msg.weight_scale > 0,
-            err,
-            "aggregate weight scale must be positive and finite",
-        )
-        require(msg.contributors >= 1, err, "aggregate has no contributors")
+        check_aggregate_fields(msg, params)
         head = cls(vector, msg.total_weight, msg.weight_scale, msg.contributors)
         require(head.digest == msg.digest, err, "aggregate digest mismatch")
         return head

@@ -107,31 +107,31 @@ def test_a_head_that_lies_about_its_chunks_is_refused(world) -> None:
         VectorHead.from_message(msg, vec.params)
 
 
+def _first_chunk_replaced(
+    vec: secagg.EncryptedVector, residues: np.ndarray
+) -> tuple[VectorHead, bytes]:
+    """A head whose first chunk is ``residues`` (digest consistent), and that chunk."""
+    payload, digest = pack_chunk(0, residues)
+    rest = VectorHead.of(vec).chunk_digests[1:]
+    head = VectorHead(
+        vec.params, vec.ciphertext_count, (digest, *rest), vec.public_key_id, vec.length
+    )
+    return head, payload
+
+
 def test_unreduced_and_transparent_chunks_are_refused(world) -> None:
     _, vectors = world
     vec = vectors[0]
     bad = vec.residues[: C.CHUNK_CIPHERTEXTS].copy()
     bad[0, 0, 0, 0] = vec.params.data_primes[0]
-    payload, digest = pack_chunk(0, bad)
-    head = VectorHead(
-        vec.params,
-        vec.ciphertext_count,
-        (digest, *VectorHead.of(vec).chunk_digests[1:]),
-        vec.public_key_id,
-        vec.length,
-    )
+    head, payload = _first_chunk_replaced(vec, bad)
     with pytest.raises(InvalidCiphertext, match="reduced"):
         head.residues(0, payload)
+    with pytest.raises(InvalidCiphertext, match="reduced"):  # even from one's own file
+        head.stored_residues(0, payload)
     clear = vec.residues[: C.CHUNK_CIPHERTEXTS].copy()
     clear[3, 1] = 0
-    payload, digest = pack_chunk(0, clear)
-    head = VectorHead(
-        vec.params,
-        vec.ciphertext_count,
-        (digest, *VectorHead.of(vec).chunk_digests[1:]),
-        vec.public_key_id,
-        vec.length,
-    )
+    head, payload = _first_chunk_replaced(vec, clear)
     with pytest.raises(InvalidCiphertext, match="transparent"):
         head.residues(0, payload)
 

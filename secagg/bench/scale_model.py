@@ -25,11 +25,10 @@ import numpy as np
 from secagg.encoding import F64
 from secagg.proto import service_pb2 as pb
 from secagg.proto import service_pb2_grpc as pb_grpc
-from secagg.protocol.certificates import check_endorsements
+from secagg.protocol.certificates import verify_release
 from secagg.protocol.layout import DeploymentLayout
 from secagg.protocol.model_blob import decode_model
 from secagg.protocol.roster import load_roster
-from secagg.protocol.statements import ReleaseStatement
 from secagg.rpc.transport import identity
 
 #: Values per slice of the recomputation (32 MiB of float64 per client).
@@ -134,23 +133,16 @@ def fetch_released_model(deployment: Path, round_number: int, into: Path) -> F64
 
     Security
     --------
-    Runs the checks of ``clients.connection.verify_release`` (the server's signature, then
-    ``t`` valid endorsements) through the same library functions, then checks the bytes
-    against the endorsed hash before parsing them.
+    The checks every party applies (:func:`secagg.protocol.certificates.verify_release`:
+    the server's signature, then ``t`` valid endorsements), then the bytes against the
+    endorsed hash before parsing them.
     """
     roster = load_roster(deployment)
     channel = identity(deployment, "admin").channel()
     try:
         stub = pb_grpc.AggregationStub(channel)  # type: ignore[no-untyped-call]
         release = stub.GetRelease(pb.ReleaseQuery(round=round_number), timeout=60)
-        statement = ReleaseStatement.from_proto(roster.deployment_id, release).verify(roster)
-        check_endorsements(
-            roster,
-            statement.round,
-            statement.aggregate_digest,
-            statement.model_hash,
-            release.endorsements,
-        )
+        statement = verify_release(release, roster)
         digest = hashlib.sha256()
         with into.open("wb") as fh:
             request = pb.BlobRequest(sha256=statement.model_hash)

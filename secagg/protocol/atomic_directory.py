@@ -14,16 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from secagg._internal.files import fsync_path as fsync_path  # re-exported: the public name
 from secagg.errors import ConfigError
-
-
-def fsync_path(path: Path) -> None:
-    """Make ``path`` durable: its content, or for a directory its entries (renames, new files)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextmanager

@@ -28,7 +28,12 @@ from collections.abc import Iterable
 from secagg.errors import EndorsementMissing, LockMissing, SecAggError
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.roster import Roster
-from secagg.protocol.statements import EndorsementStatement, LockStatement, Signed
+from secagg.protocol.statements import (
+    EndorsementStatement,
+    LockStatement,
+    ReleaseStatement,
+    Signed,
+)
 
 
 def lock_size(keyholders: int, threshold: int) -> int:
@@ -114,3 +119,33 @@ def check_endorsements(
             f"round {round_number}: {len(valid)} key holders endorsed the model, {need} needed"
         )
     return frozenset(valid)
+
+
+def verify_release(release: pb.Release, roster: Roster) -> ReleaseStatement:
+    """The release's statement, once the server's signature and ``t`` endorsements check out.
+
+    Raises
+    ------
+    SignatureInvalid
+        The server's signature does not verify under the roster's server key.
+    EndorsementMissing
+        Fewer than ``t`` key holders validly endorsed the release's (round, aggregate
+        digest, model hash) (:func:`secagg.protocol.certificates.check_endorsements`).
+
+    Security
+    --------
+    This is the one check every party (clients, the test harness) applies before it
+    believes a release; never read a release's fields before it passed. The server's
+    signature alone proves nothing about the model: the endorsements do (at least one
+    endorser is honest and combined the partials itself). The caller must still check
+    that the model it downloads has ``model_hash``.
+    """
+    statement = ReleaseStatement.from_proto(roster.deployment_id, release).verify(roster)
+    check_endorsements(
+        roster,
+        statement.round,
+        statement.aggregate_digest,
+        statement.model_hash,
+        release.endorsements,
+    )
+    return statement
