@@ -42,7 +42,12 @@ class SyntheticTrainer:
     def train(self, global_model: F64, round_number: int) -> tuple[F64, int]:
         """See :class:`Trainer`."""
         rng = np.random.default_rng([self.seed, round_number])  # test data, not a secret
-        vector = 0.5 * global_model + rng.uniform(-1.0, 1.0, global_model.size)
+        # 0.5 * global + u, in place: (2u + global) / 2 rounds exactly like it (scaling by 2
+        # is exact) and holds one vector besides the model, not three (100M-value models)
+        vector = rng.uniform(-1.0, 1.0, global_model.size)
+        vector *= 2.0
+        vector += global_model
+        vector *= 0.5
         if self.record_dir is not None:
             self.record_dir.mkdir(parents=True, exist_ok=True)
             np.save(self.record_dir / f"round-{round_number}.npy", vector)
