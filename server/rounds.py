@@ -20,7 +20,7 @@ close and combining partials happen outside it; only checks against stored state
 commits are serialized, so heartbeats (``GetRound``, ``GetDecryptionTask``) never wait
 behind heavy work. Closing a round is two-phase: under the lock the round is marked
 closing (no upload commits any more), the aggregate is completed and written without
-the lock, and the close is committed under the lock again (:meth:`RoundManager._close`).
+the lock, and the close is committed under the lock again (:mod:`server.closing`).
 """
 
 from __future__ import annotations
@@ -30,19 +30,21 @@ import hashlib
 import logging
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from secagg.chunked import AggregateHead, VectorHead
+from secagg.chunked import VectorHead
 from secagg.encoding import F64
 from secagg.errors import ConfigError, PermissionDenied, PolicyViolation, SecAggError
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
-from secagg.protocol.audit_entries import AggregateEntry, AggregateInput, RoundOpenEntry
+from secagg.protocol.audit_entries import RoundOpenEntry
 from secagg.protocol.model_blob import encode_model
 from secagg.protocol.status import RoundStatus
 from server.ceremony import Ceremony
 from server.certify import Certificates
+from server.closing import Closing
 from server.context import Context
 from server.cross_check import decrypt_family
 from server.epochs import KeyEpochs
@@ -50,13 +52,8 @@ from server.folding import aggregate_stored
 from server.liveness import Liveness
 from server.release import Releases
 from server.state import (
-    Round,
     RoundState,
-    Upload,
-    active_clients,
-    closed,
     open_round,
-    review_collecting,
 )
 from server.tasks import Tasks
 from server.uploads import Prechecked, Uploads
@@ -80,11 +77,14 @@ class RoundManager:
         """``public_key``: a joint key known in advance (in-process tests): no ceremony."""
         self.ctx = ctx
         self.lock = threading.RLock()
-        self._closer = threading.Lock()  # one thread completes a round's close at a time
         #: Whether event-driven ticks (RPC threads) complete a close themselves. ``serve``
         #: turns it off: its own loop closes, so no caller's RPC waits for the aggregate
         #: (a key holder blocked in one would miss heartbeats). In-process tests keep it.
         self.inline_close = True
+        #: Set by ``serve``: a committed upload is folded on a worker thread and the
+        #: client's receipt does not wait for it (the close folds whatever is missing).
+        #: In-process tests keep folding in the caller's RPC, which they can observe.
+        self.fold_worker: ThreadPoolExecutor | None = None
         self.roster = ctx.roster
         self.blobs = ctx.blobs
         self.roster_digest = roster_digest
@@ -95,6 +95,7 @@ class RoundManager:
         self.certs = Certificates(ctx)
         self.tasks = Tasks(ctx, self.liveness, self.certs)
         self.releases = Releases(ctx, self.tasks)
+        self.closing = Closing(ctx, self.lock, self.uploads, self.tasks, self._key)
         length = ctx.policy.model_length
         self.initial_model = np.zeros(length) if initial_model is None else initial_model
         if self.initial_model.shape != (length,):
@@ -174,8 +175,8 @@ class RoundManager:
         """Advance the state machine (called periodically and after every event).
 
         Call it without holding the lock: a round that must close is completed outside
-        it (:meth:`_close`), unless ``close`` is false (it is then marked closing and the
-        next tick with ``close`` completes it).
+        it (:meth:`server.closing.Closing.close`), unless ``close`` is false (it is then
+        marked closing and the next tick with ``close`` completes it).
         """
         closing = None
         with self.lock:
@@ -186,11 +187,11 @@ class RoundManager:
                 self._open_first_round()
             elif cur.state is RoundState.COLLECTING:
                 self.epochs.announce(cur.number)
-                closing = self._review(cur)
+                closing = self.closing.review(cur)
             elif cur.state is RoundState.DECRYPTING:
                 self.tasks.ensure(cur)
         if closing is not None and close:
-            self._close(closing)
+            self.closing.close(closing)
 
     def event(self) -> None:
         """The tick after an RPC's event (see :attr:`inline_close`)."""
@@ -209,85 +210,6 @@ class RoundManager:
             self.ctx.store.put_round(first)
         log.info("round 1: open, global model %s", model_hash.hex()[:16])
 
-    def _review(self, cur: Round) -> int | None:
-        """Set a collecting round's status; the round's number if it must close now
-        (then marked closing: no upload commits any more)."""
-        store = self.ctx.store
-        uploads = store.uploads(cur.number)
-        withdrawn = [
-            w.statement.client_id for w in store.withdrawals() if w.statement.round <= cur.number
-        ]
-        active = active_clients(
-            [c.name for c in self.roster.clients],
-            withdrawn,
-            [u.statement.client_id for u in uploads],
-        )
-        verdict = review_collecting(
-            cur,
-            [u.statement for u in uploads],
-            active=active,
-            policy=self.ctx.policy,
-            params=self.ctx.params,
-            initial_model_hash=self.ctx.roster.initial_model_hash,
-            now=self.ctx.clock(),
-        )
-        if not verdict.close:
-            self.ctx.set_status(cur.number, verdict.status)
-            return None
-        self.uploads.closing = cur.number
-        return cur.number
-
-    def _close(self, number: int) -> None:
-        """Complete and commit the close of round ``number`` (marked closing by a review).
-
-        The running aggregate is completed (folds waited for, missing uploads folded) and
-        its chunk file written without the round lock; the close commits under it. One
-        thread closes at a time; another one that finds the close under way returns.
-        """
-        if not self._closer.acquire(blocking=False):
-            return
-        try:
-            with self.lock:
-                cur = self.ctx.store.current_round()
-                if cur is None or cur.number != number or cur.state is not RoundState.COLLECTING:
-                    return
-                uploads = self.ctx.store.uploads(number)
-                key = self._key(number)
-            head = self.uploads.folds.finish(number, key.id_bytes, uploads)
-            with self.lock:
-                self._commit_close(number, head, uploads)
-        finally:
-            self.uploads.closing = 0
-            self._closer.release()
-
-    def _commit_close(self, number: int, head: AggregateHead, uploads: list[Upload]) -> None:
-        """Record the aggregate and make the round DECRYPTING (under the lock)."""
-        store = self.ctx.store
-        cur = store.current_round()
-        if cur is None or cur.number != number or cur.state is not RoundState.COLLECTING:
-            return
-        if [u.statement for u in store.uploads(number)] != [u.statement for u in uploads]:
-            raise PolicyViolation(f"round {number}: uploads changed while it was closing")
-        digest = head.digest
-        self.ctx.parsed.keep_aggregate(digest, head)
-        decrypting = closed(cur, aggregate_hash=digest, aggregate_digest=digest, count=len(uploads))
-        inputs = tuple(
-            AggregateInput(s.client_id, s.ciphertext_hash, s.weight)
-            for s in (u.statement for u in uploads)
-        )
-        with store.transaction():
-            self.ctx.audit.record(
-                AggregateEntry(cur.number, digest, digest, head.total_weight, inputs)
-            )
-            store.put_round(decrypting)
-        log.info(
-            "round %d: closed with %d uploads, aggregate %s",
-            cur.number,
-            len(uploads),
-            digest.hex()[:16],
-        )
-        self.tasks.ensure(decrypting)
-
     # ------------------------------------------------------------------ clients
     def _announced_key(self, round_number: int) -> JointPublicKey:
         """A round's joint key, announced (call under the lock)."""
@@ -301,10 +223,14 @@ class RoundManager:
 
     def accept_upload(self, upload: Prechecked, payloads: Iterable[bytes]) -> pb.UploadReceipt:
         """Receive a prechecked upload's chunks (checked as they arrive), commit it, then
-        fold it into the running aggregate; only the commit holds the lock."""
+        fold it into the running aggregate (on :attr:`fold_worker` if set); only the
+        commit holds the lock."""
         staged = self.uploads.receive(upload, payloads)
         row, receipt = self.uploads.commit(upload, staged)
-        self.uploads.fold(row, upload.public_key)
+        if self.fold_worker is None:
+            self.uploads.fold(row, upload.public_key)
+        else:
+            self.fold_worker.submit(self.uploads.fold, row, upload.public_key)
         self.event()
         return receipt
 
