@@ -68,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
     )
     rounds = RoundManager(ctx, initial, roster_digest=roster_digest)
     rounds.inline_close = False  # the loop below closes rounds, never a caller's RPC
+    rounds.fold_worker = futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="fold")
     rounds.recover()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=C.SERVER_WORKERS))
     pb_grpc.add_AggregationServicer_to_server(AggregationService(rounds), server)  # type: ignore[no-untyped-call]
@@ -92,4 +93,5 @@ def run(args: argparse.Namespace) -> int:
             log.exception("tick failed")
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=2).wait()
+    rounds.fold_worker.shutdown(wait=True, cancel_futures=True)  # folds are caches: none lost
     return 0
