@@ -55,7 +55,7 @@ from secagg.errors import InvalidKeyMaterial, PrivacyBudgetExhausted, SignatureI
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.layout import DeploymentLayout
-from secagg.protocol.model_blob import decode_model
+from secagg.protocol.model_blob import decode_model_in_place, model_blob_size
 from secagg.protocol.statements import Signed, UploadStatement, WithdrawalStatement
 from secagg.rpc.transport import Identity, identity
 
@@ -106,12 +106,13 @@ class TrainingClient:
         self.key_epoch = epoch
         return key
 
-    def _checked_model(self, info: pb.RoundInfo) -> bytes:
+    def _checked_model(self, info: pb.RoundInfo) -> F64:
         """The round's global model, after checking where it comes from.
 
         Round 1's model must be the one the roster fixes (its SHA-256); a later round's
         must be the model of the previous round's signed release. The download itself
-        checks the bytes against the hash.
+        checks the bytes against the hash; they are received into one buffer and the
+        model is a view of it (one copy of a model of any size).
         """
         if info.round == 1 and info.global_model_hash != self.roster.initial_model_hash:
             raise SignatureInvalid("round 1's global model is not the roster's initial model")
@@ -121,7 +122,9 @@ class TrainingClient:
                 raise SignatureInvalid(
                     "the round's global model is not the one the server released"
                 )
-        return self.conn.download(info.global_model_hash)
+        length = self.roster.policy.model_length
+        blob = self.conn.download(info.global_model_hash, size=model_blob_size(info.round, length))
+        return decode_model_in_place(blob, round_number=info.round, length=length)
 
     def run_round(self, info: pb.RoundInfo, key: JointPublicKey) -> None:
         """Upload for one round: the stored upload if there is one, else train, encrypt,
@@ -138,10 +141,7 @@ class TrainingClient:
 
     def _train(self, info: pb.RoundInfo, key: JointPublicKey) -> StoredUpload:
         """Train, encrypt (straight into the pending chunk file) and sign this round's upload."""
-        # the model blob is dropped once decoded; the global model once trained on
-        _, global_model = decode_model(
-            self._checked_model(info), length=self.roster.policy.model_length
-        )
+        global_model = self._checked_model(info)  # dropped once trained on
         update: F64 | I64
         try:
             integers = False

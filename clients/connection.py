@@ -73,12 +73,17 @@ class Connection:
                     raise
                 delay = min(delay * 2, 2.0)
 
-    def download(self, sha256: bytes) -> bytes:
-        """Fetch a blob by content hash and verify it."""
+    def download(self, sha256: bytes, *, size: int | None = None) -> bytes | bytearray:
+        """Fetch a blob by content hash and verify it.
 
-        def fetch(_: Any, timeout: float) -> bytes:
+        With ``size`` (when the caller knows it, e.g. a model of the deployment's length),
+        the blob is received into one buffer of that size: no second copy of a blob of
+        gigabytes (:meth:`_receive_into`).
+        """
+
+        def fetch(_: Any, timeout: float) -> bytes | bytearray:
             parts = self.stub.DownloadBlob(pb.BlobRequest(sha256=sha256), timeout=timeout)
-            data = b"".join(p.data for p in parts)
+            data = b"".join(p.data for p in parts) if size is None else _receive_into(parts, size)
             if hashlib.sha256(data).digest() != sha256:
                 raise ValueError("downloaded blob does not match its hash")
             return data
@@ -114,6 +119,22 @@ def failed_with(exc: grpc.RpcError, *errors: type[SecAggError], fallback: grpc.S
     if reason is not None:
         return reason in {error.reason for error in errors}
     return bool(exc.code() == fallback)
+
+
+def _receive_into(parts: Iterable[pb.Chunk], size: int) -> bytearray:
+    """The streamed chunks in one buffer of exactly ``size`` bytes; ValueError otherwise."""
+    buf = bytearray(size)
+    view = memoryview(buf)
+    at = 0
+    for part in parts:
+        end = at + len(part.data)
+        if end > size:
+            raise ValueError(f"the blob is longer than the {size} bytes expected")
+        view[at:end] = part.data
+        at = end
+    if at != size:
+        raise ValueError(f"the blob has {at} bytes, {size} expected")
+    return buf
 
 
 def upload_stream(header: pb.UploadHeader, payloads: Iterable[bytes]) -> Iterator[pb.UploadRequest]:

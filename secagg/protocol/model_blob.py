@@ -48,6 +48,31 @@ def _varint(value: int) -> bytes:
             return bytes(out)
 
 
+def model_blob_size(round_number: int, length: int) -> int:
+    """Size in bytes of :func:`encode_model`'s blob of ``length`` values."""
+    return len(model_blob_prefix(round_number, length)) + 8 * length
+
+
+def decode_model_in_place(blob: bytes | bytearray, *, round_number: int, length: int) -> F64:
+    """The model in :func:`encode_model`'s blob of ``round_number``, without copying it.
+
+    The blob must be exactly the prefix of that round and length followed by the doubles
+    (the canonical encoding every hash of a model is taken over); the returned array is a
+    view of ``blob``'s memory. Raises :class:`EncodingError`.
+    """
+    prefix = model_blob_prefix(round_number, length)
+    size = len(prefix) + 8 * length
+    require(len(blob) == size, EncodingError, f"model blob of {len(blob)} bytes, {size} expected")
+    require(
+        bytes(memoryview(blob)[: len(prefix)]) == prefix,
+        EncodingError,
+        f"not the model blob of round {round_number} with {length} values",
+    )
+    vector = np.frombuffer(blob, dtype="<f8", count=length, offset=len(prefix))
+    require(bool(np.isfinite(vector).all()), EncodingError, "model contains NaN or infinity")
+    return vector
+
+
 def decode_model(blob: bytes, *, length: int) -> tuple[int, F64]:
     """Parse a model blob of the expected length; raises :class:`EncodingError`."""
     msg = parse(service_pb2.ModelBlob, blob, EncodingError, C.MAX_SERIALIZED_BYTES)
