@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-slow demo bench lint proto clean
+.PHONY: setup test test-slow demo bench bench-scale lint proto clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,9 @@ demo: setup
 
 bench: setup
 	$(BIN)/secagg bench --json bench-results/bench.json
+
+bench-scale: setup
+	$(BIN)/secagg bench --scale --json bench-results/scale.json
 
 lint: setup
 	$(BIN)/ruff check secagg server clients tests
