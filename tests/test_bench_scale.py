@@ -147,7 +147,7 @@ def test_missing_lines_are_reported_not_invented() -> None:
 
 def test_fold_lines_give_the_in_service_throughput() -> None:
     line = "2026-12-04 18:23:35,066 server INFO " + FOLD_LINE
-    text = line % (1, "c1", 0.5, 2.0) + "\n" + line % (1, "c2", 0.25, 4.0) + "\n"
+    text = line % (1, "c1", 0.5, 2.0, 3.0) + "\n" + line % (1, "c2", 0.25, 4.0, 5.0) + "\n"
     fold = fold_throughput(parse_log("server", text), 1_000_000)
     assert fold is not None
     assert fold["uploads"] == 2

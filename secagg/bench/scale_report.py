@@ -31,7 +31,7 @@ ALLOWANCES: Mapping[str, tuple[int, int]] = {
 MAX_ABS_ERROR = 1e-6
 ROUND = 1
 #: The server's in-service fold timing this benchmark reads if the server logs it.
-FOLD_LINE = "round %d: upload from %s folded in %.2f s (%.1fM params/s)"
+FOLD_LINE = "round %d: upload from %s folded in %.2f s (%.1fM params/s; %.1fM per CPU-second)"
 
 _STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (.*)$")
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
@@ -249,7 +249,7 @@ def format_size(result: Json) -> list[str]:
             f"{fold['uploads']} uploads)"
             if fold
             else "not in the server log (needs a line like "
-            f"'{FOLD_LINE % (ROUND, 'c1', 0.5, 20.0)}')"
+            f"'{FOLD_LINE % (ROUND, 'c1', 0.5, 20.0, 25.0)}')"
         )
     )
     error = result["max_abs_error"]
