@@ -160,7 +160,9 @@ class AggregationService(pb_grpc.AggregationServicer):
     def DownloadChunked(
         self, request: pb.BlobRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.Chunk]:
-        self._caller(context, "client", "keyholder", "admin")
+        # ciphertexts, aggregates and partials are the key holders' (and the operator's):
+        # clients fetch models only (DownloadBlob)
+        self._caller(context, "keyholder", "admin")
         digest = bytes(request.sha256)
         try:
             path = self.rounds.blobs.path(digest)

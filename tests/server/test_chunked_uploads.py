@@ -278,3 +278,18 @@ def test_heartbeats_do_not_wait_for_a_fold_or_a_close(
         assert server.info().state == pb.COLLECTING
     closing.join(30)
     assert server.info().state == pb.DECRYPTING
+
+
+def test_a_client_cannot_fetch_another_clients_ciphertext(
+    server: Server, service: AggregationService
+) -> None:
+    """Ciphertexts, aggregates and partials are for key holders (and the operator): a
+    client that learned a digest gets nothing, a key holder gets the head first."""
+    header, chunks = signed_upload(server, "c1", seed=5)
+    receipt = upload(service, "c1", stream(header, chunks))
+    request = pb.BlobRequest(sha256=receipt.ciphertext_hash)
+    with pytest.raises(Aborted) as caught:
+        list(service.DownloadChunked(request, Caller("c2")))  # type: ignore[arg-type]
+    assert caught.value.code == grpc.StatusCode.PERMISSION_DENIED
+    served = list(service.DownloadChunked(request, Caller("kh1")))  # type: ignore[arg-type]
+    assert served[0].data == header.head and [c.data for c in served[1:]] == chunks
