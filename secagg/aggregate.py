@@ -17,6 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Protocol
 
 import numpy as np
 
@@ -48,24 +49,11 @@ class EncryptedAggregate:
     @cached_property
     def digest(self) -> bytes:
         """SHA-256 binding the ciphertext digest and the weight metadata."""
-        return digest_of(
-            C.DOMAIN_AGGREGATE,
-            self.vector.digest,
-            self.total_weight,
-            self.weight_scale,
-            self.contributors,
-        )
+        return aggregate_digest(self.vector.digest, self)
 
     def to_bytes(self) -> bytes:
         """Serialize as an ``EncryptedAggregate`` protobuf message."""
-        return core_pb2.EncryptedAggregate(
-            format_version=C.FORMAT_VERSION,
-            vector=self.vector.to_message(),
-            total_weight=self.total_weight,
-            weight_scale=self.weight_scale,
-            contributors=self.contributors,
-            digest=self.digest,
-        ).SerializeToString()
+        return aggregate_message(self.vector.to_message(), self, self.digest).SerializeToString()
 
     @classmethod
     def from_bytes(
@@ -79,6 +67,40 @@ class EncryptedAggregate:
         agg = cls(vector, msg.total_weight, msg.weight_scale, msg.contributors)
         require(agg.digest == msg.digest, InvalidCiphertext, "aggregate digest mismatch")
         return agg
+
+
+class WeightMeta(Protocol):
+    """The weight fields an aggregate (whole or head) carries beside its vector."""
+
+    @property
+    def total_weight(self) -> int: ...
+
+    @property
+    def weight_scale(self) -> float: ...
+
+    @property
+    def contributors(self) -> int: ...
+
+
+def aggregate_digest(vector_digest: bytes, meta: WeightMeta) -> bytes:
+    """The digest of an aggregate: its vector's digest and its weight fields."""
+    return digest_of(
+        C.DOMAIN_AGGREGATE, vector_digest, meta.total_weight, meta.weight_scale, meta.contributors
+    )
+
+
+def aggregate_message(
+    vector: core_pb2.EncryptedVector, meta: WeightMeta, digest: bytes
+) -> core_pb2.EncryptedAggregate:
+    """The protobuf form of an aggregate whose vector (whole or head) is ``vector``."""
+    return core_pb2.EncryptedAggregate(
+        format_version=C.FORMAT_VERSION,
+        vector=vector,
+        total_weight=meta.total_weight,
+        weight_scale=meta.weight_scale,
+        contributors=meta.contributors,
+        digest=digest,
+    )
 
 
 def check_aggregate_fields(msg: core_pb2.EncryptedAggregate, params: Parameters) -> None:

@@ -34,7 +34,6 @@ from secagg import constants as C
 from secagg._internal.envelope import (
     chunk_digest,
     chunk_stride,
-    digest_of,
     parse,
     require,
     require_reduced,
@@ -43,7 +42,12 @@ from secagg._internal.envelope import (
     unpack_residues,
 )
 from secagg._internal.modarith import U64, pack60
-from secagg.aggregate import EncryptedAggregate, check_aggregate_fields
+from secagg.aggregate import (
+    EncryptedAggregate,
+    aggregate_digest,
+    aggregate_message,
+    check_aggregate_fields,
+)
 from secagg.ciphertext import (
     EncryptedVector,
     check_vector_header,
@@ -255,13 +259,7 @@ class AggregateHead:
     @cached_property
     def digest(self) -> bytes:
         """Equal to :attr:`EncryptedAggregate.digest` of the same aggregate."""
-        return digest_of(
-            C.DOMAIN_AGGREGATE,
-            self.vector.digest,
-            self.total_weight,
-            self.weight_scale,
-            self.contributors,
-        )
+        return aggregate_digest(self.vector.digest, self)
 
     @classmethod
     def of(cls, aggregate: EncryptedAggregate) -> AggregateHead:
@@ -275,14 +273,7 @@ class AggregateHead:
 
     def to_bytes(self) -> bytes:
         """Serialized ``EncryptedAggregate`` whose vector is a head."""
-        return core_pb2.EncryptedAggregate(
-            format_version=C.FORMAT_VERSION,
-            vector=self.vector.to_message(),
-            total_weight=self.total_weight,
-            weight_scale=self.weight_scale,
-            contributors=self.contributors,
-            digest=self.digest,
-        ).SerializeToString()
+        return aggregate_message(self.vector.to_message(), self, self.digest).SerializeToString()
 
     @classmethod
     def from_bytes(
