@@ -265,6 +265,8 @@ class Folds:
         fold = self.rounds.pop(round_number, None)
         if fold is not None:
             fold.close()
+        if self._cursor is not None and self._cursor.round == round_number:
+            self._cursor.queue.clear()  # folding them now would only start the sum again
 
     def drop(self, round_number: int) -> None:
         """Forget a round: its accumulator and own aggregate files go."""
