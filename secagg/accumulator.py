@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from secagg._internal.modarith import U64, add_mod, scale_mod
-from secagg.aggregate import integer_weight
+from secagg.aggregate import check_weight_scale, integer_weight
 from secagg.chunk_file import ChunkFileWriter
 from secagg.chunked import AggregateHead, VectorHead, chunk_count, chunk_span, pack_chunk
 from secagg.ciphertext import ciphertext_count
@@ -52,8 +52,7 @@ class ChunkedAggregator:
         path: Path,
         weight_scale: float = 1.0,
     ) -> None:
-        if not (math.isfinite(weight_scale) and weight_scale > 0):
-            raise WeightBudgetExceeded("weight_scale must be positive and finite")
+        check_weight_scale(weight_scale)
         self.params = params
         self.public_key_id = public_key_id
         self.length = length

@@ -118,6 +118,12 @@ def check_aggregate_fields(msg: core_pb2.EncryptedAggregate, params: Parameters)
     require(msg.contributors >= 1, InvalidCiphertext, "aggregate has no contributors")
 
 
+def check_weight_scale(weight_scale: float) -> None:
+    """Raise :class:`WeightBudgetExceeded` unless the weight scale is positive and finite."""
+    if not (math.isfinite(weight_scale) and weight_scale > 0):
+        raise WeightBudgetExceeded("weight_scale must be positive and finite")
+
+
 def integer_weight(weight: float, scale: float) -> int:
     """``round(weight * scale)`` after checking the weight is finite and non-negative."""
     if isinstance(weight, bool) or not isinstance(weight, (int, float, np.integer, np.floating)):
@@ -165,8 +171,7 @@ class Aggregator:
     def __init__(
         self, params: Parameters, *, public_key_id: bytes, length: int, weight_scale: float = 1.0
     ) -> None:
-        if not (math.isfinite(weight_scale) and weight_scale > 0):
-            raise WeightBudgetExceeded("weight_scale must be positive and finite")
+        check_weight_scale(weight_scale)
         self.params = params
         self.public_key_id = public_key_id
         self.length = length

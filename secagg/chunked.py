@@ -57,7 +57,7 @@ from secagg.ciphertext import (
 from secagg.errors import InvalidCiphertext, InvalidPartialDecryption, SecAggError
 from secagg.params import Parameters
 from secagg.proto import core_pb2
-from secagg.threshold import PartialDecryption, check_partial_header
+from secagg.threshold import PartialDecryption, check_partial_header, partial_header
 
 
 def chunk_count(ciphertexts: int) -> int:
@@ -303,14 +303,7 @@ class PartialHead(ChunkedHead):
     quorum: tuple[int, ...] = ()
 
     def _header(self) -> tuple[int | bytes, ...]:
-        return (
-            self.public_key_id,
-            self.aggregate_digest,
-            self.keyholder_index,
-            self.threshold,
-            b"".join(i.to_bytes(4, "little") for i in self.quorum),
-            self.ciphertexts,
-        )
+        return partial_header(self, self.ciphertexts)
 
     @property
     def per_ciphertext(self) -> tuple[int, ...]:

@@ -92,14 +92,7 @@ class PartialDecryption(Envelope[core_pb2.PartialDecryption]):
     residues: U64 = field(repr=False)  # (ciphertexts, data primes, N)
 
     def _digested_header(self) -> tuple[int | bytes, ...]:
-        return (
-            self.public_key_id,
-            self.aggregate_digest,
-            self.keyholder_index,
-            self.threshold,
-            b"".join(i.to_bytes(4, "little") for i in self.quorum),
-            int(self.residues.shape[0]),
-        )
+        return partial_header(self, int(self.residues.shape[0]))
 
     def _header_message(self) -> core_pb2.PartialDecryption:  # fields in core.proto order
         return core_pb2.PartialDecryption(
@@ -137,6 +130,37 @@ class PartialDecryption(Envelope[core_pb2.PartialDecryption]):
         require(part.digest == msg.digest, err, "partial digest mismatch")
         require_reduced(residues, params.data_primes, err, "partial residue not reduced")
         return part
+
+
+class PartialFields(Protocol):
+    """The header fields of a partial decryption (whole or head)."""
+
+    @property
+    def public_key_id(self) -> bytes: ...
+
+    @property
+    def aggregate_digest(self) -> bytes: ...
+
+    @property
+    def keyholder_index(self) -> int: ...
+
+    @property
+    def threshold(self) -> int: ...
+
+    @property
+    def quorum(self) -> tuple[int, ...]: ...
+
+
+def partial_header(partial: PartialFields, ciphertexts: int) -> tuple[int | bytes, ...]:
+    """The header fields a partial's digest covers, in order (whole form and head alike)."""
+    return (
+        partial.public_key_id,
+        partial.aggregate_digest,
+        partial.keyholder_index,
+        partial.threshold,
+        b"".join(i.to_bytes(4, "little") for i in partial.quorum),
+        ciphertexts,
+    )
 
 
 def check_partial_header(msg: core_pb2.PartialDecryption, params: Parameters) -> tuple[int, ...]:
