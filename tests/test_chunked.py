@@ -236,3 +236,12 @@ def test_scale_mod_against_python_integers() -> None:
         for w in (0, 1, 2047, 2048, 65536, rng.randrange(1 << 20), q - 1):
             got = scale_mod(a, w, q)
             assert [int(x) for x in got] == [int(x) * w % q for x in a]
+
+
+def test_an_oversized_head_is_refused_before_it_is_parsed(params: secagg.Parameters) -> None:
+    with pytest.raises(InvalidCiphertext, match="exceeds the cap"):
+        VectorHead.from_bytes(b"\x00" * (C.MAX_HEAD_BYTES + 1), params)
+    with pytest.raises(InvalidPartialDecryption, match="exceeds the cap"):
+        PartialHead.from_bytes(b"\x00" * (C.MAX_HEAD_BYTES + 1), params)
+    with pytest.raises(InvalidCiphertext, match="exceeds the cap"):
+        AggregateHead.from_bytes(b"\x00" * (C.MAX_HEAD_BYTES + 1), params)
