@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from clients.reconnect import Backoff, WaitReport, describe_failure, speaker
 from secagg import constants as C
 from secagg.errors import SecAggError
 from secagg.proto import service_pb2 as pb
@@ -42,6 +44,50 @@ class Connection:
         self.stop = stop or threading.Event()
         self.channel = me.channel(address)
         self.stub = pb_grpc.AggregationStub(self.channel)  # type: ignore[no-untyped-call]
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+        #: ``secagg client c1``: how this party names itself in its lines.
+        self.who = speaker(me.roster.role_of(me.name), me.name)
+        #: The server's address as dialled (the roster's, mapped through its ``[hosts]``).
+        self.target = me.roster.server_target(address)
+        self.connected = False  # a call got an answer since the last failure to connect
+
+    def probe(self, *, timeout: float = C.CONNECT_TIMEOUT_SECONDS) -> None:
+        """Check that the server answers within ``timeout`` s (connection, mTLS handshake
+        and gRPC's health check; nothing of the protocol is sent).
+
+        Raises
+        ------
+        grpc.RpcError
+            ``UNAVAILABLE`` (refused, unreachable, handshake failed: the details say
+            which) or ``DEADLINE_EXCEEDED`` (nothing answered in time). A server without
+            the health service counts as answering.
+        ServerNotAuthentic
+            The peer completed no handshake because it is not the roster's server.
+        """
+        request = health_pb2.HealthCheckRequest()
+        try:
+            self.health.Check(request, timeout=timeout, wait_for_ready=False)
+        except grpc.RpcError as exc:
+            if not unreachable(exc):
+                self.connected = True
+                return  # it answered (UNIMPLEMENTED, NOT_FOUND, ...): reachable
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                self.me.check_server(self.address)
+            raise
+        self.connected = True
+
+    def failure_line(self, exc: grpc.RpcError, *, timeout: float | None = None) -> str:
+        """The one line that says a call failed, where and why: ``secagg admin: cannot
+        reach server at ADDRESS: connection refused`` when the server cannot be reached,
+        ``secagg admin: the server at ADDRESS refused: REASON: text`` otherwise."""
+        why = describe_failure(exc, timeout=timeout)
+        if unreachable(exc):
+            return f"{self.who}: cannot reach server at {self.target}: {why}"
+        return f"{self.who}: the server at {self.target} refused: {why}"
+
+    def exit_status(self, exc: grpc.RpcError) -> int:
+        """A command's exit status after ``exc``: server unreachable, or 1."""
+        return C.EXIT_SERVER_UNREACHABLE if unreachable(exc) else 1
 
     def call(
         self,
@@ -53,25 +99,54 @@ class Connection:
     ) -> T:
         """Call a unary RPC, retrying transient failures (server restarts) for ``retry_for`` s.
 
+        Until the server has answered (first call, or after a failure to connect) the call
+        is preceded by :meth:`probe`, whose deadline doubles on every failed attempt (from
+        :data:`~secagg.constants.CONNECT_TIMEOUT_SECONDS` up to ``timeout``). Failed
+        attempts are reported in one line (:class:`clients.reconnect.WaitReport`) and
+        spaced by :class:`clients.reconnect.Backoff`.
+
         Raises
         ------
+        grpc.RpcError
+            A failure that is not transient, one still there after ``retry_for`` s, or
+            the last one when the connection was stopped while waiting.
         ServerNotAuthentic
             The call could not connect and the peer at the server's address is not the
             roster's server (its certificate failed the pinned handshake).
         """
         give_up = time.monotonic() + retry_for
-        delay = 0.2
+        down = Backoff()  # nothing answers: pauses grow to RECONNECT_MAX_DELAY_SECONDS
+        busy = Backoff(cap=C.RETRY_ANSWERED_MAX_DELAY_SECONDS)  # it answered "not now"
+        report = WaitReport(self.who, self.target, log)
+        connect_timeout = min(C.CONNECT_TIMEOUT_SECONDS, timeout)
         while True:
+            probing = not self.connected
             try:
-                return fn(request, timeout=timeout)
+                if probing:
+                    self.probe(timeout=connect_timeout)
+                    probing = False
+                result = fn(request, timeout=timeout)
             except grpc.RpcError as exc:
-                if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                    self.me.check_server(self.address)
-                if exc.code() not in _RETRY or time.monotonic() > give_up:
+                if not unreachable(exc):
+                    self.connected = True  # the server answered, with a refusal
+                    report.succeeded()
                     raise
-                if self.stop.wait(delay):
+                self.connected = False
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and not probing:
+                    self.me.check_server(self.address)  # (the probe checked it already)
+                if time.monotonic() > give_up:
                     raise
-                delay = min(delay * 2, 2.0)
+                pause = (down if probing else busy).next()
+                # the probe's deadline grows: left out, so that the reason stays the same
+                why = describe_failure(exc, timeout=None if probing else timeout)
+                report.failed(why, pause)
+                if self.stop.wait(pause):
+                    raise
+                if probing:
+                    connect_timeout = min(connect_timeout * 2, timeout)
+                continue
+            report.succeeded()
+            return result
 
     def download(self, sha256: bytes, *, size: int | None = None) -> bytes | bytearray:
         """Fetch a blob by content hash and verify it.
@@ -107,6 +182,11 @@ class Connection:
     def close(self) -> None:
         """Close the channel."""
         self.channel.close()
+
+
+def unreachable(exc: grpc.RpcError) -> bool:
+    """Whether a call failed because the server could not be reached (or did not answer)."""
+    return exc.code() in _RETRY
 
 
 def failed_with(exc: grpc.RpcError, *errors: type[SecAggError], fallback: grpc.StatusCode) -> bool:
@@ -156,6 +236,7 @@ def partial_stream(
 __all__ = [
     "Connection",
     "failed_with",
+    "unreachable",
     "join_chunks",
     "partial_stream",
     "upload_stream",

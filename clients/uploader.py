@@ -10,7 +10,8 @@ chunk 0. Three answers are not failures of the upload:
 - the server is busy (``RESOURCE_EXHAUSTED`` without the size-cap reason: it admits a
   bounded number of concurrent uploads): logged, and asked again after a pause that
   doubles (:data:`~secagg.constants.UPLOAD_BUSY_FIRST_DELAY_SECONDS` up to
-  :data:`~secagg.constants.UPLOAD_BUSY_MAX_DELAY_SECONDS`), for at most the round timeout;
+  :data:`~secagg.constants.UPLOAD_BUSY_MAX_DELAY_SECONDS`, with jitter:
+  :class:`clients.reconnect.Backoff`), for at most the round timeout;
 - a dropped connection (``UNAVAILABLE``): retried by :meth:`clients.connection.Connection.call`.
 
 Security
@@ -30,6 +31,7 @@ import grpc
 
 from clients.connection import Connection, failed_with, upload_stream
 from clients.pending_upload import StoredUpload
+from clients.reconnect import Backoff, describe_failure
 from secagg import constants as C
 from secagg.errors import DuplicateUpload, ReplayDetected, SizeLimitExceeded
 from secagg.protocol.roster import Policy
@@ -59,7 +61,7 @@ def send_upload(conn: Connection, stored: StoredUpload, *, policy: Policy, name:
     """
     header, rnd = stored.header(), stored.round
     give_up = time.monotonic() + policy.round_timeout_seconds
-    delay = C.UPLOAD_BUSY_FIRST_DELAY_SECONDS
+    busy = Backoff(first=C.UPLOAD_BUSY_FIRST_DELAY_SECONDS, cap=C.UPLOAD_BUSY_MAX_DELAY_SECONDS)
     while True:
         try:
             receipt = conn.call(
@@ -70,17 +72,17 @@ def send_upload(conn: Connection, stored: StoredUpload, *, policy: Policy, name:
                 timeout=policy.transfer_timeout_seconds,
             )
         except grpc.RpcError as exc:
-            if server_busy(exc) and time.monotonic() + delay < give_up:
+            pause = busy.next() if server_busy(exc) else 0.0
+            if pause and time.monotonic() + pause < give_up:
                 log.info(
-                    "%s: round %d: the server is busy (%s); retrying in %.0f s",
+                    "%s: round %d: the server is busy (%s); retrying in %.1f s",
                     name,
                     rnd,
-                    exc.details(),
-                    delay,
+                    describe_failure(exc),
+                    pause,
                 )
-                if conn.stop.wait(delay):
+                if conn.stop.wait(pause):
                     raise
-                delay = min(delay * 2, C.UPLOAD_BUSY_MAX_DELAY_SECONDS)
                 continue
             if not failed_with(
                 exc, ReplayDetected, DuplicateUpload, fallback=grpc.StatusCode.ALREADY_EXISTS

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
 
-from secagg import bench
+from secagg import bench, logging_setup
 from secagg import constants as C
 from secagg.errors import SecAggError
 from secagg.protocol.hosts import assignment
@@ -223,6 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
         help_text = help_text.removeprefix(f"``secagg {name}``: ").rstrip(".")
         sp = sub.add_parser(name, help=help_text)
         module.add_arguments(sp)
+        if name in logging_setup.COMMANDS:
+            logging_setup.add_arguments(sp)  # --log-format (issue 14)
         sp.set_defaults(func=module.run)
     return parser
 
@@ -231,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``secagg`` console script."""
     args = build_parser().parse_args(argv)
     try:
+        if args.command in logging_setup.COMMANDS:
+            logging_setup.configure_command(args, os.environ)  # the process's one log setup
         return int(args.func(args))
     except SecAggError as exc:
         print(f"secagg: error: {exc}", file=sys.stderr)

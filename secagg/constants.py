@@ -165,3 +165,28 @@ SERVER_RESERVED_WORKERS: Final = 4
 UPLOAD_MEMORY_BUDGET_BYTES: Final = 256 * 1024**2
 #: Chunk-sized buffers one upload stream holds at a time (message, copy, residues, fold).
 UPLOAD_STREAM_BUFFERS: Final = 8
+
+# --- Operations (issue 14, OPS): reaching the server, metrics, log lines ---------------------
+#: Seconds a party's first contact (TCP, mTLS handshake, a health check) may take before it
+#: reports the server unreachable (``secagg admin``) or says it waits (the agents). The
+#: agents double it on every failed attempt, up to ``RPC_TIMEOUT_SECONDS``, so a slow link
+#: still connects.
+CONNECT_TIMEOUT_SECONDS: Final = 1.0
+#: First pause before an agent tries an unreachable server again; it doubles (with jitter).
+RECONNECT_FIRST_DELAY_SECONDS: Final = 0.25
+#: Longest pause between two attempts to reach the server.
+RECONNECT_MAX_DELAY_SECONDS: Final = 30.0
+#: A waiting agent repeats its "waiting for server" line after this many attempts with the
+#: same reason (at once when the reason changes).
+RECONNECT_REPORT_EVERY: Final = 10
+#: Exit status of ``secagg admin`` (and of an agent that gave up) when the server cannot
+#: be reached.
+EXIT_SERVER_UNREACHABLE: Final = 4
+#: Interface the metrics endpoint (``secagg serve --metrics-port``) binds by default.
+DEFAULT_METRICS_HOST: Final = "127.0.0.1"
+#: Environment variable selecting the log format (``text`` or ``json``) when no
+#: ``--log-format`` is given.
+LOG_FORMAT_ENV: Final = "SECAGG_LOG_FORMAT"
+#: Longest pause between two attempts when the server answered "not now" (``UNAVAILABLE``
+#: from the server itself: a key ceremony in progress, too few key holders).
+RETRY_ANSWERED_MAX_DELAY_SECONDS: Final = 2.0

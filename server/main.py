@@ -1,4 +1,10 @@
-"""``secagg serve``: run the aggregation server of a deployment."""
+"""``secagg serve``: run the aggregation server of a deployment.
+
+With ``--metrics-port N`` it also serves Prometheus metrics at
+``http://127.0.0.1:N/metrics`` (:mod:`server.metrics`; ``--metrics-host`` binds another
+interface). Log lines go to stderr and to the state directory's ``server.log``, as text
+or, with ``--log-format json``, as JSON objects (:mod:`secagg.logging_setup`).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 
@@ -15,6 +22,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from secagg import constants as C
+from secagg.errors import ConfigError
+from secagg.logging_setup import chosen_format, formatter
 from secagg.proto import service_pb2_grpc as pb_grpc
 from secagg.protocol.audit_log import AuditLog
 from secagg.protocol.layout import DeploymentLayout
@@ -42,6 +51,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         help="round 1's model (default: DIR/initial_model.bin); must match the roster's hash",
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (default: not served)",
+    )
+    parser.add_argument(
+        "--metrics-host",
+        default=C.DEFAULT_METRICS_HOST,
+        help=f"interface of the metrics endpoint (default {C.DEFAULT_METRICS_HOST}; "
+        "plain HTTP, unauthenticated)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,10 +69,12 @@ def run(args: argparse.Namespace) -> int:
     me = identity(args.deployment, "server")
     layout = DeploymentLayout(args.deployment, args.data)
     layout.server_data.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(layout.server_log)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log_format = chosen_format(getattr(args, "log_format", None), os.environ)
+    handler = logging.FileHandler(layout.server_log)  # stderr: set up by secagg.cli
+    handler.setFormatter(
+        formatter(log_format, "server", text="%(asctime)s %(levelname)s %(message)s")
+    )
     logging.getLogger("secagg").addHandler(handler)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s server %(levelname)s %(message)s")
     model_file = args.initial_model or layout.initial_model
     _, initial = decode_model(model_file.read_bytes(), length=me.roster.policy.model_length)
     roster_digest = hashlib.sha256(layout.roster.read_bytes()).digest()
@@ -79,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     if port == 0:
         log.error("cannot listen on %s", address)
         return 1
+    stop_metrics = _serve_metrics(rounds, args.metrics_host, args.metrics_port)
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set("secagg.service.v1.Aggregation", health_pb2.HealthCheckResponse.SERVING)
@@ -93,5 +116,24 @@ def run(args: argparse.Namespace) -> int:
             log.exception("tick failed")
     health_servicer.enter_graceful_shutdown()
     server.stop(grace=2).wait()
+    stop_metrics()
     rounds.fold_worker.shutdown(wait=True, cancel_futures=True)  # folds are caches: none lost
     return 0
+
+
+def _serve_metrics(rounds: RoundManager, host: str, port: int | None) -> Callable[[], None]:
+    """Start the metrics endpoint if asked (``port``); returns what stops it.
+
+    Raises
+    ------
+    ConfigError
+        The port cannot be bound.
+    """
+    if port is None:
+        return lambda: None
+    try:
+        stop = rounds.metrics.serve(port, host)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror}") from None
+    log.info("metrics at http://%s:%d/metrics", host, port)
+    return stop

@@ -50,6 +50,7 @@ from server.cross_check import decrypt_family
 from server.epochs import KeyEpochs
 from server.folding import aggregate_stored
 from server.liveness import Liveness
+from server.metrics import ServerMetrics
 from server.release import Releases
 from server.state import (
     RoundState,
@@ -89,6 +90,7 @@ class RoundManager:
         self.blobs = ctx.blobs
         self.roster_digest = roster_digest
         self.liveness = liveness or Liveness()
+        self.metrics = ServerMetrics(lambda: len(self.liveness.live()))  # served by ``serve``
         self.ceremony = Ceremony(ctx.store, ctx.roster, ctx.audit)
         self.epochs = KeyEpochs(ctx, self.ceremony, self.lock, known_key=public_key)
         self.uploads = Uploads(ctx, self.lock)
@@ -164,6 +166,7 @@ class RoundManager:
         """
         with self.lock:
             self.ctx.audit.start(self.roster_digest)
+            self.metrics.track_budget(self.epochs)
             cur = self.ctx.store.current_round()
             pk = self.epochs.key_of_round(cur.number) if cur else None
             uploads = self.ctx.store.uploads(cur.number) if cur else []
@@ -183,6 +186,7 @@ class RoundManager:
             self.releases.finish_answered()
             self.epochs.schedule()
             cur = self.ctx.store.current_round()
+            self.metrics.observe(cur)
             if cur is None:
                 self._open_first_round()
             elif cur.state is RoundState.COLLECTING:
@@ -190,6 +194,8 @@ class RoundManager:
                 closing = self.closing.review(cur)
             elif cur.state is RoundState.DECRYPTING:
                 self.tasks.ensure(cur)
+        if closing is not None:
+            self.metrics.entered(closing, "closing")
         if closing is not None and close:
             self.closing.close(closing)
 
@@ -227,6 +233,7 @@ class RoundManager:
         commit holds the lock."""
         staged = self.uploads.receive(upload, payloads)
         row, receipt = self.uploads.commit(upload, staged)
+        self.metrics.upload_accepted()
         if self.fold_worker is None:
             self.uploads.fold(row, upload.public_key)
         else:
@@ -299,6 +306,8 @@ class RoundManager:
         staged = self.releases.receive(partial, payloads)
         with self.lock:
             family = self.releases.commit(partial, staged)
+        if family and not family[0].operator:
+            self.metrics.entered(family[0].round, "releasing")
         if family:
             ids = tuple(t.task_id for t in family)
             try:
@@ -309,6 +318,7 @@ class RoundManager:
                 self.releases.finishing.discard(ids)
         with self.lock:
             self.epochs.rotate_if_budget_low()
+            self.metrics.track_budget(self.epochs)
         return "accepted"
 
     def refuse(self, keyholder: int, refusal: pb.Refusal) -> None:

@@ -34,6 +34,7 @@ from secagg.proto import service_pb2_grpc as pb_grpc
 from secagg.protocol.stored_chunks import open_stored
 from secagg.rpc.errors import abort_with
 from secagg.rpc.transport import chunks, peer_name
+from server.metrics import SERVER_BUSY
 from server.rounds import RoundManager
 
 log = logging.getLogger("secagg.server")
@@ -180,6 +181,7 @@ class AggregationService(pb_grpc.AggregationServicer):
         client = self._caller(context, "client")
         if not self._upload_slots.acquire(blocking=False):
             log.info("refused upload from %s: %d uploads streaming", client, self.upload_streams)
+            self.rounds.metrics.upload_rejected(SERVER_BUSY)
             context.abort(
                 grpc.StatusCode.RESOURCE_EXHAUSTED,
                 f"the server receives {self.upload_streams} uploads at once, its limit; "
@@ -189,11 +191,13 @@ class AggregationService(pb_grpc.AggregationServicer):
             header = self._stream_header(request_iterator, context)
             try:
                 upload = self.rounds.precheck_upload(client, header)
-                return self.rounds.accept_upload(upload, self._payloads(request_iterator))
+                payloads = self.rounds.metrics.counted("upload", self._payloads(request_iterator))
+                return self.rounds.accept_upload(upload, payloads)
             except SecAggError as exc:
                 if not isinstance(exc, AuditWriteFailed):
                     self.rounds.log_rejection(client, header, f"{type(exc).__name__}: {exc}")
                 log.warning("refused upload from %s: %s", client, exc)
+                self.rounds.metrics.upload_rejected(exc.reason)
                 _abort(context, exc)
         finally:
             self._upload_slots.release()
@@ -230,7 +234,7 @@ class AggregationService(pb_grpc.AggregationServicer):
     ) -> pb.Ack:
         index = self._keyholder_index(self._caller(context, "keyholder"))
         header = self._stream_header(request_iterator, context)
-        payloads = self._payloads(request_iterator)
+        payloads = self.rounds.metrics.counted("partial", self._payloads(request_iterator))
         status = self._guard(context, lambda: self.rounds.submit_partial(index, header, payloads))
         return pb.Ack(status=status)
 

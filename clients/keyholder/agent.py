@@ -358,14 +358,21 @@ class KeyHolder:
         """Ceremony if needed, then answer tasks until stopped.
 
         Raises SystemExit(:data:`~secagg.constants.EXIT_CEREMONY_ABORTED`) after one
-        error line naming the culprits if a key ceremony aborts.
+        error line naming the culprits if a key ceremony aborts, and
+        SystemExit(:data:`~secagg.constants.EXIT_SERVER_UNREACHABLE`) after one line if the
+        server stayed unreachable past a call's retries (1 for another refused call).
         """
         try:
             self._run()
         except CeremonyAborted as exc:
             log.error("key holder %d: key ceremony aborted (%s): %s", self.index, exc.reason, exc)
             raise SystemExit(C.EXIT_CEREMONY_ABORTED) from None
-        except (grpc.RpcError, InterruptedError):
+        except grpc.RpcError as exc:
+            if self.stop.is_set():
+                return
+            log.error("%s", self.conn.failure_line(exc))  # one line, no traceback
+            raise SystemExit(self.conn.exit_status(exc)) from None
+        except InterruptedError:
             if not self.stop.is_set():
                 raise
         finally:
