@@ -81,8 +81,20 @@ class ChunkedAggregator:
         if self.broken:
             raise InvalidCiphertext("the accumulator is broken by a failed fold; rebuild it")
         offset, size, shape = self._span(index)
-        data = os.pread(self._fd, size, offset)
-        return np.frombuffer(data, dtype="<u8").astype(np.uint64).reshape(shape)
+        out = np.empty(shape, dtype="<u8")  # native uint64 on the little-endian hosts we run on
+        if os.preadv(self._fd, [out.data], offset) != size:
+            raise InvalidCiphertext(f"the accumulator file is short at chunk {index}")
+        return out
+
+    def _fold_chunk(self, index: int, residues: U64, w: int) -> None:
+        """``acc[index] += w * residues`` (mod each prime), in place, written back."""
+        offset, size, _ = self._span(index)
+        acc = self.chunk(index)
+        for j, q in enumerate(self.params.data_primes):
+            part = acc[:, :, j]
+            part[...] = add_mod(part, scale_mod(residues[:, :, j], w, q), q)
+        if os.pwrite(self._fd, acc.data, offset) != size:
+            raise OSError(f"short write to the accumulator at chunk {index}")
 
     def add(self, chunks: Iterable[tuple[int, U64]], weight: float = 1) -> int:
         """Fold ``weight *`` a vector given as its checked chunks, in order; returns the
@@ -105,14 +117,11 @@ class ChunkedAggregator:
         expected = 0
         try:
             for index, residues in chunks:
-                offset, _, shape = self._span(index)
+                _, _, shape = self._span(index)
                 if index != expected or residues.shape != shape:
                     raise InvalidCiphertext(f"chunk {index} out of order or of the wrong shape")
                 if w:
-                    acc = self.chunk(index)
-                    for j, q in enumerate(self.params.data_primes):
-                        acc[:, :, j] = add_mod(acc[:, :, j], scale_mod(residues[:, :, j], w, q), q)
-                    os.pwrite(self._fd, acc.astype("<u8").tobytes(), offset)
+                    self._fold_chunk(index, residues, w)
                 expected += 1
             if expected != self.chunks:
                 raise InvalidCiphertext(f"{expected} of {self.chunks} chunks folded")

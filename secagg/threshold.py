@@ -15,9 +15,11 @@ NTT-form plaintext ``lambda_j^Q * S_j``, back to coefficient form) and the flood
 ``c0 + sum d_j = c0 + c1 * s + sum E_j = Delta * m + v + sum E_j`` with
 ``Delta = floor(q/t)`` and ``v`` the aggregate's noise; :class:`~secagg.params.Parameters`
 keeps ``|v| + |Q| * 2^b`` below ``q/(2t)``, so rounding ``t/q`` times the sum gives ``m``
-exactly. SEAL does that rounding: the sum goes into a ciphertext ``(c0 + sum d_j, 0)``
-that SEAL decrypts with an arbitrary secret key (a zero second polynomial makes the key
-drop out). Every quorum gives the same result; ``t - 1`` partials give only noise.
+exactly. :mod:`secagg._internal.rns_decode` does that rounding exactly in numpy, on the
+residues (for parameter sets it does not cover, SEAL does: the sum goes into a ciphertext
+``(c0 + sum d_j, 0)`` that SEAL decrypts with an arbitrary secret key, a zero second
+polynomial making the key drop out). Every quorum gives the same result; ``t - 1``
+partials give only noise.
 
 Why flooding: a partial decryption without it reveals ``c0 + c1 * s`` up to the
 message, i.e. the aggregate's noise, which depends on the secret key; from enough such
@@ -53,6 +55,7 @@ from secagg._internal.envelope import (
     unpack_residues,
 )
 from secagg._internal.modarith import U64, add_mod, mul_mod
+from secagg._internal.rns_decode import scale_and_round, usable
 from secagg._internal.sampling import flooding_noise
 from secagg._internal.seal_backend import backend_for
 from secagg._internal.shamir import lagrange_at_zero
@@ -268,9 +271,10 @@ def partial_rows(params: Parameters, factor: seal.Plaintext, c1: U64) -> U64:
     primes = params.data_primes
     count, n = c1.shape[0], params.poly_modulus_degree
     out = np.empty_like(c1)
+    ct = None
     for k in range(0, count, 2):
         pair = c1[k : k + 2] if k + 1 < count else np.stack([c1[k], c1[k]])
-        ct = backend.to_ciphertext(pair)
+        ct = backend.refill_ciphertext(ct, pair)
         backend.evaluator.transform_to_ntt_inplace(ct)
         backend.evaluator.multiply_plain_inplace(ct, factor)
         backend.evaluator.transform_from_ntt_inplace(ct)
@@ -361,7 +365,17 @@ def _combine_unchecked(
 
 
 def combine_rows(params: Parameters, c0: U64, parts: Sequence[U64]) -> U64:
-    """Plaintext coefficients of ``c0 + sum parts`` (rows ``(k, primes, N)``), SEAL-rounded."""
+    """Plaintext coefficients of ``c0 + sum parts`` (reduced rows ``(k, primes, N)``).
+
+    Scale-and-round in numpy (:mod:`secagg._internal.rns_decode`, exact), or by SEAL for
+    parameter sets it does not cover.
+    """
+    primes, t = params.data_primes, params.plain_modulus
+    if usable(primes, t, 1 + len(parts)):
+        total = np.array(c0, dtype=np.uint64, copy=True)
+        for part in parts:
+            total += part  # below 2^57: no reduction needed before the decode
+        return scale_and_round(total, primes, t).reshape(-1)
     backend = backend_for(params)
     m = c0.copy()
     for part in parts:

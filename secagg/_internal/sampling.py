@@ -87,6 +87,5 @@ def flooding_noise(count: int, bits: int, primes: tuple[int, ...]) -> U64:
     out = np.empty((len(primes), count), dtype=np.uint64)
     for j, q in enumerate(primes):
         u = reduce_wide(hi, lo, 64, q)
-        offset = np.full(count, (-(1 << bits)) % q, dtype=np.uint64)
-        out[j] = add_mod(u, offset, q)
+        out[j] = add_mod(u, np.uint64((-(1 << bits)) % q), q)
     return out

@@ -208,6 +208,25 @@ class SealBackend:
         """
         return self._ciphertext(polys, ntt=ntt, secret=secret)
 
+    def refill_ciphertext(self, ct: seal.Ciphertext | None, polys: U64) -> seal.Ciphertext:
+        """A coefficient-form data-level ciphertext holding ``polys`` (public residues of
+        shape ``(size, primes, N)``, reduced): ``ct`` overwritten in place when the direct
+        path is on and ``ct`` has that shape in coefficient form, else a new one.
+
+        Saves a hand-off per ciphertext in loops over many of them. The caller checked
+        the residues (a direct write skips the range checks of SEAL's ``load``).
+        """
+        if (
+            ct is None
+            or not self.direct_memory
+            or ct.is_ntt_form()
+            or ct.size() != polys.shape[0]
+            or ct.parms_id() != self.context.first_parms_id()
+        ):
+            return self.to_ciphertext(polys)
+        seal_memory.ciphertext_view(ct)[...] = polys
+        return ct
+
     def _ciphertext(self, polys: U64, *, ntt: bool, secret: bool) -> seal.Ciphertext:
         ct = seal.Ciphertext()
         self._load(ct, self._ciphertext_blob(polys, self.data_parms_id, ntt), secret=secret)
