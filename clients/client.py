@@ -43,7 +43,7 @@ from pathlib import Path
 import grpc
 
 from clients.connection import Connection, verify_release
-from clients.dp_trainer import ACCOUNTANTS, DPConfig, DPTrainer
+from clients.dp_trainer import ACCOUNTANTS, DPConfig
 from clients.faults import ClientFault, armed_fault, reach
 from clients.pending_upload import PendingUpload, StoredUpload
 from clients.public_key import endorsed_epoch, verify_public_key_bundle
@@ -51,7 +51,12 @@ from clients.trainer import SyntheticTrainer, Trainer
 from clients.uploader import send_upload
 from secagg import constants as C
 from secagg.encoding import F64, I64
-from secagg.errors import InvalidKeyMaterial, PrivacyBudgetExhausted, SignatureInvalid
+from secagg.errors import (
+    ConfigError,
+    InvalidKeyMaterial,
+    PrivacyBudgetExhausted,
+    SignatureInvalid,
+)
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.layout import DeploymentLayout
@@ -191,9 +196,11 @@ class TrainingClient:
             self._run(self.stop)
         except PrivacyBudgetExhausted:
             return
-        except grpc.RpcError:
-            if not self.stop.is_set():
-                raise
+        except grpc.RpcError as exc:
+            if self.stop.is_set():
+                return
+            log.error("%s", self.conn.failure_line(exc))  # one line, no traceback
+            raise SystemExit(self.conn.exit_status(exc)) from None
 
     def _current_key(self, info: pb.RoundInfo, key: JointPublicKey) -> JointPublicKey | None:
         """The key of the round ``info`` describes: ``key``, or the endorsed bundle the
@@ -231,13 +238,9 @@ class TrainingClient:
 
 
 def trains_with_dp(trainer: Trainer) -> bool:
-    """The DP marker a client signs: its trainer's updates are differentially private
-    (DP-SGD, or distributed DP's noise shares); False for ``--no-dp`` and synthetic."""
-    from clients.dist_dp import DistributedDPTrainer
-
-    if isinstance(trainer, DistributedDPTrainer):
-        return True
-    return isinstance(trainer, DPTrainer) and trainer.config.dp
+    """The DP marker a client signs: its trainer's ``is_dp`` (DP-SGD, distributed DP's
+    noise shares, a custom trainer with DP); False for ``--no-dp`` and synthetic."""
+    return bool(getattr(trainer, "is_dp", False))
 
 
 def dp_trainer_for(me: Identity, args: argparse.Namespace) -> Trainer:
@@ -289,11 +292,51 @@ def dp_trainer_for(me: Identity, args: argparse.Namespace) -> Trainer:
     )
 
 
+def trainer_choice(value: str) -> str:
+    """``--trainer``: ``synthetic``, ``dp`` or a ``MODULE:ATTRIBUTE`` path."""
+    if value in ("synthetic", "dp") or ":" in value:
+        return value
+    raise argparse.ArgumentTypeError(f"{value!r}: expected synthetic, dp or MODULE:ATTRIBUTE")
+
+
+_MLP_DP_OPTIONS = (
+    "data_seed", "alpha", "epsilon", "delta", "max_grad_norm", "accountant",
+    "budget_rounds", "no_dp", "dp", "colluders",
+)  # fmt: skip
+
+
+def refuse_mlp_dp_options(args: argparse.Namespace) -> None:
+    """A custom trainer's DP comes from its own ``DPOptions``: an MLP DP option given on
+    the command line would be silently ignored (a user could believe ε is what they typed),
+    so it is refused instead.
+
+    Raises ConfigError naming the options.
+    """
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    given = [
+        "--" + name.replace("_", "-")
+        for name in _MLP_DP_OPTIONS
+        if getattr(args, name) != parser.get_default(name)
+    ]
+    if given:
+        raise ConfigError(
+            f"{', '.join(given)} configure the built-in dp trainer only; a --trainer "
+            "MODULE:ATTR sets its DP in its own DPOptions"
+        )
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``secagg client``."""
     parser.add_argument("deployment", type=Path)
     parser.add_argument("--name", required=True, help="client name in the roster (e.g. c1)")
-    parser.add_argument("--trainer", choices=["synthetic", "dp"], default="synthetic")
+    parser.add_argument(
+        "--trainer",
+        type=trainer_choice,
+        default="synthetic",
+        help="synthetic, dp (the MLP on the digits), or MODULE:ATTRIBUTE of a "
+        "clients.custom_trainer.CustomTrainer (imports and runs that module: your own code)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="synthetic trainer seed")
     parser.add_argument("--weight", type=int, default=100, help="synthetic trainer sample count")
     default = DPConfig.default_of
@@ -343,6 +386,11 @@ def run(args: argparse.Namespace) -> int:
     trainer: Trainer
     if args.trainer == "dp":
         trainer = dp_trainer_for(me, args)
+    elif args.trainer != "synthetic":  # a user's trainer (clients.custom_trainer)
+        from clients.custom_trainer import bind, load_trainer
+
+        refuse_mlp_dp_options(args)
+        trainer = bind(load_trainer(args.trainer), me, noise_seed=args.insecure_noise_seed)
     else:
         record_dir = DeploymentLayout(me.deployment).party_dir(me.name, "client") / "updates"
         trainer = SyntheticTrainer(seed=args.seed, weight=args.weight, record_dir=record_dir)

@@ -27,12 +27,19 @@ def build_model(hidden: int, seed: int) -> Any:
 
 
 def checked_for_dp(model: Any, validator: Any) -> Any:
-    """Fix modules Opacus cannot train privately (BatchNorm -> GroupNorm) or refuse clearly."""
+    """Fix modules Opacus cannot train privately (BatchNorm -> GroupNorm) or refuse clearly.
+
+    Raises
+    ------
+    ConfigError
+        Opacus' ``ModuleValidator`` still finds problems after its fixes (every one listed).
+    """
     if validator.validate(model, strict=False):
         model = validator.fix(model)
         remaining = validator.validate(model, strict=False)
         if remaining:
-            raise ConfigError(f"model cannot be trained with DP-SGD: {remaining[0]}")
+            reasons = "; ".join(str(problem).split(". ")[0] for problem in remaining)
+            raise ConfigError(f"model cannot be trained with DP-SGD: {reasons}")
     return model
 
 

@@ -17,6 +17,7 @@ used once); the ``opacus<1.7`` pin in pyproject.toml keeps them where they are.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
@@ -29,6 +30,12 @@ from clients.dp_noise import NoiseStream, RoundKey, SamplingPlan, poisson_batche
 
 F32 = npt.NDArray[np.float32]
 I64 = npt.NDArray[np.int64]
+#: (inputs, targets) of one batch.
+Batch = tuple[torch.Tensor, torch.Tensor]
+#: The rows of the training records at some indices, as one batch.
+Rows = Callable[[I64], Batch]
+#: A loss with mean reduction over the batch: ``loss(outputs, targets)``.
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class StreamNoiseOptimizer(DPOptimizer):  # type: ignore[misc]
@@ -86,17 +93,21 @@ class StreamNoiseOptimizer(DPOptimizer):  # type: ignore[misc]
 def dp_sgd_round(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
-    data: tuple[F32, I64],
+    data: tuple[F32, I64] | Rows,
     *,
     plan: SamplingPlan,
     noise_multiplier: float,
     max_grad_norm: float,
     key: RoundKey,
+    loss: Loss | None = None,
 ) -> int:
     """Train ``model`` in place for ``plan.steps`` DP-SGD steps; returns the steps taken.
 
     Every step is taken, an empty batch's included (its update is noise only), so the
     released model is the output of exactly the mechanism the accountant charges.
+    ``data`` is the records as arrays (features, labels), or a function giving the rows
+    at given indices (:mod:`clients.custom_trainer`); ``loss`` defaults to the mean
+    cross-entropy.
     """
     wrapped = GradSampleModule(model, batch_first=True, loss_reduction="mean")
     wrapped.forbid_grad_accumulation()
@@ -107,21 +118,44 @@ def dp_sgd_round(
         plan=plan,
         noise=key.noise(),
     )
-    x, y = torch.from_numpy(data[0]), torch.from_numpy(data[1])
+    rows = data if callable(data) else array_rows(data)
     steps = 0
     with warnings.catch_warnings():  # inputs never require gradients here
         warnings.filterwarnings("ignore", message=".*Full backward hook.*")
         for idx in poisson_batches(key.sampling(), plan):
-            batch = torch.from_numpy(idx)
+            inputs, targets = rows(idx)
             dp_opt.zero_grad()
-            # The batch mean, written so that an empty batch gives 0 rather than NaN;
-            # GradSampleModule rescales per-example gradients by the actual batch size.
-            loss = torch.nn.functional.cross_entropy(wrapped(x[batch]), y[batch], reduction="sum")
-            (loss / max(1, idx.size)).backward()  # type: ignore[no-untyped-call]
+            batch_loss(wrapped(inputs), targets, idx.size, loss).backward()  # type: ignore[no-untyped-call]
             dp_opt.step()
             steps += 1
     wrapped._close()
     return steps
+
+
+def array_rows(data: tuple[F32, I64]) -> Rows:
+    """The rows of in-memory arrays (features, labels) at given indices."""
+    x, y = torch.from_numpy(data[0]), torch.from_numpy(data[1])
+
+    def rows(idx: I64) -> Batch:
+        batch = torch.from_numpy(idx)
+        return x[batch], y[batch]
+
+    return rows
+
+
+def batch_loss(
+    outputs: torch.Tensor, targets: torch.Tensor, size: int, loss: Loss | None
+) -> torch.Tensor:
+    """The batch mean of ``loss`` (default: cross-entropy), 0 rather than NaN when empty.
+
+    GradSampleModule (``loss_reduction="mean"``) rescales per-example gradients by the
+    actual batch size. An empty batch's loss is ``0 * sum(outputs)``: no gradient, but
+    the step is taken (its update is noise only).
+    """
+    if loss is None:
+        summed = torch.nn.functional.cross_entropy(outputs, targets, reduction="sum")
+        return summed / max(1, size)
+    return loss(outputs, targets) if size else outputs.sum() * 0.0
 
 
 def sgd_round(

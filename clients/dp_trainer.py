@@ -43,29 +43,26 @@ Without DP (``dp=False``, baselines only) the weight is the exact ``N`` and epsi
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from clients.data import ClientData, scale_pixels
+from clients.dp_account import PrivacyAccount
 from clients.dp_model import build_model, model_layout, model_length
-from clients.dp_noise import RoundKey, SamplingPlan, noisy_count
-from clients.durable import write_atomically
-from clients.privacy_ledger import (
-    ACCOUNTANTS,
-    PRIVACY_UNIT,
-    count_release,
-    epsilon_of,
-    plan_noise_multiplier,
-    setting_problems,
-)
+from clients.privacy_ledger import ACCOUNTANTS, setting_problems
 from secagg import constants as C
 from secagg.encoding import F64
-from secagg.errors import ConfigError, PrivacyBudgetExhausted
+from secagg.errors import ConfigError
 from secagg.model_vector import flatten_state_dict, unflatten_state_dict
 
-__all__ = ["ACCOUNTANTS", "OPTIMIZERS", "DPConfig", "DPTrainer", "model_length"]
+__all__ = [
+    "ACCOUNTANTS",
+    "OPTIMIZERS",
+    "DPConfig",
+    "DPTrainer",
+    "model_length",
+]
 
 #: Local optimizers (``DPConfig.optimizer``).
 OPTIMIZERS = ("sgd", "adam")
@@ -147,8 +144,7 @@ class DPTrainer:
     Security
     --------
     The upload weight is the noisy count, not ``N`` (see the module notes); the count is
-    drawn once and kept. Deleting the state directory draws a new count and resets the
-    ledger: the budget is only as durable as that directory.
+    drawn once and kept (:class:`PrivacyAccount`).
     """
 
     def __init__(
@@ -162,74 +158,23 @@ class DPTrainer:
     ) -> None:
         self.data = data
         self.config = config
-        self.client_seed = client_seed
-        self.weight_range = weight_range
         self.x_train = scale_pixels(data.x_train)
         self.layout = model_layout(config.hidden)
-        self.state_path = state_dir / "privacy.json"
-        state_dir.mkdir(parents=True, exist_ok=True)
-        self.state = self._load_state()
-        self.plan = self._plan(self.state["noisy_count"])
-
-    # ------------------------------------------------------------- accounting
-    def _plan(self, public_size: int | None) -> SamplingPlan:
-        size = len(self.data.y_train)
-        return SamplingPlan.for_dataset(
-            size=size,
-            public_size=size if public_size is None else public_size,
-            batch_size=self.config.batch_size,
-            local_epochs=self.config.local_epochs,
+        self.account = PrivacyAccount(
+            config,
+            size=len(data.y_train),
+            state_dir=state_dir,
+            client_seed=client_seed,
+            weight_range=weight_range,
+            fingerprint=asdict(config),
         )
-
-    def _load_state(self) -> dict[str, Any]:
-        if self.state_path.exists():
-            state: dict[str, Any] = json.loads(self.state_path.read_text())
-            if state.get("config") != asdict(self.config):
-                raise ConfigError(f"{self.state_path} was written with other DP settings")
-            return state
-        count, sigma, history = None, 0.0, []
-        if self.config.dp:
-            count = noisy_count(
-                len(self.data.y_train),
-                std=self.config.count_noise,
-                low=self.weight_range[0],
-                high=self.weight_range[1],
-                stream=self._key(0).count(),
-            )
-            history = [count_release(self.config.count_noise)]
-            plan = self._plan(count)
-            sigma = plan_noise_multiplier(
-                history,
-                sample_rate=plan.sample_rate,
-                steps=self.config.rounds * plan.steps,
-                target_epsilon=self.config.target_epsilon,
-                delta=self.config.target_delta,
-                accountant=self.config.accountant,
-            )
-        state = {
-            "config": asdict(self.config),
-            "unit": PRIVACY_UNIT if self.config.dp else None,
-            "noisy_count": count,
-            "noise_multiplier": sigma,
-            "history": history,
-            "epsilon": {},
-        }
-        self._save_state(state)
-        return state
-
-    def _save_state(self, state: dict[str, Any]) -> None:
-        write_atomically(self.state_path, json.dumps(state).encode())
-
-    def _epsilon(self, history: list[list[float]]) -> float:
-        if not self.config.dp:
-            return 0.0
-        delta, accountant = self.config.target_delta, self.config.accountant
-        return epsilon_of(history, delta=delta, accountant=accountant)
+        self.state = self.account.state
+        self.plan = self.account.plan
 
     @property
     def epsilon_spent(self) -> float:
         """Epsilon of everything in the ledger so far (the noisy count included)."""
-        return self._epsilon(self.state["history"])
+        return self.account.epsilon_spent
 
     @property
     def is_dp(self) -> bool:
@@ -239,21 +184,12 @@ class DPTrainer:
     @property
     def weight(self) -> int:
         """The upload weight: the noisy count under DP, ``N`` without."""
-        count = self.state["noisy_count"]
-        return len(self.data.y_train) if count is None else int(count)
+        return self.account.weight
 
     def check_budget(self) -> float:
         """Epsilon after one more round; raises PrivacyBudgetExhausted if over budget."""
-        step = [self.state["noise_multiplier"], self.plan.sample_rate, self.plan.steps]
-        projected = self._epsilon([*self.state["history"], step])
-        if projected > self.config.target_epsilon * (1 + 1e-6):
-            raise PrivacyBudgetExhausted(
-                f"another round would spend epsilon {projected:.3f} of the budget "
-                f"{self.config.target_epsilon:g} (spent so far {self.epsilon_spent:.3f})"
-            )
-        return projected
+        return self.account.check_budget()
 
-    # ------------------------------------------------------------- training
     def train(self, global_model: F64, round_number: int) -> tuple[F64, int]:
         """One round of local DP training from the global model (see the module notes)."""
         import torch
@@ -277,27 +213,12 @@ class DPTrainer:
                 opt,
                 data,
                 plan=self.plan,
-                noise_multiplier=self.state["noise_multiplier"],
+                noise_multiplier=self.account.noise_multiplier,
                 max_grad_norm=self.config.max_grad_norm,
-                key=self._key(round_number),
-            )
-            self.state["history"].append(
-                [self.state["noise_multiplier"], self.plan.sample_rate, steps]
+                key=self.account.key(round_number),
             )
         else:
             steps = sgd_round(model, opt, data, plan=self.plan, batch_size=self.config.batch_size)
         vector, _ = flatten_state_dict(model.state_dict())
-        self.state["epsilon"][str(round_number)] = self.epsilon_spent
-        self._save_state(self.state)
+        self.account.commit(round_number, steps)
         return vector, self.weight
-
-    def _key(self, round_number: int) -> RoundKey:
-        """A fresh key per use; derived from ``noise_seed`` in the demo (no privacy).
-
-        Round 0 (never a training round) keys the noisy count.
-        """
-        if self.config.noise_seed is None:
-            return RoundKey.fresh()
-        return RoundKey.insecure_seeded(
-            self.config.noise_seed, client_seed=self.client_seed, round_number=round_number
-        )

@@ -1,8 +1,9 @@
 """Local training behind the client: a small protocol and the synthetic trainer.
 
-:class:`Trainer` is what the training client calls each round. The DP trainer on real
-data lives in its own module; :class:`SyntheticTrainer` is a deterministic stand-in for
-service tests and benchmarks at any model size.
+:class:`Trainer` is what the training client calls each round. The DP trainer of the
+MLP on real data lives in :mod:`clients.dp_trainer`, users' own models in
+:mod:`clients.custom_trainer`; :class:`SyntheticTrainer` is a deterministic stand-in
+for service tests and benchmarks at any model size.
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from secagg.encoding import F64
 
 
 class Trainer(Protocol):
-    """Produces a client's update from the global model of a round."""
+    """Produces a client's update from the global model of a round.
+
+    The client also reads two optional attributes into the upload it signs:
+    ``epsilon_spent`` (float, default 0) and ``is_dp`` (bool, default False: the DP
+    marker a ``--require-dp`` deployment checks).
+    """
 
     def train(self, global_model: F64, round_number: int) -> tuple[F64, int]:
         """Return (new local model vector, weight).

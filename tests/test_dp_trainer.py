@@ -143,7 +143,7 @@ def test_budget_survives_a_restart(
     def no_second_draw(*args: object, **kwargs: object) -> int:
         raise AssertionError("the noisy count was drawn again")
 
-    monkeypatch.setattr("clients.dp_trainer.noisy_count", no_second_draw)
+    monkeypatch.setattr("clients.dp_account.noisy_count", no_second_draw)
     second = trainer(client, tmp_path, config(rounds=3))
     assert second.epsilon_spent == first.epsilon_spent > 0
     assert second.state["noise_multiplier"] == first.state["noise_multiplier"]
