@@ -9,11 +9,13 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 
 # torch first and pinned: 2.13.0 resolves to the CPU wheel; an unpinned torch pulls CUDA.
+# The flower extra (flwr, no Ray) is installed too, so `make test` runs the Flower tests.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,flower]'
+	$(BIN)/pip check
 	touch $(STAMP)
 
 test: setup
