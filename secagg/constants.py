@@ -190,3 +190,10 @@ LOG_FORMAT_ENV: Final = "SECAGG_LOG_FORMAT"
 #: Longest pause between two attempts when the server answered "not now" (``UNAVAILABLE``
 #: from the server itself: a key ceremony in progress, too few key holders).
 RETRY_ANSWERED_MAX_DELAY_SECONDS: Final = 2.0
+
+# --- Flower integration (issue 14, FLOWER: clients/flower) -----------------------------------
+#: Seconds the strategy mixin waits for a round's release beyond the round's own timeout
+#: (closing, locks, partial decryptions, endorsements).
+FLOWER_RELEASE_GRACE_SECONDS: Final = 300.0
+#: Largest SecAgg record (a signed contribution) the strategy mixin parses from a reply.
+FLOWER_MAX_RECORD_BYTES: Final = 64 * 1024

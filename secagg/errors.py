@@ -377,3 +377,27 @@ class DPRequired(PolicyViolation):
     """The roster requires differential privacy and the client signed a non-DP upload."""
 
     reason: ClassVar[str] = "DP_REQUIRED"
+
+
+# --- Flower integration (issue 14, FLOWER: clients/flower) --------------------------------
+
+
+class UpdateTampered(PolicyViolation):
+    """The update the SecAgg Flower mod was handed is not the one the sealed train function
+    produced (a mod between them changed it), or a train reply was changed after the mod
+    (it carries plaintext arrays, or its weight differs from the signed one)."""
+
+    reason: ClassVar[str] = "UPDATE_TAMPERED"
+
+
+class UnverifiedGlobalModel(PolicyViolation):
+    """The global model a Flower node was sent is not the secagg round's global model
+    (round 1: the roster's initial model; later: the model the key holders released)."""
+
+    reason: ClassVar[str] = "UNVERIFIED_GLOBAL_MODEL"
+
+
+class ReleaseTimeout(SecAggError):
+    """``secagg serve`` did not reach a round, or release it, within the time allowed."""
+
+    reason: ClassVar[str] = "RELEASE_TIMEOUT"

@@ -1,0 +1,1 @@
+"""The example Flower app (a ``flwr run`` project; see README.md)."""
