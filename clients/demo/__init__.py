@@ -66,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--in-process", action="store_true", help="run the single-process library example"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        help="the server serves Prometheus metrics on 127.0.0.1:PORT (see secagg serve)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -269,7 +274,8 @@ def _start_parties(
 ) -> None:
     """Start the server, then every key holder and every DP training client."""
     dep = str(layout.root)
-    procs.start("server", "serve", dep)
+    metrics = [] if args.metrics_port is None else ["--metrics-port", str(args.metrics_port)]
+    procs.start("server", "serve", dep, *metrics)
     time.sleep(0.5)
     print(
         "secagg demo: the key holders seal their key shares under a generated passphrase "
