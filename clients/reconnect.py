@@ -62,7 +62,7 @@ def describe_failure(exc: grpc.RpcError, *, timeout: float | None = None) -> str
         within = f" within {timeout:g} s" if timeout is not None else ""
         return f"no answer{within} (deadline exceeded)"
     reason = reason_of(exc)  # a rich status: the server's own refusal
-    text = _ONE_LINE.sub(" ", details).strip()[:_MAX_DETAIL] or "no details"
+    text = one_line(details) or "no details"
     if reason is not None:
         return f"{reason}: {text}"
     if code is not None and code != grpc.StatusCode.UNAVAILABLE:
@@ -71,6 +71,14 @@ def describe_failure(exc: grpc.RpcError, *, timeout: float | None = None) -> str
         if pattern in details:
             return words
     return text
+
+
+def one_line(text: str) -> str:
+    """A peer's text as one bounded, printable line: whitespace runs become one space,
+    other non-printable characters (escape sequences) ``?``, at most ``_MAX_DETAIL``
+    characters. A peer cannot forge further log lines through it."""
+    flat = _ONE_LINE.sub(" ", text).strip()
+    return "".join(c if c.isprintable() else "?" for c in flat)[:_MAX_DETAIL]
 
 
 def speaker(role: str | None, name: str) -> str:

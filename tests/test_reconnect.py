@@ -13,11 +13,13 @@ import logging
 
 import grpc
 import pytest
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
 from test_client_uploader import Refused as Failed  # a failed call as grpc raises it
 
-from clients.reconnect import Backoff, WaitReport, describe_failure, speaker
+from clients.reconnect import Backoff, WaitReport, describe_failure, one_line, speaker
 from secagg.errors import QuorumNotMet
-from secagg.rpc.errors import to_status
+from secagg.rpc.errors import DOMAIN, INVALID_REASON, reason_of, to_status
 
 LAST = "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:45931: "
 
@@ -72,6 +74,35 @@ def test_a_peers_text_stays_on_one_bounded_line() -> None:
     forged = "busy\n2026-12-04 10:00:00 server INFO round 9: released" + "x" * 1000
     line = describe_failure(Failed(U, forged))
     assert "\n" not in line and len(line) <= 200
+
+
+def _status_call(reason: str, *, code: int, message: str) -> Failed:
+    """A failed call whose rich status a (malicious) server wrote by hand."""
+    info = error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN)
+    detail = any_pb2.Any()
+    detail.Pack(info)
+    status = status_pb2.Status(code=code, message=message, details=[detail])
+    trailer = ("grpc-status-details-bin", status.SerializeToString())
+    return Failed(grpc.StatusCode.FAILED_PRECONDITION, message, [trailer])
+
+
+def test_a_forged_reason_code_cannot_add_a_log_line() -> None:
+    forged = "WRONG_ROUND\n2026-12-04 10:00:00 kh1 INFO round 9: released\x1b[2J"
+    call = _status_call(forged, code=grpc.StatusCode.FAILED_PRECONDITION.value[0], message="x")
+    assert reason_of(call) == INVALID_REASON
+    line = describe_failure(call)
+    assert line == "INVALID_REASON: x"
+
+
+def test_a_status_that_contradicts_the_call_is_no_traceback() -> None:
+    """grpc_status raises ValueError when the status' code differs from the call's."""
+    call = _status_call("WRONG_ROUND", code=grpc.StatusCode.INTERNAL.value[0], message="y")
+    assert reason_of(call) is None
+    assert describe_failure(call) == "FAILED_PRECONDITION: y"
+
+
+def test_control_characters_of_a_peer_are_not_printed() -> None:
+    assert one_line("a\x1b[31mred\x00\tb") == "a?[31mred? b"
 
 
 def test_parties_name_themselves() -> None:

@@ -8,8 +8,11 @@ machine-readable reason with :func:`reason_of` instead of parsing message string
 
 from __future__ import annotations
 
+import re
+
 import grpc
 from google.protobuf import any_pb2
+from google.protobuf.message import DecodeError
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -30,6 +33,10 @@ from secagg.errors import (
 
 #: The reason domain of every secagg error.
 DOMAIN = "secagg"
+#: What a reason code looks like (every :class:`SecAggError` ``reason``); anything else a
+#: peer sends is reported as :data:`INVALID_REASON`, never echoed (log lines, decisions).
+_REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+INVALID_REASON = "INVALID_REASON"
 
 #: The status code of each error class; the first row whose classes match wins, so more
 #: specific classes come first and ``SecAggError`` catches the rest.
@@ -73,12 +80,16 @@ def reason_of(error: grpc.RpcError) -> str | None:
     """The secagg reason code of a failed call, or None if it carries none."""
     if not isinstance(error, grpc.Call):
         return None
-    status = rpc_status.from_call(error)
-    if status is None:
+    try:  # the peer's bytes: a status that contradicts the call, or garbage, names no reason
+        status = rpc_status.from_call(error)
+        if status is None:
+            return None
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            is_info = detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR) and detail.Unpack(info)
+            if is_info and info.domain == DOMAIN:
+                reason = str(info.reason)
+                return reason if _REASON.fullmatch(reason) else INVALID_REASON
+    except (ValueError, DecodeError):
         return None
-    for detail in status.details:
-        info = error_details_pb2.ErrorInfo()
-        is_info = detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR) and detail.Unpack(info)
-        if is_info and info.domain == DOMAIN:
-            return str(info.reason)
     return None
