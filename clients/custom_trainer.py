@@ -167,7 +167,9 @@ class CustomTrainer:
         ]
         if self.send not in SEND:
             problems.append(f"send must be one of {', '.join(SEND)}, not {self.send!r}")
-        if self.local_epochs < 1:
+        if not isinstance(self.local_epochs, int) or isinstance(self.local_epochs, bool):
+            problems.append("local_epochs must be a whole number")
+        elif self.local_epochs < 1:
             problems.append("local_epochs must be positive")
         if self.metrics is not None and not callable(self.metrics):
             problems.append("metrics must be callable")

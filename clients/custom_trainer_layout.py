@@ -49,7 +49,8 @@ def prepared_model(factory: Callable[[], Any], *, dp: bool) -> Any:
     Raises
     ------
     ConfigError
-        The factory does not return a ``torch.nn.Module``, or Opacus cannot train it.
+        The factory does not return a ``torch.nn.Module``, Opacus cannot train it, or
+        (under DP) it holds floating buffers that would be sent.
     """
     import torch
 
@@ -61,7 +62,29 @@ def prepared_model(factory: Callable[[], Any], *, dp: bool) -> Any:
         from opacus.validators import ModuleValidator
 
         model = checked_for_dp(model, ModuleValidator)
+        _refuse_floating_buffers(model)
     return model
+
+
+def _refuse_floating_buffers(model: Any) -> None:
+    """Under DP only parameters are averaged: DP-SGD bounds what one record does to the
+    parameters, not to a floating buffer a module updates from the data in ``forward``
+    (running statistics, a moving average), which ε would not cover.
+
+    Raises ConfigError naming the buffers.
+    """
+    parameters = {name for name, _ in model.named_parameters()}
+    buffers = [
+        name
+        for name, value in model.state_dict().items()
+        if value.is_floating_point() and name not in parameters
+    ]
+    if buffers:
+        raise ConfigError(
+            f"under DP only parameters can be sent: the floating buffers {', '.join(buffers)} "
+            "may hold data epsilon does not cover (register them with persistent=False, or "
+            "train without DP)"
+        )
 
 
 @dataclass(frozen=True)

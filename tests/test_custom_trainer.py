@@ -234,6 +234,8 @@ def test_settings_are_validated_with_every_problem_at_once() -> None:
         DPOptions(target_epsilon=0, target_delta=1, accountant="moments")
     with pytest.raises(ConfigError, match=r"send must be one of model, delta.*local_epochs"):
         spec(send="gradients", local_epochs=0)
+    with pytest.raises(ConfigError, match="local_epochs must be a whole number"):
+        spec(local_epochs=1.5)
 
 
 # --------------------------------------------------------------------- loading by path
@@ -309,3 +311,24 @@ def test_secagg_client_refuses_mlp_dp_options_with_a_custom_trainer(tmp_path: Pa
     lines = result.stderr.strip().splitlines()
     assert result.returncode != 0, result.stderr
     assert len(lines) == 1 and "--epsilon configure the built-in dp trainer only" in lines[0]
+
+
+class RunningMean(nn.Module):
+    """A layer that keeps a floating buffer updated from the data (as BatchNorm would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 2)
+        self.mean: torch.Tensor
+        self.register_buffer("mean", torch.zeros(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.mean = 0.9 * self.mean + 0.1 * x.detach().mean(dim=0)
+        out: torch.Tensor = self.linear(x - self.mean)
+        return out
+
+
+def test_a_floating_buffer_is_refused_under_dp_since_epsilon_does_not_cover_it() -> None:
+    with pytest.raises(ConfigError, match="floating buffers mean"):
+        prepared_model(RunningMean, dp=True)
+    assert ModelVector.of(prepared_model(RunningMean, dp=False)).size == 10 + 4  # no DP: sent
