@@ -81,6 +81,7 @@ def test_refuses_what_it_cannot_do() -> None:
     assert usable(PRIMES, T, 9)
     assert not usable(PRIMES, T - 1, 1)  # not a power of two
     assert not usable(PRIMES, T, 1 << 10)  # sums too wide
+    assert usable(PRIMES[:1] * 7, T, 1) and not usable(PRIMES[:1] * 8, T, 1)  # float error
     with pytest.raises(ValueError):
         scale_and_round(np.full((3, 4), 1 << 58, dtype=np.uint64), PRIMES, T)
     with pytest.raises(ValueError):

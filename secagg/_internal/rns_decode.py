@@ -17,10 +17,12 @@ Each ``x_i`` is split into 28-bit halves, ``x_i = h 2^28 + l``, and each of
 ``theta_i`` and ``2^28 theta_i`` (reduced mod ``t``) into an integer part (exact in
 wrapping ``uint64`` arithmetic, since ``t`` is a power of two dividing ``2^64``) and a
 fractional part (a double). The fractional products ``h * frac`` and ``l * frac`` are
-below ``2^29`` each, so their float sum is within about ``2^-22`` of the true value;
-a coefficient whose sum lies within :data:`_GUARD` of a rounding boundary is recomputed
-with Python integers. The result is therefore exactly ``round(t x / q) mod t`` for
-every input (no ties exist: ``q`` is odd and ``t`` even).
+below ``2^29`` each, so their float sum is within :func:`float_error_bound` of the
+true value (about ``2^-19.5`` for 3 primes; :func:`usable` requires at most half of
+:data:`_GUARD`, which holds up to 7 primes); a coefficient whose sum lies within
+:data:`_GUARD` of a rounding boundary is recomputed with Python integers. The result
+is therefore exactly ``round(t x / q) mod t`` for every input (no ties exist: ``q`` is
+odd and ``t`` even).
 
 Notes
 -----
@@ -55,10 +57,29 @@ class _Constants:
     frac_high: tuple[float, ...]  # fractional part of 2^28 theta_i (mod t)
 
 
+def float_error_bound(count: int) -> float:
+    """An upper bound on the error of the fractional sum over ``count`` primes.
+
+    ``2 count`` products ``h * frac`` with ``h < 2^29``: each is off by at most ``2^-24``
+    (``frac``'s representation, times ``h``) plus ``2^-25`` (the product's rounding); each
+    of the ``2 count`` additions by at most half an ulp of a sum below ``2 count 2^29``,
+    i.e. ``2 count 2^-24``. Together at most ``(3 count + 4 count^2) 2^-25``.
+    """
+    return (3 * count + 4 * count * count) * 2.0**-25
+
+
 def usable(primes: tuple[int, ...], t: int, terms: int) -> bool:
-    """Whether sums of ``terms`` reduced residues of ``primes`` can be decoded here."""
+    """Whether sums of ``terms`` reduced residues of ``primes`` can be decoded here: a
+    power-of-two ``t``, sums below ``2^57``, and a float error (:func:`float_error_bound`)
+    at most half the guard band, so that a coefficient outside the band is rounded right.
+    """
     widest = max(primes).bit_length() + max(terms, 1).bit_length()
-    return t & (t - 1) == 0 and 2 <= t < 1 << 63 and widest <= _MAX_INPUT_BITS
+    return (
+        t & (t - 1) == 0
+        and 2 <= t < 1 << 63
+        and widest <= _MAX_INPUT_BITS
+        and float_error_bound(len(primes)) <= _GUARD / 2
+    )
 
 
 @lru_cache(maxsize=16)
@@ -92,7 +113,9 @@ def scale_and_round(residues: U64, primes: tuple[int, ...], t: int) -> U64:
         A parameter set that :func:`usable` refuses, or an input too wide.
     """
     if not usable(primes, t, 1):
-        raise ValueError("scale_and_round needs a power-of-two t and primes below 2^56")
+        raise ValueError(
+            "scale_and_round needs a power-of-two t, primes below 2^56 and at most 7 of them"
+        )
     if residues.shape[-2] != len(primes):
         raise ValueError(f"expected {len(primes)} residues per coefficient")
     x = np.asarray(residues, dtype=np.uint64)
