@@ -39,6 +39,7 @@ from clients.flower.records import (
     REPLY_RECORD,
     ModelLayout,
     arrays_digest,
+    as_numpy,
     contribution_record,
     only_arrays,
 )
@@ -72,7 +73,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
     if msg.metadata.message_type != MessageType.TRAIN:
         return call_next(msg, context)
     node = session(NodeAnchor.of(context))
-    arrays = only_arrays(msg.content)
+    arrays = as_numpy(only_arrays(msg.content))  # deserialised once
     layout = ModelLayout.of(arrays)
     layout.check_length(node.roster)
     model = layout.flatten(arrays)
@@ -85,7 +86,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
             reply = call_next(msg, context)
         if reply.has_error():
             return reply
-        update_arrays = only_arrays(reply.content)
+        update_arrays = as_numpy(only_arrays(reply.content))
         seal.check(received, arrays_digest(update_arrays))
         update = layout.flatten(update_arrays)
         metrics = {name: record.copy() for name, record in reply.content.metric_records.items()}
@@ -106,9 +107,12 @@ def _flower_round(msg: Message) -> int | None:
 
 
 def _weight(metrics: dict[str, MetricRecord]) -> int:
-    """The client's weight: the ``num-examples`` metric of its reply, a whole number."""
+    """The client's weight: the ``num-examples`` metric of its reply, a whole number (not
+    a bool: ``True`` is no count of examples)."""
     for record in metrics.values():
         value = record.get(WEIGHT_KEY)
-        if isinstance(value, int | float) and float(value).is_integer() and value > 0:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if float(value).is_integer() and value > 0:
             return int(value)
     raise ConfigError(f"the train reply needs a positive whole-number {WEIGHT_KEY!r} metric")

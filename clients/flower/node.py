@@ -32,7 +32,6 @@ model of its own making and isolate this node's update in the aggregate; and the
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -50,13 +49,13 @@ from clients.flower.records import (
     NODE_DIR,
     NODE_MODEL_CHECK,
     SIMULATION_ENV,
+    model_hash,
 )
 from clients.pending_upload import PendingUpload, StoredUpload
 from secagg.encoding import F64
 from secagg.errors import ConfigError, InvalidKeyMaterial, UnverifiedGlobalModel, WrongRound
 from secagg.keys import JointPublicKey
 from secagg.proto import service_pb2 as pb
-from secagg.protocol.model_blob import encode_model
 from secagg.protocol.statements import Signed, UploadStatement
 from secagg.rpc.transport import identity
 
@@ -182,7 +181,8 @@ class NodeSession:
     def check_model(self, info: pb.RoundInfo, model: F64) -> None:
         """``model`` is the round's verified global model (see the module docstring).
 
-        Raises :class:`UnverifiedGlobalModel`, and what :func:`verify_release` raises.
+        Raises :class:`UnverifiedGlobalModel`; :class:`WrongRound` if the served release
+        (validly endorsed) is not round ``r - 1``'s; and what :func:`verify_release` raises.
         """
         if not self.anchor.check_model:
             log.warning(
@@ -197,8 +197,14 @@ class NodeSession:
         else:
             conn = self.client.conn
             release = conn.call(conn.stub.GetRelease, pb.ReleaseQuery(round=info.round - 1))
-            expected = verify_release(release, self.roster).model_hash
-        if hashlib.sha256(encode_model(info.round, model)).digest() != expected:
+            statement = verify_release(release, self.roster)
+            if statement.round != info.round - 1:
+                raise WrongRound(
+                    f"round {info.round}: asked for round {info.round - 1}'s release, "
+                    f"got round {statement.round}'s"
+                )
+            expected = statement.model_hash
+        if model_hash(info.round, model) != expected:
             raise UnverifiedGlobalModel(
                 f"round {info.round}: the model Flower sent is not the secagg round's global "
                 "model (the roster's initial model, or the key holders' last release); "

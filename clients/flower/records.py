@@ -26,8 +26,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, TypeAlias
 
 import numpy as np
+import numpy.typing as npt
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, RecordDict
 from google.protobuf.message import DecodeError
 
@@ -35,6 +37,7 @@ from secagg import constants as C
 from secagg.encoding import F64
 from secagg.errors import ConfigError, EncodingError, MalformedStatement
 from secagg.proto import service_pb2 as pb
+from secagg.protocol.model_blob import encode_model
 from secagg.protocol.roster import Roster
 from secagg.protocol.statements import Signed, UploadStatement
 
@@ -52,6 +55,25 @@ SIMULATION_ENV = "SECAGG_FLOWER_SIMULATION_DIR"
 REPLY_RECORD = "secagg"
 _CONTRIBUTION = "contribution"
 _ROUND = "round"
+
+#: A model's arrays by key, deserialised (:func:`as_numpy`).
+NumpyArrays: TypeAlias = Mapping[str, npt.NDArray[Any]]
+#: An ``ArrayRecord``, or its arrays already deserialised.
+Arrays: TypeAlias = ArrayRecord | NumpyArrays
+
+
+def as_numpy(arrays: Arrays) -> dict[str, npt.NDArray[Any]]:
+    """The arrays by key, each deserialised once (an ``ArrayRecord``'s ``numpy()`` parses
+    the bytes on every call: deserialise once, then pass the result around)."""
+    if isinstance(arrays, ArrayRecord):
+        return {key: array.numpy() for key, array in arrays.items()}
+    return dict(arrays)
+
+
+def model_hash(round_number: int, model: F64) -> bytes:
+    """The hash secagg names round ``round_number``'s global model by (the roster's
+    ``initial_model_hash``, a release's ``model_hash``, an upload's ``global_model_hash``)."""
+    return hashlib.sha256(encode_model(round_number, model)).digest()
 
 
 @dataclass(frozen=True)
@@ -80,11 +102,12 @@ class ModelLayout:
         return sum(s.size for s in self.specs if s.floating)
 
     @classmethod
-    def of(cls, arrays: ArrayRecord) -> ModelLayout:
+    def of(cls, arrays: Arrays) -> ModelLayout:
         """The layout of ``arrays`` (raises :class:`EncodingError` on a dtype it refuses)."""
+        values = as_numpy(arrays)
         specs = []
-        for key in sorted(arrays.keys()):
-            value = arrays[key].numpy()
+        for key in sorted(values):
+            value = values[key]
             kind = value.dtype.kind
             if kind not in "fiub":
                 raise EncodingError(f"array {key!r} has dtype {value.dtype}: not a number")
@@ -95,15 +118,16 @@ class ModelLayout:
             raise EncodingError("the model has no floating-point array to aggregate")
         return cls(tuple(specs))
 
-    def flatten(self, arrays: ArrayRecord) -> F64:
+    def flatten(self, arrays: Arrays) -> F64:
         """The floating arrays of ``arrays`` as one float64 vector, in this layout's order.
 
         Raises :class:`EncodingError` if ``arrays`` does not have this layout.
         """
-        if ModelLayout.of(arrays) != self:
+        values = as_numpy(arrays)
+        if ModelLayout.of(values) != self:
             raise EncodingError("the arrays do not have the model's layout (keys, shapes, kinds)")
         parts = [
-            np.asarray(arrays[s.key].numpy(), dtype=np.float64).reshape(-1)
+            np.asarray(values[s.key], dtype=np.float64).reshape(-1)
             for s in self.specs
             if s.floating
         ]
@@ -134,11 +158,12 @@ class ModelLayout:
             )
 
 
-def arrays_digest(arrays: ArrayRecord) -> bytes:
+def arrays_digest(arrays: Arrays) -> bytes:
     """SHA-256 over every array of ``arrays`` (sorted keys; key, dtype, shape and bytes)."""
+    values = as_numpy(arrays)
     h = hashlib.sha256(b"secagg/flower-arrays/v1")
-    for key in sorted(arrays.keys()):
-        value = np.ascontiguousarray(arrays[key].numpy())
+    for key in sorted(values):
+        value = np.ascontiguousarray(values[key])
         for part in (key.encode(), value.dtype.str.encode(), repr(value.shape).encode()):
             h.update(len(part).to_bytes(8, "big") + part)
         h.update(value.tobytes())

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -31,10 +32,21 @@ from secagg.errors import ReleaseTimeout, WrongRound
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.model_blob import decode_model_in_place, model_blob_size
 from secagg.protocol.roster import Roster
+from secagg.protocol.statements import ReleaseStatement
 from secagg.rpc.transport import identity
 
 log = logging.getLogger("flwr.secagg")  # shown in Flower's own log streams
 _REPORT_SECONDS = 10.0
+
+
+@dataclass(frozen=True)
+class VerifiedRelease:
+    """A round's release after :meth:`ReleasedModels.wait_release` checked it: its
+    endorsed statement and the model (the weighted mean) whose bytes hash to
+    ``statement.model_hash``, the next round's global model."""
+
+    statement: ReleaseStatement
+    model: F64
 
 
 class ReleasedModels:
@@ -86,9 +98,9 @@ class ReleasedModels:
                 raise ReleaseTimeout(f"round {round_number} did not open in {timeout:.0f} s")
             time.sleep(C.POLL_SECONDS)
 
-    def wait_release(self, round_number: int, *, timeout: float) -> F64:
-        """The released model of ``round_number`` (the weighted mean of its uploads),
-        verified (see the module docstring).
+    def wait_release(self, round_number: int, *, timeout: float) -> VerifiedRelease:
+        """The release of ``round_number`` and its model (the weighted mean of its
+        uploads), verified (see the module docstring).
 
         Raises
         ------
@@ -96,6 +108,8 @@ class ReleasedModels:
             No release within ``timeout`` seconds (the round's status is in the message).
         SignatureInvalid, EndorsementMissing
             The release does not verify.
+        WrongRound
+            The release served (validly endorsed) is another round's.
         EncodingError
             The model does not decode as the round's successor model.
         """
@@ -120,7 +134,8 @@ class ReleasedModels:
         blob = self.conn.download(
             statement.model_hash, size=model_blob_size(round_number + 1, length)
         )
-        return decode_model_in_place(blob, round_number=round_number + 1, length=length)
+        model = decode_model_in_place(blob, round_number=round_number + 1, length=length)
+        return VerifiedRelease(statement, model)
 
     def _release(self, round_number: int) -> pb.Release | None:
         try:

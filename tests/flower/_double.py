@@ -5,11 +5,15 @@ no processes), a joint key with every key holder's signed endorsement, and the
 adversarial suite's :class:`~adversarial._server_double.ServerDouble` serving it over
 real mTLS with the deployment's server certificate, in round 1. A node is the example's
 REAL ClientApp code (the SecAgg mod, the sealed train function) with whatever mods the
-test adds, its node configuration pointing at the double (``secagg-address``).
+test adds, its node configuration pointing at the double (``secagg-address``). The test
+signs in any party's name (:class:`~adversarial._signatures.Signatures`): releases that
+``t`` key holders validly endorsed, contributions of any roster client.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,8 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adversarial._server_double import ServerDouble, start_double
-from adversarial._signatures import key_bundle
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MessageType, RecordDict
+from adversarial._signatures import Signatures, key_bundle
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import Mod
 from flwr.supercore.task_identity import TaskIdentity
@@ -26,14 +38,18 @@ from flwr.supercore.task_identity import TaskIdentity
 import secagg
 from clients.flower import ModelLayout, sealed_train, secagg_mod
 from clients.flower.example.secagg_flower_example import task
+from clients.flower.records import contribution_record
+from secagg.encoding import F64
 from secagg.proto import service_pb2 as pb
 from secagg.protocol.deployment import init_deployment
 from secagg.protocol.layout import DeploymentLayout
+from secagg.protocol.model_blob import encode_model
 from secagg.protocol.roster import Roster
+from secagg.protocol.statements import Signed, UploadStatement
 
 
 @dataclass
-class NodeWorld:
+class NodeWorld(Signatures):
     """A deployment directory, the double serving it, and the address of the double."""
 
     directory: Path
@@ -66,18 +82,46 @@ class NodeWorld:
             run_id=1, node_id=1, node_config=config | node, state=RecordDict(), run_config=run
         )
 
-    def train_message(self, arrays: ArrayRecord | None = None) -> Message:
-        """Round 1's train message, as FedAvg builds it, with the initial model."""
-        TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 0
-        content = RecordDict(
-            {
-                "arrays": arrays if arrays is not None else task.initial_arrays(0),
-                "config": ConfigRecord({"server-round": 1, "lr": 0.1}),
-            }
-        )
-        msg = Message(content, 1, MessageType.TRAIN)
-        msg.metadata.__dict__["_message_id"] = str(uuid.uuid4())
-        return msg
+    def endorsed_release(self, round_number: int, model: F64, *, blob_round: int = 0) -> pb.Release:
+        """A release of ``model`` for ``round_number`` that key holders 1 and 2 (``t``)
+        validly endorsed, its blob served (encoded as round ``blob_round``, default the
+        next round's model as a real release is)."""
+        blob = encode_model(blob_round or round_number + 1, model)
+        self.double.serve(blob)
+        digest, aggregate = hashlib.sha256(blob).digest(), hashlib.sha256(b"aggregate").digest()
+        endorsements = [
+            self.endorsement(k, aggregate, digest, round_number=round_number) for k in (1, 2)
+        ]
+        return self.release(aggregate, digest, *endorsements, round_number=round_number)
+
+    def contribution(self, client: str, round_number: int = 1, weight: int = 100) -> Message:
+        """A train reply carrying a contribution that roster client ``client`` signed."""
+        statement = UploadStatement(
+            self.roster.deployment_id, round_number, client, os.urandom(16),
+            self.roster.initial_model_hash, os.urandom(32), weight,
+        )  # fmt: skip
+        signed = Signed.create(statement, self.signing_key(client))
+        metrics = MetricRecord({"num-examples": weight})
+        content = RecordDict({"secagg": contribution_record(signed), "metrics": metrics})
+        return Message(content, reply_to=self.train_message(round_number=round_number))
+
+    def train_message(self, arrays: ArrayRecord | None = None, round_number: int = 1) -> Message:
+        """See :func:`train_message`."""
+        return train_message(arrays, round_number)
+
+
+def train_message(arrays: ArrayRecord | None = None, round_number: int = 1) -> Message:
+    """A train message as FedAvg builds it (default: round 1, the initial model)."""
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 0
+    content = RecordDict(
+        {
+            "arrays": arrays if arrays is not None else task.initial_arrays(0),
+            "config": ConfigRecord({"server-round": round_number, "lr": 0.1}),
+        }
+    )
+    msg = Message(content, 1, MessageType.TRAIN)
+    msg.metadata.__dict__["_message_id"] = str(uuid.uuid4())
+    return msg
 
 
 @contextmanager

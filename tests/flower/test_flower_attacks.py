@@ -1,4 +1,5 @@
-"""Attacks on the Flower integration, against the REAL mod and strategy code.
+"""Attacks on the Flower integration, against the REAL mod and node code (the strategy's:
+:mod:`.test_flower_strategy_attacks`).
 
 The server is the adversarial suite's malicious double (:mod:`._double`); Flower nodes are
 the example's ClientApp. Each attack must fail loudly (an exception that names the
@@ -16,22 +17,30 @@ import pytest
 
 pytest.importorskip("flwr")
 
-from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp.typing import ClientAppCallable
 
 import secagg
-from clients.flower import SecAggFedAvg
+from clients.flower import ModelLayout
 from clients.flower.example.secagg_flower_example import task
+from clients.flower.mod import _weight
+from clients.flower.records import model_hash
+from secagg.encoding import F64
 from secagg.errors import (
     ConfigError,
-    EndorsementMissing,
     InvalidKeyMaterial,
     UnverifiedGlobalModel,
     UpdateTampered,
+    WrongRound,
 )
-from secagg.protocol.model_blob import encode_model
-from secagg.protocol.statements import ReleaseStatement, Signed
-from secagg.rpc.transport import identity
+from secagg.proto import service_pb2 as pb
 
 from ._double import NodeWorld, node_world
 
@@ -123,45 +132,61 @@ def test_the_run_config_is_not_a_trust_anchor(world: NodeWorld) -> None:
     assert world.trained == 0
 
 
-def strategy_for(world: NodeWorld) -> SecAggFedAvg:
-    strategy = SecAggFedAvg(secagg_dir=world.directory, secagg_address=world.address)
-    strategy._global = task.initial_arrays(0)  # as configure_train of round 1 keeps it
-    return strategy
+def in_round_2(world: NodeWorld, release: pb.Release, model: F64) -> None:
+    """The double collects round 2, serving ``release`` as round 1's."""
+    world.double.releases[1] = release
+    world.double.round_info.round = 2
+    world.double.round_info.global_model_hash = model_hash(2, model)
 
 
-def test_a_reply_changed_after_the_mod_is_refused_by_the_strategy(world: NodeWorld) -> None:
-    """A mod placed before (outside) the SecAgg mod adds the plaintext back or changes the
-    weight: the strategy refuses the reply before it waits for any release."""
-    reply = world.app()(world.train_message(), world.context())
-    leaked = Message(
-        RecordDict(dict(reply.content.items()) | {"arrays": task.initial_arrays(0)}),
-        reply_to=world.train_message(),
-    )
-    with pytest.raises(UpdateTampered, match="plaintext"):
-        strategy_for(world).aggregate_train(1, [leaked])
-    heavier = RecordDict(
-        dict(reply.content.items()) | {"metrics": MetricRecord({"num-examples": 5000})}
-    )
-    with pytest.raises(UpdateTampered, match="weight"):
-        strategy_for(world).aggregate_train(1, [Message(heavier, reply_to=world.train_message())])
-    assert world.double.calls["GetRelease"] == 0
+def test_round_2_trains_only_from_the_endorsed_release_of_round_1(world: NodeWorld) -> None:
+    """In round 2 the Flower server sends another model than the one the key holders
+    endorsed in round 1's release (model inconsistency): refused before training. The
+    released model itself is trained from and uploaded (control)."""
+    released = task.initial_arrays(seed=5)
+    model = ModelLayout.of(released).flatten(released)
+    in_round_2(world, world.endorsed_release(1, model), model)
+    with pytest.raises(UnverifiedGlobalModel, match="not the secagg round's global model"):
+        world.app()(world.train_message(task.initial_arrays(0), 2), world.context())
+    assert world.trained == 0 and world.double.answers.uploads == []
+    world.app()(world.train_message(released, 2), world.context())
+    assert world.trained == 1 and len(world.double.answers.uploads) == 1
 
 
-def test_a_release_without_endorsements_is_refused(world: NodeWorld) -> None:
-    """The server signs a release of a model of its choosing; no key holder endorsed it."""
-    model = encode_model(2, np.zeros(world.roster.policy.model_length))
-    world.double.serve(model)
-    import hashlib
+def test_an_endorsed_release_of_another_round_is_no_global_model(world: NodeWorld) -> None:
+    """Asked for round 1's release, the server serves round 2's (validly endorsed), whose
+    model is the one Flower sends: the node refuses it before training."""
+    released = task.initial_arrays(seed=5)
+    model = ModelLayout.of(released).flatten(released)
+    in_round_2(world, world.endorsed_release(2, model, blob_round=2), model)
+    with pytest.raises(WrongRound, match="got round 2's"):
+        world.app()(world.train_message(released, 2), world.context())
+    assert world.trained == 0 and world.double.answers.uploads == []
 
-    statement = ReleaseStatement(
-        world.roster.deployment_id,
-        1,
-        hashlib.sha256(model).digest(),
-        b"\x00" * 32,
-        (1, 2),
-        (b"\x01" * 32, b"\x02" * 32),
-    )
-    signed = Signed.create(statement, identity(world.directory, "server").signing_key())
-    world.double.releases[1] = statement.to_proto(signed.signature)
-    with pytest.raises(EndorsementMissing):
-        strategy_for(world).secagg.wait_release(1, timeout=10)
+
+def test_the_flower_and_secagg_rounds_must_match_and_a_client_uploads_once(
+    world: NodeWorld,
+) -> None:
+    """Flower says round 2 while secagg collects round 1; secagg does not collect; then
+    (after the control upload) Flower asks the node to train round 1 again."""
+    with pytest.raises(WrongRound, match="must match"):
+        world.app()(world.train_message(round_number=2), world.context())
+    world.double.round_info.state = pb.DECRYPTING
+    with pytest.raises(WrongRound, match="must match"):
+        world.app()(world.train_message(), world.context())
+    assert world.trained == 0
+    world.double.round_info.state = pb.COLLECTING
+    world.app()(world.train_message(), world.context())  # control: c1 uploads
+    with pytest.raises(WrongRound, match="already uploaded"):
+        world.app()(world.train_message(), world.context())
+    assert world.trained == 1 and len(world.double.answers.uploads) == 1
+
+
+def test_a_bool_is_no_weight() -> None:
+    """``True`` is no count of examples (Flower's MetricRecord refuses a bool; the mod does
+    not rely on it)."""
+    record = MetricRecord({"num-examples": 1})
+    record.__dict__["_data"]["num-examples"] = True
+    with pytest.raises(ConfigError, match="whole-number"):
+        _weight({"metrics": record})
+    assert _weight({"metrics": MetricRecord({"num-examples": 1})}) == 1  # control
