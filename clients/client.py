@@ -379,9 +379,6 @@ def run(args: argparse.Namespace) -> int:
     """Run the client until all rounds are done."""
     import signal
 
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s {args.name} %(levelname)s %(message)s"
-    )
     me = identity(args.deployment, args.name)
     trainer: Trainer
     if args.trainer == "dp":

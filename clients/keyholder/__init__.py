@@ -80,9 +80,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the agent until SIGTERM/SIGINT."""
-    logging.basicConfig(
-        level=logging.INFO, format=f"%(asctime)s kh{args.index} %(levelname)s %(message)s"
-    )
     me = identity(args.deployment, f"kh{args.index}")
     layout = DeploymentLayout(args.deployment)
     own_dirs = (layout.party_dir(me.name, "keyholder"), layout.state_dir(me.name, "keyholder"))
